@@ -1,0 +1,154 @@
+"""The catalog: GPUs and model presets with published specs.
+
+Bundled entries live in ``gpus.yaml`` and ``models.yaml`` beside this module (package data, every
+number with its public source in a comment). Scenario files may add their own entries under
+``catalog:``; those are merged over the bundled ones by name.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Dtype = Literal["fp32", "bf16", "fp8", "int8", "int4"]
+
+#: Bytes per weight element for each quantization.
+BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuSpec(_Frozen):
+    """One accelerator (or the local CPU) as its datasheet describes it."""
+
+    name: str = Field(description="Catalog key, lower-case, e.g. 'h100-sxm'.")
+    vendor: str
+    description: str = ""
+    bf16_tflops: float = Field(gt=0, description="Dense BF16 tensor throughput, TFLOP/s.")
+    fp8_tflops: float | None = Field(default=None, gt=0, description="Dense FP8, TFLOP/s.")
+    int8_tops: float | None = Field(default=None, gt=0, description="Dense INT8, TOP/s.")
+    fp32_tflops: float = Field(gt=0, description="FP32 (non-tensor) throughput, TFLOP/s.")
+    hbm_gib: float = Field(gt=0, description="Device memory, GiB.")
+    hbm_tb_per_s: float = Field(gt=0, description="Peak memory bandwidth, TB/s (1e12 B/s).")
+    interconnect_gb_per_s: float = Field(
+        gt=0, description="GPU-to-GPU bandwidth per GPU per direction, GB/s (1e9 B/s)."
+    )
+    tdp_w: float = Field(gt=0, description="Board power at full load, W.")
+    idle_power_fraction: float = Field(
+        default=0.3, ge=0, le=1, description="Power drawn when idle, as a fraction of TDP."
+    )
+    usd_per_gpu_hour_on_demand: float | None = Field(default=None, ge=0)
+    usd_per_gpu_hour_reserved: float | None = Field(default=None, ge=0)
+    capex_usd: float | None = Field(default=None, ge=0)
+
+    def peak_flops_per_s(self, compute_dtype: Dtype) -> float:
+        """Peak dense throughput for arithmetic in ``compute_dtype`` (FLOP/s)."""
+        tera = 1e12
+        if compute_dtype == "fp8" and self.fp8_tflops:
+            return self.fp8_tflops * tera
+        if compute_dtype == "int8" and self.int8_tops:
+            return self.int8_tops * tera
+        if compute_dtype == "fp32":
+            return self.fp32_tflops * tera
+        return self.bf16_tflops * tera
+
+    def compute_dtype_for(self, weight_dtype: Dtype) -> Dtype:
+        """The dtype the matmuls run in: fp8/int8 where the GPU has such units, else bf16.
+
+        int4 is weight-only quantization (W4A16): the weights are dequantized to bf16.
+        """
+        if weight_dtype == "fp8" and self.fp8_tflops:
+            return "fp8"
+        if weight_dtype == "int8" and self.int8_tops:
+            return "int8"
+        if weight_dtype == "fp32":
+            return "fp32"
+        return "bf16"
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_gib * 2**30
+
+
+class ModelSpec(_Frozen):
+    """A transformer's shapes, as its model card / config.json gives them."""
+
+    name: str
+    description: str = ""
+    parameters: float = Field(gt=0, description="Total parameters (all experts for MoE).")
+    active_parameters: float | None = Field(
+        default=None, gt=0, description="Parameters used per token (MoE); defaults to all."
+    )
+    layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int | None = Field(default=None, gt=0, description="Defaults to hidden/heads.")
+    ffn_hidden_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    max_context_tokens: int = Field(default=8192, gt=0)
+    experts: int | None = Field(default=None, gt=0, description="Routed experts (MoE).")
+    experts_per_token: int | None = Field(default=None, gt=0)
+    kv_latent_dim: int | None = Field(
+        default=None,
+        gt=0,
+        description="Multi-head latent attention: cached elements per token per layer "
+        "(replaces 2 x kv_heads x head_dim).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.active_parameters is not None and self.active_parameters > self.parameters:
+            raise ValueError("active_parameters must be <= parameters")
+        if (self.experts is None) != (self.experts_per_token is None):
+            raise ValueError("experts and experts_per_token go together")
+        if self.experts and self.experts_per_token and self.experts_per_token > self.experts:
+            raise ValueError("experts_per_token must be <= experts")
+        if self.heads % self.kv_heads:
+            raise ValueError("heads must be a multiple of kv_heads")
+        return self
+
+    @property
+    def active(self) -> float:
+        return self.active_parameters or self.parameters
+
+    @property
+    def attention_head_dim(self) -> int:
+        return self.head_dim or self.hidden_size // self.heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts is not None
+
+
+class Catalog(_Frozen):
+    """GPUs and models by name."""
+
+    gpus: dict[str, GpuSpec]
+    models: dict[str, ModelSpec]
+
+    def merged(self, gpus: list[GpuSpec], models: list[ModelSpec]) -> Catalog:
+        """This catalog with extra entries added (or replaced) by name."""
+        return Catalog(
+            gpus={**self.gpus, **{g.name: g for g in gpus}},
+            models={**self.models, **{m.name: m for m in models}},
+        )
+
+
+def _read_bundled(filename: str) -> list[dict]:
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    return yaml.safe_load(text) or []
+
+
+@lru_cache(maxsize=1)
+def bundled_catalog() -> Catalog:
+    """The catalog shipped with the package (validated once, cached)."""
+    gpus = [GpuSpec.model_validate(g) for g in _read_bundled("gpus.yaml")]
+    models = [ModelSpec.model_validate(m) for m in _read_bundled("models.yaml")]
+    return Catalog(gpus={g.name: g for g in gpus}, models={m.name: m for m in models})

@@ -1,0 +1,319 @@
+"""Validation of a whole scenario: schema errors made readable, and cross-references.
+
+``validate_scenario_data(data, lines, source)`` is the single entry point: it returns a
+:class:`Scenario` or raises :class:`ScenarioError` listing every problem with its line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from simulator.catalog import BYTES_PER_ELEMENT, Catalog
+from simulator.errors import Problem, ScenarioError
+from simulator.perf.memory import usable_bytes, weight_bytes
+from simulator.perf.profile import bundled_profile_names
+from simulator.resolve import catalog_for
+from simulator.scenario import Scenario
+from simulator.yamlio import Path, line_of
+
+GIB = 2**30
+
+
+def validate_scenario_data(
+    data: Any, lines: dict[Path, int] | None = None, source: str = "<scenario>"
+) -> Scenario:
+    """Validate plain data as a scenario; raise ScenarioError with every problem."""
+    lines = lines or {}
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        problems = [_problem_from_pydantic(e, data, lines) for e in err.errors()]
+        raise ScenarioError(problems, source) from None
+    problems = [
+        Problem(_display(p.path, data), p.message, line_of(lines, p.path))
+        for p in cross_reference_problems(scenario)
+    ]
+    if problems:
+        raise ScenarioError(problems, source)
+    return scenario
+
+
+# ---------------------------------------------------------------------- pydantic errors
+
+
+def _problem_from_pydantic(error: dict[str, Any], data: Any, lines: dict[Path, int]) -> Problem:
+    raw_path = _data_path(error["loc"], data)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(raw_path[-1]) if raw_path else ""
+        message = f"unknown key {key!r}"
+        allowed = _allowed_keys(error["loc"][:-1])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif allowed:
+            message += f" (expected one of: {', '.join(sorted(allowed))})"
+    elif kind == "missing":
+        message = "required field is missing"
+    elif kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        tag = error.get("ctx", {}).get("discriminator", "kind")
+        found = error.get("ctx", {}).get("tag", "")
+        message = f"unknown {tag} {found!r} (expected one of: {expected})"
+    elif kind == "union_tag_not_found":
+        tag = error.get("ctx", {}).get("discriminator", "kind")
+        message = f"missing {tag}: field (which variant this is)"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        if "input" in error and not isinstance(error["input"], dict | list):
+            message += f" (got {error['input']!r})"
+    return Problem(_display(raw_path, data), message, line_of(lines, raw_path))
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> Path:
+    """Pydantic's loc reduced to keys/indices that exist in the data (drops union tags)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, int):
+            path.append(part)
+            node = node[part] if part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and not isinstance(part, int):
+            # a union tag ('reserved'), or a key that is missing/extra: keep only the latter
+            if _is_union_tag(part):
+                continue
+            path.append(part)
+            node = None
+        else:
+            continue
+    return tuple(path)
+
+
+def _is_union_tag(part: Any) -> bool:
+    tags = {
+        "on_demand", "reserved", "spot", "owned",
+        "fixed", "uniform", "normal", "lognormal", "exponential", "empirical",
+        "str", "CalibrationProfile",
+    }  # fmt: skip
+    return isinstance(part, str) and part in tags
+
+
+def _display(path: Path, data: Any) -> Path:
+    """Replace list indices by the item's name where it has one (``pools.serving``)."""
+    shown: list[str | int] = []
+    node = data
+    for part in path:
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            item = node[part]
+            name = item.get("name") if isinstance(item, dict) else None
+            shown.append(name if isinstance(name, str) and name else part)
+            node = item
+        else:
+            shown.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return tuple(shown)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names (and aliases) of the model at ``loc``, walking Scenario's annotations."""
+    model = _model_at(Scenario, list(loc))
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
+    """The model class a pydantic loc points into (field names and union tags followed)."""
+    candidates = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_hits = [c.model_fields[part].annotation for c in candidates if part in c.model_fields]
+        if field_hits:
+            candidates = _models_in(field_hits[0])
+        else:
+            candidates = [c for c in candidates if part in _tags_of(c)]
+        if not candidates:
+            return None
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _tags_of(model: type[BaseModel]) -> tuple[Any, ...]:
+    """Discriminator values (``kind:``/``distribution:``) a model answers to, and its name."""
+    for tag in ("kind", "distribution"):
+        if tag in model.model_fields:
+            return typing.get_args(model.model_fields[tag].annotation) + (model.__name__,)
+    return (model.__name__,)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+# ---------------------------------------------------------------------- cross references
+
+
+def cross_reference_problems(scenario: Scenario) -> list[Problem]:
+    """Problems that need the whole file or the catalog (paths use list indices)."""
+    catalog = catalog_for(scenario)
+    problems: list[Problem] = []
+    problems += _duplicate_names(scenario)
+    problems += _pool_problems(scenario, catalog)
+    problems += _deployment_problems(scenario, catalog)
+    problems += _workload_problems(scenario)
+    problems += _training_problems(scenario, catalog)
+    return problems
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+    return f"unknown {kind} {name!r} ({hint})"
+
+
+def _duplicate_names(scenario: Scenario) -> list[Problem]:
+    problems = []
+    for field in ("pools", "deployments", "workloads", "training_jobs", "plans"):
+        items = getattr(scenario, field)
+        counts = Counter(i.name for i in items)
+        for index, item in enumerate(items):
+            if counts[item.name] > 1:
+                problems.append(Problem((field, index, "name"), f"duplicate name {item.name!r}"))
+    return problems
+
+
+def _pool_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
+    problems = []
+    known_profiles = bundled_profile_names()
+    if isinstance(scenario.calibration, str) and scenario.calibration not in known_profiles:
+        problems.append(
+            Problem(("calibration",), _unknown("calibration profile", scenario.calibration, known_profiles))
+        )
+    for i, pool in enumerate(scenario.pools):
+        if pool.gpu not in catalog.gpus:
+            problems.append(Problem(("pools", i, "gpu"), _unknown("GPU", pool.gpu, list(catalog.gpus))))
+        if isinstance(pool.calibration, str) and pool.calibration not in known_profiles:
+            problems.append(
+                Problem(
+                    ("pools", i, "calibration"),
+                    _unknown("calibration profile", pool.calibration, known_profiles),
+                )
+            )
+        pricing = pool.pricing
+        if getattr(pricing, "kind", "") == "reserved" and pricing.committed_gpus > pool.max_gpus:
+            problems.append(
+                Problem(
+                    ("pools", i, "pricing", "committed_gpus"),
+                    f"{pricing.committed_gpus} committed GPUs exceed max_gpus={pool.max_gpus}",
+                )
+            )
+        if getattr(pricing, "kind", "") == "owned" and pricing.gpus and pricing.gpus > pool.max_gpus:
+            problems.append(
+                Problem(
+                    ("pools", i, "pricing", "gpus"),
+                    f"{pricing.gpus} owned GPUs exceed max_gpus={pool.max_gpus}",
+                )
+            )
+    return problems
+
+
+def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
+    problems = []
+    pools = {p.name: p for p in scenario.pools}
+    for i, dep in enumerate(scenario.deployments):
+        pool = pools.get(dep.pool)
+        if pool is None:
+            problems.append(Problem(("deployments", i, "pool"), _unknown("pool", dep.pool, list(pools))))
+        model = catalog.models.get(dep.model)
+        if model is None:
+            problems.append(
+                Problem(("deployments", i, "model"), _unknown("model", dep.model, list(catalog.models)))
+            )
+        if pool is None or model is None or pool.gpu not in catalog.gpus:
+            continue
+        gpu = catalog.gpus[pool.gpu]
+        if dep.tensor_parallel > pool.max_gpus:
+            problems.append(
+                Problem(
+                    ("deployments", i, "tensor_parallel"),
+                    f"tensor_parallel={dep.tensor_parallel} exceeds pool {pool.name!r} "
+                    f"max_gpus={pool.max_gpus}",
+                )
+            )
+        elif dep.autoscaling.min_replicas * dep.tensor_parallel > pool.max_gpus:
+            problems.append(
+                Problem(
+                    ("deployments", i, "autoscaling", "min_replicas"),
+                    f"{dep.autoscaling.min_replicas} replicas x TP {dep.tensor_parallel} = "
+                    f"{dep.autoscaling.min_replicas * dep.tensor_parallel} GPUs exceed pool "
+                    f"{pool.name!r} max_gpus={pool.max_gpus}",
+                )
+            )
+        need = weight_bytes(model, dep.dtype)
+        have = usable_bytes(gpu, dep.tensor_parallel, dep.gpu_memory_utilization)
+        if need >= have:
+            problems.append(
+                Problem(
+                    ("deployments", i, "tensor_parallel"),
+                    f"{model.name} weights at {dep.dtype} take {need / GIB:.1f} GiB but "
+                    f"{dep.tensor_parallel} x {gpu.name} leave {have / GIB:.1f} GiB usable: "
+                    f"short by {(need - have) / GIB:.1f} GiB (raise tensor_parallel, quantize "
+                    f"below {BYTES_PER_ELEMENT[dep.dtype]:g} bytes/weight, or use a larger GPU)",
+                )
+            )
+    return problems
+
+
+def _workload_problems(scenario: Scenario) -> list[Problem]:
+    problems = []
+    deployments = [d.name for d in scenario.deployments]
+    for i, workload in enumerate(scenario.workloads):
+        total = 0.0
+        for j, route in enumerate(workload.routes):
+            total += route.share
+            if route.deployment not in deployments:
+                problems.append(
+                    Problem(
+                        ("workloads", i, "routes", j, "deployment"),
+                        _unknown("deployment", route.deployment, deployments),
+                    )
+                )
+        if abs(total - 1.0) > 1e-6:
+            problems.append(
+                Problem(("workloads", i, "routes"), f"route shares sum to {total:g} (expected 1)")
+            )
+    return problems
+
+
+def _training_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
+    problems = []
+    pools = {p.name: p for p in scenario.pools}
+    for i, job in enumerate(scenario.training_jobs):
+        pool = pools.get(job.pool)
+        if pool is None:
+            problems.append(Problem(("training_jobs", i, "pool"), _unknown("pool", job.pool, list(pools))))
+        elif job.gpus > pool.max_gpus:
+            problems.append(
+                Problem(
+                    ("training_jobs", i, "gpus"),
+                    f"{job.gpus} GPUs exceed pool {pool.name!r} max_gpus={pool.max_gpus}",
+                )
+            )
+        if job.model not in catalog.models:
+            problems.append(
+                Problem(("training_jobs", i, "model"), _unknown("model", job.model, list(catalog.models)))
+            )
+    return problems

@@ -1,0 +1,1 @@
+"""CLI commands: calibrate (being built)."""

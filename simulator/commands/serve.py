@@ -1,0 +1,1 @@
+"""CLI commands: serve (being built)."""

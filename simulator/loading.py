@@ -1,0 +1,191 @@
+"""Reading scenario and profile files: the one place scenario data enters from disk.
+
+``load_scenario(path)`` parses the YAML (keeping line numbers), reads the files it references
+(empirical CSV columns, calibration profiles given by path) and validates the whole.
+``scenario_for_plan`` applies a plan's ``set:`` overrides by dotted path and re-validates.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path as FsPath
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from simulator.checks import validate_scenario_data
+from simulator.errors import Problem, ScenarioError
+from simulator.perf.profile import CalibrationProfile
+from simulator.scenario import Scenario
+from simulator.yamlio import Path, line_of, parse_yaml
+
+
+def read_text(path: str | FsPath) -> str:
+    """File contents, or a ScenarioError naming the file."""
+    try:
+        return FsPath(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ScenarioError([Problem((), f"cannot read file: {err.strerror}")], str(path)) from None
+
+
+def load_scenario(path: str | FsPath) -> Scenario:
+    """Read, resolve and validate a scenario file."""
+    source = str(path)
+    data, lines = parse_yaml(read_text(path), source)
+    if not isinstance(data, dict):
+        raise ScenarioError([Problem((), "expected a mapping of scenario fields at the top")], source)
+    base_dir = FsPath(path).parent
+    problems: list[Problem] = []
+    for where, dist in _empirical_distributions(data):
+        _load_empirical(dist, where, base_dir, lines, problems)
+    for where, holder in _calibration_refs(data):
+        _load_profile_ref(holder, where, base_dir, lines, problems)
+    if problems:
+        raise ScenarioError(problems, source)
+    return validate_scenario_data(data, lines, source)
+
+
+def _empirical_distributions(data: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for i, workload in enumerate(data.get("workloads") or []):
+        if not isinstance(workload, dict):
+            continue
+        for key in ("prompt_tokens", "output_tokens"):
+            dist = workload.get(key)
+            if isinstance(dist, dict) and dist.get("distribution") == "empirical":
+                found.append((("workloads", i, key), dist))
+    return found
+
+
+def _load_empirical(
+    dist: dict[str, Any], where: Path, base_dir: FsPath, lines: dict[Path, int], problems: list[Problem]
+) -> None:
+    if "values" in dist or "path" not in dist or "column" not in dist:
+        return  # validation reports what is missing
+    csv_path = base_dir / str(dist["path"])
+    try:
+        frame = pd.read_csv(csv_path, usecols=[dist["column"]])
+    except (OSError, ValueError) as err:
+        problems.append(
+            Problem(where + ("path",), f"cannot read column {dist['column']!r} of {csv_path}: {err}",
+                    line_of(lines, where + ("path",)))
+        )
+        return
+    values = pd.to_numeric(frame[dist["column"]], errors="coerce").dropna()
+    if values.empty:
+        problems.append(
+            Problem(where + ("column",), f"column {dist['column']!r} of {csv_path} has no numbers",
+                    line_of(lines, where + ("column",)))
+        )
+        return
+    dist["values"] = tuple(float(v) for v in values)
+
+
+def _calibration_refs(data: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    refs = [((), data)]
+    refs += [(("pools", i), p) for i, p in enumerate(data.get("pools") or []) if isinstance(p, dict)]
+    return [(where, holder) for where, holder in refs if _is_profile_path(holder.get("calibration"))]
+
+
+def _is_profile_path(value: Any) -> bool:
+    return isinstance(value, str) and (value.endswith((".yaml", ".yml")) or "/" in value)
+
+
+def _load_profile_ref(
+    holder: dict[str, Any], where: Path, base_dir: FsPath, lines: dict[Path, int], problems: list[Problem]
+) -> None:
+    path = base_dir / holder["calibration"]
+    try:
+        holder["calibration"] = load_profile(path)
+    except ScenarioError as err:
+        for p in err.problems:
+            problems.append(
+                Problem(where + ("calibration",), f"in {path}: {p.dotted()}: {p.message}",
+                        line_of(lines, where + ("calibration",)))
+            )
+
+
+def load_profile(path: str | FsPath) -> CalibrationProfile:
+    """Read and validate a calibration profile YAML file."""
+    source = str(path)
+    data, lines = parse_yaml(read_text(path), source)
+    try:
+        return CalibrationProfile.model_validate(data)
+    except ValidationError as err:
+        problems = [
+            Problem(tuple(e["loc"]), e["msg"], line_of(lines, tuple(e["loc"]))) for e in err.errors()
+        ]
+        raise ScenarioError(problems, source) from None
+
+
+# ---------------------------------------------------------------------- plans
+
+
+def scenario_data(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain data that validates back to an equal scenario."""
+    return scenario.model_dump(mode="python", by_alias=True)
+
+
+def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
+    """The scenario with plan ``plan``'s overrides applied (``None``/'base': as written)."""
+    if plan in (None, "base"):
+        return scenario
+    try:
+        chosen = scenario.plan(plan)
+    except KeyError as err:
+        raise ScenarioError([Problem(("plans",), str(err.args[0]))]) from None
+    data = scenario_data(scenario)
+    problems = []
+    for dotted, value in chosen.set.items():
+        try:
+            set_by_path(data, dotted, copy.deepcopy(value))
+        except KeyError as err:
+            problems.append(Problem(("plans", plan, "set", dotted), str(err.args[0])))
+    if problems:
+        raise ScenarioError(problems, f"plan {plan!r}")
+    try:
+        return validate_scenario_data(data, None, f"plan {plan!r}")
+    except ScenarioError as err:
+        raise ScenarioError(err.problems, f"plan {plan!r} (after its overrides)") from None
+
+
+def set_by_path(data: Any, dotted: str, value: Any) -> None:
+    """Replace the value at ``a.b.name.c`` (list items by name or index); KeyError if absent."""
+    parts = dotted.split(".")
+    node = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, dict):
+            if part not in node:
+                known = ", ".join(sorted(map(str, node))) or "none"
+                raise KeyError(f"no field {where!r} to set (fields here: {known})")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        elif isinstance(node, list):
+            index = _list_index(node, part, where)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        else:
+            raise KeyError(f"{'.'.join(parts[:depth])!r} is a value, not a section: cannot set {where!r}")
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == part:
+            return index
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    names = ", ".join(str(i.get("name")) for i in items if isinstance(i, dict)) or "none"
+    raise KeyError(f"no item named {part!r} at {where!r} (names: {names})")
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of plain data (for plans the user can paste)."""
+    return yaml.safe_dump(data, sort_keys=False)

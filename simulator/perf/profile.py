@@ -1,0 +1,74 @@
+"""Calibration profiles: the efficiency parameters that scale the roofline.
+
+A profile is a YAML file (bundled ones under ``calibration/profiles/``, one per catalog GPU, with
+each number's public source in a comment; measured ones written by ``fleetsim calibrate``).
+Loading a profile validates it like a scenario file.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EfficiencyParameters(BaseModel):
+    """Fractions of datasheet peaks that real kernels reach, plus fixed costs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gemm_efficiency_max: float = Field(gt=0, le=1.5, description="GEMM share of peak at large M.")
+    gemm_half_saturation_tokens: float = Field(
+        ge=0, description="Token count M where GEMM efficiency is half its maximum."
+    )
+    attention_efficiency: float = Field(gt=0, le=1.5, description="Attention share of peak.")
+    memory_bandwidth_efficiency: float = Field(gt=0, le=1.5, description="Share of peak HBM BW.")
+    interconnect_efficiency: float = Field(gt=0, le=1.5, description="All-reduce bus BW share.")
+    allreduce_latency_s: float = Field(ge=0, description="Fixed latency of one all-reduce.")
+    iteration_overhead_s: float = Field(ge=0, description="Fixed cost of one serving step.")
+    training_mfu: float = Field(gt=0, le=1, description="Model FLOPs utilisation in training.")
+
+
+class CalibrationProfile(BaseModel):
+    """A named set of efficiency parameters for one GPU kind, with its provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    gpu: str = Field(description="Catalog GPU name this profile describes.")
+    device: str = Field(description="Device as reported by the benchmark or datasheet.")
+    source: Literal["published", "measured"]
+    torch_version: str | None = None
+    date: date | str | None = None
+    parameters: EfficiencyParameters
+    fit_mape: float | None = Field(default=None, ge=0, description="Fit error, percent.")
+    measurements: dict[str, Any] = Field(default_factory=dict)
+
+
+def _profiles_dir() -> Any:
+    return resources.files("calibration").joinpath("profiles")
+
+
+def bundled_profile_names() -> list[str]:
+    """Names (file stems) of the profiles shipped with the package."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in _profiles_dir().iterdir() if p.name.endswith(".yaml")
+    )
+
+
+@lru_cache(maxsize=64)
+def bundled_profile(name: str) -> CalibrationProfile:
+    """A bundled profile by name; raises KeyError listing the known names."""
+    path = _profiles_dir().joinpath(f"{name}.yaml")
+    if not path.is_file():
+        raise KeyError(f"no bundled calibration profile {name!r} (known: {bundled_profile_names()})")
+    return CalibrationProfile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def default_profile_for_gpu(gpu_name: str) -> CalibrationProfile:
+    """The bundled profile for a catalog GPU (named after it)."""
+    return bundled_profile(gpu_name)

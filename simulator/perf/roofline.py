@@ -1,0 +1,180 @@
+"""Roofline cost model of one serving iteration and of training.
+
+An iteration of a continuously-batched server runs the prefill chunks it admitted and one decode
+token for every running request. Its time on a tensor-parallel replica is
+
+    max(GEMM FLOPs / achieved GEMM FLOP/s, weight bytes / achieved bandwidth)      linear layers
+  + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved bandwidth)  attention
+  + 2 all-reduces per layer over the interconnect (TP > 1)
+  + a fixed per-iteration overhead,
+
+with every "achieved" rate = datasheet peak x an efficiency from the calibration profile. GEMM
+efficiency rises with the token count M of the batch: eff(M) = max * M / (M + half).
+
+All functions take numpy arrays (or scalars) and broadcast, so a DES can price many iterations in
+one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from simulator.catalog import BYTES_PER_ELEMENT, Dtype, GpuSpec, ModelSpec
+from simulator.perf.memory import kv_bytes_per_token
+from simulator.perf.profile import EfficiencyParameters
+
+#: Activations crossing the TP all-reduce are bf16.
+ACTIVATION_BYTES = 2.0
+
+
+def gemm_efficiency(tokens: ArrayLike, eff: EfficiencyParameters) -> np.ndarray:
+    """Fraction of peak a GEMM with ``tokens`` rows reaches (saturating curve)."""
+    m = np.asarray(tokens, dtype=float)
+    return eff.gemm_efficiency_max * m / (m + eff.gemm_half_saturation_tokens)
+
+
+@dataclass(frozen=True)
+class ServingCostModel:
+    """Iteration time of one replica of a deployment: model x GPU x dtype x TP x profile."""
+
+    model: ModelSpec
+    gpu: GpuSpec
+    dtype: Dtype
+    kv_dtype: Dtype
+    tensor_parallel: int
+    efficiency: EfficiencyParameters
+
+    # ---- derived constants (per replica) ------------------------------------------------
+    @property
+    def embedding_parameters(self) -> float:
+        return float(self.model.vocab_size * self.model.hidden_size)
+
+    @property
+    def body_active_parameters(self) -> float:
+        """Active parameters in the layers (excluding input embedding and LM head)."""
+        return max(self.model.active - 2 * self.embedding_parameters, 0.0)
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return kv_bytes_per_token(self.model, self.kv_dtype)
+
+    @property
+    def attention_width(self) -> int:
+        """heads x head_dim: the width of Q and of the attention output."""
+        return self.model.heads * self.model.attention_head_dim
+
+    def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
+        """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched.
+
+        With E experts, k per token, a batch of T tokens touches each expert with probability
+        1 - (1 - k/E)^T (uniform routing), so small decode batches read few experts.
+        """
+        width = BYTES_PER_ELEMENT[self.dtype]
+        lm_head = self.embedding_parameters * width
+        m = self.model
+        if not m.is_moe:
+            return np.full_like(tokens, (m.parameters - self.embedding_parameters) * width)
+        share = m.experts_per_token / m.experts  # type: ignore[operator]
+        expert_total = (m.parameters - m.active) / (1 - share) if share < 1 else m.parameters
+        dense = m.parameters - expert_total - 2 * self.embedding_parameters
+        touched = 1 - (1 - share) ** tokens
+        return (dense + expert_total * touched) * width + lm_head
+
+    # ---- iteration time -----------------------------------------------------------------
+    def iteration_time_s(
+        self,
+        prefill_tokens: ArrayLike = 0,
+        prefill_attention_pairs: ArrayLike = 0,
+        prefill_sequences: ArrayLike = 0,
+        decode_requests: ArrayLike = 0,
+        decode_context_tokens: ArrayLike = 0,
+    ) -> np.ndarray:
+        """Seconds one iteration takes.
+
+        prefill_tokens: prompt tokens computed this iteration (sum of chunk lengths).
+        prefill_attention_pairs: query-key pairs of those chunks, sum of c*(p + (c+1)/2) for a
+            chunk of c tokens after p tokens already in the cache.
+        prefill_sequences: prompts whose last chunk runs now (they produce a logit row).
+        decode_requests: running requests producing one token each.
+        decode_context_tokens: sum of their context lengths (prompt + tokens so far).
+        """
+        p = np.asarray(prefill_tokens, dtype=float)
+        pairs = np.asarray(prefill_attention_pairs, dtype=float)
+        seqs = np.asarray(prefill_sequences, dtype=float)
+        b = np.asarray(decode_requests, dtype=float)
+        ctx = np.asarray(decode_context_tokens, dtype=float)
+        eff = self.efficiency
+        tp = self.tensor_parallel
+        layers = self.model.layers
+        tokens = p + b
+
+        gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
+        attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
+        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
+
+        gemm_flops = 2 * self.body_active_parameters * tokens + 2 * self.embedding_parameters * (
+            b + seqs
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
+            gemm_compute_s = np.where(tokens > 0, gemm_flops / tp / gemm_rate, 0.0)
+        weight_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
+
+        attn_flops = 4 * layers * self.attention_width * (pairs + ctx)
+        attn_compute_s = attn_flops / tp / (attn_peak * eff.attention_efficiency)
+        kv_bytes = self.kv_bytes_per_token * (ctx + tokens)
+        kv_s = kv_bytes / tp / bandwidth
+
+        comm_s = np.zeros_like(tokens)
+        if tp > 1:
+            ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
+            link = self.gpu.interconnect_gb_per_s * 1e9 * eff.interconnect_efficiency
+            comm_s = np.where(tokens > 0, 2 * layers * (eff.allreduce_latency_s + ring_bytes / link), 0)
+
+        busy = np.maximum(gemm_compute_s, weight_s) + np.maximum(attn_compute_s, kv_s) + comm_s
+        return np.where(tokens > 0, busy + eff.iteration_overhead_s, 0.0)
+
+    # ---- convenience views ----------------------------------------------------------------
+    def decode_step_s(self, batch: ArrayLike, context_tokens: ArrayLike) -> np.ndarray:
+        """One decode iteration of ``batch`` requests each with ``context_tokens`` of context."""
+        b = np.asarray(batch, dtype=float)
+        return self.iteration_time_s(decode_requests=b, decode_context_tokens=b * context_tokens)
+
+    def prefill_s(self, prompt_tokens: ArrayLike, sequences: ArrayLike = 1) -> np.ndarray:
+        """Prefill of ``sequences`` prompts of ``prompt_tokens`` each in one iteration."""
+        c = np.asarray(prompt_tokens, dtype=float)
+        n = np.asarray(sequences, dtype=float)
+        return self.iteration_time_s(
+            prefill_tokens=n * c, prefill_attention_pairs=n * c * (c + 1) / 2, prefill_sequences=n
+        )
+
+
+# ---- training -----------------------------------------------------------------------------
+
+
+def training_flops(model: ModelSpec, tokens: float, sequence_length_tokens: int) -> float:
+    """FLOPs of training on ``tokens`` tokens: 6 N D plus causal attention.
+
+    Attention: forward 2 x 2 x layers x width x (seq/2) per token (QK^T and AV over on average
+    half the sequence, causal), backward twice that: 6 x layers x width x seq per token.
+    """
+    width = model.heads * model.attention_head_dim
+    per_token = 6 * model.active + 6 * model.layers * width * sequence_length_tokens
+    return per_token * tokens
+
+
+def training_time_s(
+    model: ModelSpec,
+    tokens: float,
+    gpus: int,
+    gpu: GpuSpec,
+    dtype: Dtype,
+    sequence_length_tokens: int,
+    mfu: float,
+) -> float:
+    """Failure-free wall time: FLOPs / (GPUs x peak for the dtype x MFU)."""
+    peak = gpu.peak_flops_per_s(gpu.compute_dtype_for(dtype))
+    return training_flops(model, tokens, sequence_length_tokens) / (gpus * peak * mfu)

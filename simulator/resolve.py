@@ -1,0 +1,43 @@
+"""From a validated scenario to the objects engines need: catalog entries, profiles, cost models."""
+
+from __future__ import annotations
+
+from simulator.catalog import Catalog, GpuSpec, ModelSpec, bundled_catalog
+from simulator.perf.profile import CalibrationProfile, bundled_profile
+from simulator.perf.roofline import ServingCostModel
+from simulator.scenario import Deployment, Pool, Scenario
+
+
+def catalog_for(scenario: Scenario) -> Catalog:
+    """The bundled catalog with the scenario's own entries merged in by name."""
+    return bundled_catalog().merged(scenario.catalog.gpus, scenario.catalog.models)
+
+
+def gpu_of(scenario: Scenario, pool: Pool) -> GpuSpec:
+    return catalog_for(scenario).gpus[pool.gpu]
+
+
+def model_of(scenario: Scenario, name: str) -> ModelSpec:
+    return catalog_for(scenario).models[name]
+
+
+def profile_for_pool(scenario: Scenario, pool: Pool) -> CalibrationProfile:
+    """The pool's profile, else the scenario's, else the bundled default for the pool's GPU."""
+    chosen = pool.calibration if pool.calibration is not None else scenario.calibration
+    if chosen is None:
+        chosen = pool.gpu
+    return bundled_profile(chosen) if isinstance(chosen, str) else chosen
+
+
+def serving_cost_model(scenario: Scenario, deployment: Deployment | str) -> ServingCostModel:
+    """The iteration-time model of one replica of ``deployment``."""
+    dep = scenario.deployment(deployment) if isinstance(deployment, str) else deployment
+    pool = scenario.pool(dep.pool)
+    return ServingCostModel(
+        model=model_of(scenario, dep.model),
+        gpu=gpu_of(scenario, pool),
+        dtype=dep.dtype,
+        kv_dtype=dep.kv_dtype,
+        tensor_parallel=dep.tensor_parallel,
+        efficiency=profile_for_pool(scenario, pool).parameters,
+    )

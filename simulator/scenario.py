@@ -1,0 +1,331 @@
+"""The scenario file's schema: pydantic v2 models, the only way data enters fleetsim.
+
+Every model is frozen and forbids unknown keys (typos must not pass silently). Units are in the
+field names. Cross-references (catalog names, routes, pools, memory fit) are checked by
+:func:`simulator.checks.cross_reference_problems`, which knows the catalog; this module checks
+only what a single object can know about itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.catalog import GpuSpec, ModelSpec
+from simulator.distributions import Distribution
+from simulator.perf.profile import CalibrationProfile
+
+
+class Strict(BaseModel):
+    """Base of every scenario model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- horizon
+
+
+class Horizon(Strict):
+    """The period the projection covers, in calendar months from ``start``."""
+
+    start: dt.date = Field(description="First day simulated.")
+    months: int = Field(gt=0, le=240, description="Length in calendar months.")
+
+    @property
+    def end(self) -> dt.date:
+        """First day after the horizon."""
+        return add_months(self.start, self.months)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` moved by whole calendar months (day clamped to the month's length)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    days_in_month = [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return dt.date(year, month, min(day.day, days_in_month[month - 1]))
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+class OnDemandPricing(Strict):
+    """Pay for every GPU-hour held, nothing when not held."""
+
+    kind: Literal["on_demand"]
+    usd_per_gpu_hour: float = Field(ge=0)
+
+
+class ReservedPricing(Strict):
+    """``committed_gpus`` paid every hour of the term, used or not; more at the overflow price."""
+
+    kind: Literal["reserved"]
+    committed_gpus: int = Field(ge=0)
+    term_months: int = Field(gt=0)
+    usd_per_gpu_hour: float = Field(ge=0, description="Price of committed GPU-hours.")
+    overflow: Literal["on_demand", "none"] = Field(
+        default="on_demand", description="Beyond the commitment: buy on demand, or no capacity."
+    )
+    overflow_usd_per_gpu_hour: float | None = Field(
+        default=None, ge=0, description="Defaults to the catalog GPU's on-demand price."
+    )
+    start: dt.date | None = Field(default=None, description="Term start; default horizon start.")
+
+
+class SpotPricing(Strict):
+    """Discounted capacity that the provider can take back (pre-emptions)."""
+
+    kind: Literal["spot"]
+    usd_per_gpu_hour: float = Field(ge=0)
+    preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
+
+
+class OwnedPricing(Strict):
+    """Bought hardware: straight-line capex over its life, power and an operations overhead."""
+
+    kind: Literal["owned"]
+    capex_usd_per_gpu: float = Field(ge=0)
+    lifetime_years: float = Field(gt=0)
+    power_usd_per_kwh: float = Field(default=0.10, ge=0)
+    pue: float = Field(default=1.3, ge=1)
+    opex_fraction_per_year: float = Field(
+        default=0.0, ge=0, description="Yearly operations cost as a fraction of capex."
+    )
+    gpus: int | None = Field(
+        default=None, gt=0, description="GPUs bought; default: the peak the projection needs."
+    )
+    overflow: Literal["on_demand", "none"] = "none"
+    overflow_usd_per_gpu_hour: float | None = Field(default=None, ge=0)
+
+
+Pricing = Annotated[
+    OnDemandPricing | ReservedPricing | SpotPricing | OwnedPricing, Field(discriminator="kind")
+]
+
+
+class Pool(Strict):
+    """GPU capacity of one kind and how it is bought."""
+
+    name: str
+    gpu: str = Field(description="Catalog GPU name.")
+    max_gpus: int = Field(gt=0, description="Most GPUs this pool can hold at once.")
+    pricing: Pricing
+    calibration: str | CalibrationProfile | None = Field(
+        default=None, description="Calibration profile name or path; default: the GPU's."
+    )
+    priority: Literal["inference", "training"] = Field(
+        default="inference", description="Who gets GPUs first when the pool is short."
+    )
+
+
+# --------------------------------------------------------------------------- deployments
+
+WeightDtype = Literal["fp32", "bf16", "fp8", "int8", "int4"]
+
+
+class Autoscaling(Strict):
+    """Replicas follow demand / capacity-per-replica / target utilisation."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=64, ge=1)
+    target_utilization: float = Field(default=0.7, gt=0, le=1)
+    scale_up_delay_minutes: float = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas (={self.max_replicas}) must be >= min_replicas "
+                f"(={self.min_replicas})"
+            )
+        return self
+
+
+class Deployment(Strict):
+    """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
+
+    name: str
+    pool: str
+    model: str = Field(description="Catalog model name.")
+    dtype: WeightDtype = Field(default="bf16", description="Weight quantization.")
+    kv_cache_dtype: Literal["auto", "bf16", "fp8"] = Field(
+        default="auto", description="'auto': fp8 when the weights are fp8, else bf16."
+    )
+    tensor_parallel: int = Field(default=1, gt=0)
+    max_batch_size: int = Field(default=256, gt=0, description="Running requests per replica.")
+    max_batched_tokens: int = Field(
+        default=8192, gt=0, description="Token budget per iteration (chunked prefill)."
+    )
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    kv_block_tokens: int = Field(default=16, gt=0, description="KV-cache block size, tokens.")
+    router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
+    autoscaling: Autoscaling = Autoscaling()
+
+    @property
+    def kv_dtype(self) -> WeightDtype:
+        if self.kv_cache_dtype != "auto":
+            return self.kv_cache_dtype
+        if self.dtype == "fp32":
+            return "fp32"
+        return "fp8" if self.dtype == "fp8" else "bf16"
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+class TrafficEvent(Strict):
+    """A burst: traffic multiplied by ``multiplier`` from ``start`` for ``days``."""
+
+    name: str = "event"
+    start: dt.date
+    days: float = Field(default=1, gt=0)
+    multiplier: float = Field(gt=0)
+
+
+class Traffic(Strict):
+    """Request rate over time: base x diurnal x weekly x growth x events."""
+
+    requests_per_second: float = Field(ge=0, description="Mean rate in the first month.")
+    growth_per_month: float = Field(default=0.0, gt=-1, description="Compound monthly growth.")
+    diurnal_peak_to_mean: float = Field(default=1.0, ge=1, description="Daily peak / daily mean.")
+    peak_hour_utc: float = Field(default=15, ge=0, lt=24)
+    weekend_factor: float = Field(default=1.0, ge=0, description="Weekend rate / weekday rate.")
+    arrival: Literal["poisson", "bursty"] = "poisson"
+    burstiness_cv: float = Field(
+        default=2.0, gt=0, description="Coefficient of variation of gaps when arrival=bursty."
+    )
+    events: list[TrafficEvent] = Field(default_factory=list)
+
+
+class Slo(Strict):
+    """Latency targets; a request meets the SLO when it meets every target given."""
+
+    ttft_p95_ms: float | None = Field(default=None, gt=0)
+    tpot_p95_ms: float | None = Field(default=None, gt=0)
+    e2e_p95_ms: float | None = Field(default=None, gt=0)
+    attainment_target: float = Field(
+        default=0.95, gt=0, le=1, description="Share of requests that must meet the targets."
+    )
+
+
+class Route(Strict):
+    deployment: str
+    share: float = Field(gt=0, le=1)
+
+
+class Workload(Strict):
+    """Continuous inference traffic of one product or feature."""
+
+    name: str
+    traffic: Traffic
+    prompt_tokens: Distribution
+    output_tokens: Distribution
+    prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
+    response_cache_hit_rate: float = Field(default=0.0, ge=0, lt=1)
+    slo: Slo = Slo()
+    routes: list[Route] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainingJob(Strict):
+    """A one-off or periodic training run on a pool."""
+
+    name: str
+    pool: str
+    model: str
+    tokens: float = Field(gt=0, description="Training tokens D.")
+    gpus: int = Field(gt=0)
+    start: dt.date = Field(description="Earliest start (it may queue for GPUs).")
+    dtype: Literal["bf16", "fp8"] = "bf16"
+    sequence_length_tokens: int = Field(default=8192, gt=0)
+    mfu: float | None = Field(default=None, gt=0, le=1, description="Default: the profile's.")
+    checkpoint_interval_hours: float = Field(default=2.0, gt=0)
+    checkpoint_minutes: float = Field(default=1.0, ge=0, description="Time to write one.")
+    failures_per_gpu_day: float | None = Field(
+        default=None, ge=0, description="Default from published large-run experience."
+    )
+    restart_minutes: float = Field(default=30.0, ge=0)
+    repeat_every_months: int | None = Field(default=None, gt=0)
+    repeat_until: dt.date | None = None
+    priority: int = Field(default=0, description="Higher runs first among queued jobs.")
+    deadline: dt.date | None = None
+
+
+# --------------------------------------------------------------------------- the file
+
+
+class ApiBaseline(Strict):
+    """The buy-instead price of a hosted API."""
+
+    usd_per_million_input_tokens: float = Field(ge=0)
+    usd_per_million_output_tokens: float = Field(ge=0)
+
+
+class Plan(Strict):
+    """A variant of the scenario: overrides by dotted path (list items by name)."""
+
+    name: str
+    description: str = ""
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_base(cls, name: str) -> str:
+        if name == "base":
+            raise ValueError("'base' is the scenario as written; choose another plan name")
+        return name
+
+
+class CustomCatalog(Strict):
+    """Scenario-local catalog entries, added to (or replacing) the bundled ones by name."""
+
+    gpus: list[GpuSpec] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(default_factory=list)
+
+
+class Scenario(Strict):
+    """A whole scenario file."""
+
+    name: str
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    horizon: Horizon
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    calibration: str | CalibrationProfile | None = Field(
+        default=None, description="Profile name or path for every pool without its own."
+    )
+    catalog: CustomCatalog = CustomCatalog()
+    pools: list[Pool] = Field(min_length=1)
+    deployments: list[Deployment] = Field(default_factory=list)
+    workloads: list[Workload] = Field(default_factory=list)
+    training_jobs: list[TrainingJob] = Field(default_factory=list)
+    api_baseline: ApiBaseline | None = None
+    plans: list[Plan] = Field(default_factory=list)
+
+    # lookups by name -----------------------------------------------------------------
+    def pool(self, name: str) -> Pool:
+        return _by_name(self.pools, name, "pool")
+
+    def deployment(self, name: str) -> Deployment:
+        return _by_name(self.deployments, name, "deployment")
+
+    def workload(self, name: str) -> Workload:
+        return _by_name(self.workloads, name, "workload")
+
+    def plan(self, name: str) -> Plan:
+        return _by_name(self.plans, name, "plan")
+
+
+def _by_name(items: list[Any], name: str, kind: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    known = ", ".join(i.name for i in items) or "none"
+    raise KeyError(f"no {kind} named {name!r} (known: {known})")

@@ -1,0 +1,86 @@
+"""YAML parsing that remembers where each value came from.
+
+``parse_yaml(text)`` returns the plain data and a map from path (a tuple of keys and list
+indices) to the 1-based line of that key or item, so validation errors can name ``FILE:LINE``.
+Floats follow YAML 1.2 (``2.0e12`` and ``1e-5`` are numbers, as users expect), duplicate keys
+are errors. Parsing only: reading the file is the caller's business.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from simulator.errors import Problem, ScenarioError
+
+Path = tuple[str | int, ...]
+
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, int]]:
+    """Parse YAML text into plain data plus a path -> line map."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[Path, int] = {(): node.start_mark.line + 1}
+        data = _build(loader, node, (), lines, source)
+        return data, lines
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        message = " ".join(str(p) for p in (err.context, err.problem) if p)
+        raise ScenarioError([Problem((), f"not valid YAML: {message}", line)], source) from None
+    finally:
+        loader.dispose()
+
+
+def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int], source: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise ScenarioError(
+                    [Problem(path + (key,), "duplicate key", key_node.start_mark.line + 1)], source
+                )
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _build(loader, value_node, path + (key,), lines, source)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item_node in enumerate(node.value):
+            lines[path + (index,)] = item_node.start_mark.line + 1
+            items.append(_build(loader, item_node, path + (index,), lines, source))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def line_of(lines: dict[Path, int], path: Path) -> int | None:
+    """Line of ``path`` or of its nearest ancestor that has one."""
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return None
