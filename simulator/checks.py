@@ -35,7 +35,7 @@ def validate_scenario_data(
         problems = [_problem_from_pydantic(e, data, lines) for e in err.errors()]
         raise ScenarioError(problems, source) from None
     problems = [
-        Problem(_display(p.path, data), p.message, line_of(lines, p.path))
+        Problem(display_path(p.path, data), p.message, line_of(lines, p.path))
         for p in cross_reference_problems(scenario)
     ]
     if problems:
@@ -72,7 +72,7 @@ def _problem_from_pydantic(error: dict[str, Any], data: Any, lines: dict[Path, i
         message = error["msg"].removeprefix("Value error, ")
         if "input" in error and not isinstance(error["input"], dict | list):
             message += f" (got {error['input']!r})"
-    return Problem(_display(raw_path, data), message, line_of(lines, raw_path))
+    return Problem(display_path(raw_path, data), message, line_of(lines, raw_path))
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> Path:
@@ -106,7 +106,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in tags
 
 
-def _display(path: Path, data: Any) -> Path:
+def display_path(path: Path, data: Any) -> Path:
     """Replace list indices by the item's name where it has one (``pools.serving``)."""
     shown: list[str | int] = []
     node = data

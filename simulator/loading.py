@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from simulator.checks import validate_scenario_data
+from simulator.checks import display_path, validate_scenario_data
 from simulator.errors import Problem, ScenarioError
 from simulator.perf.profile import CalibrationProfile
 from simulator.scenario import Scenario
@@ -43,7 +43,8 @@ def load_scenario(path: str | FsPath) -> Scenario:
     for where, holder in _calibration_refs(data):
         _load_profile_ref(holder, where, base_dir, lines, problems)
     if problems:
-        raise ScenarioError(problems, source)
+        shown = [Problem(display_path(p.path, data), p.message, p.line) for p in problems]
+        raise ScenarioError(shown, source)
     return validate_scenario_data(data, lines, source)
 
 

@@ -1,0 +1,67 @@
+"""CLI: validate, schema, catalog, cost; bad input exits 2 with FILE:LINE lines, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from tests.conftest import SCENARIOS
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_validate_bundled(path):
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output
+
+
+def test_validate_bad_file_exit_2_no_traceback(tmp_path, chat_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(chat_path.read_text().replace("max_gpus: 512", "max_gpu: 512"))
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"{bad}:11: pools.serving.max_gpu: unknown key 'max_gpu' (did you mean 'max_gpus'?)" in result.output
+
+
+def test_schema_is_json_schema():
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.output)
+    assert "pools" in schema["properties"]
+    assert schema["additionalProperties"] is False
+
+
+def test_catalog_tables():
+    for what, needle in [("gpus", "h100-sxm"), ("models", "llama-3-70b")]:
+        result = runner.invoke(app, ["catalog", what])
+        assert result.exit_code == 0, result.output
+        assert needle in result.output
+
+
+def test_cost_json(chat_path):
+    result = runner.invoke(app, ["cost", str(chat_path), "--deployment", "chat-70b", "--batch", "32",
+                                 "--context", "2000", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["decode_tokens_per_s"] == pytest.approx(32 / (figures["decode_iteration_ms"] / 1e3))
+    per_m = figures["replica_usd_per_hour"] / 3600 / figures["decode_tokens_per_s"] * 1e6
+    assert figures["usd_per_million_output_tokens"] == pytest.approx(per_m)
+
+
+def test_cost_unknown_deployment(chat_path):
+    result = runner.invoke(app, ["cost", str(chat_path), "--deployment", "chat-7b"])
+    assert result.exit_code == 2
+    assert "no deployment named 'chat-7b'" in result.output
+
+
+def test_python_m_simulator_version():
+    done = subprocess.run([sys.executable, "-m", "simulator", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and "fleetsim" in done.stdout

@@ -1,0 +1,115 @@
+"""Cost model: hand-computed roofline cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.catalog import bundled_catalog
+from simulator.perf.memory import kv_bytes_per_token, kv_cache_blocks, weight_bytes
+from simulator.perf.profile import EfficiencyParameters
+from simulator.perf.roofline import ServingCostModel, gemm_efficiency, training_flops, training_time_s
+
+CAT = bundled_catalog()
+EFF = EfficiencyParameters(
+    gemm_efficiency_max=0.8, gemm_half_saturation_tokens=0.0, attention_efficiency=0.5,
+    memory_bandwidth_efficiency=0.8, interconnect_efficiency=0.5, allreduce_latency_s=1e-5,
+    iteration_overhead_s=0.002, training_mfu=0.4,
+)  # fmt: skip
+
+
+def model(name="llama-3-8b", dtype="bf16", tp=1, gpu="h100-sxm", eff=EFF):
+    return ServingCostModel(CAT.models[name], CAT.gpus[gpu], dtype, "bf16", tp, eff)
+
+
+def test_kv_bytes_per_token_llama3_70b():
+    # 80 layers x 2 (K,V) x 8 kv heads x 128 dims x 2 bytes
+    assert kv_bytes_per_token(CAT.models["llama-3-70b"], "bf16") == 80 * 2 * 8 * 128 * 2
+
+
+def test_kv_bytes_mla():
+    m = CAT.models["deepseek-v3"]
+    assert kv_bytes_per_token(m, "bf16") == m.layers * m.kv_latent_dim * 2
+
+
+def test_single_token_decode_is_weight_bandwidth_bound():
+    cm = model()
+    m = CAT.models["llama-3-8b"]
+    emb = m.vocab_size * m.hidden_size
+    weights = (m.parameters - emb) * 2  # embedding table is gathered, not streamed
+    kv = kv_bytes_per_token(m, "bf16") * (100 + 1)
+    expected = (weights + kv) / (3.35e12 * 0.8) + 0.002
+    assert float(cm.decode_step_s(1, 100)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_large_prefill_is_compute_bound():
+    cm = model()
+    m = CAT.models["llama-3-8b"]
+    c = 8192
+    emb = m.vocab_size * m.hidden_size
+    gemm = 2 * (m.parameters - 2 * emb) * c + 2 * emb * 1
+    attn = 4 * m.layers * m.hidden_size * c * (c + 1) / 2
+    expected = gemm / (989e12 * 0.8) + attn / (989e12 * 0.5) + 0.002
+    assert float(cm.prefill_s(c)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tensor_parallel_adds_allreduce_and_splits_work():
+    one, four = model(tp=1), model(tp=4)
+    m = CAT.models["llama-3-8b"]
+    tokens = 4096
+    ring = 2 * 3 / 4 * tokens * m.hidden_size * 2
+    comm = 2 * m.layers * (1e-5 + ring / (450e9 * 0.5))
+    t1 = float(one.prefill_s(tokens)) - 0.002
+    t4 = float(four.prefill_s(tokens)) - 0.002
+    assert t4 == pytest.approx(t1 / 4 + comm, rel=1e-9)
+
+
+def test_fp8_uses_fp8_peak_and_halves_weight_bytes():
+    bf, f8 = model(dtype="bf16"), model(dtype="fp8")
+    assert float(f8.decode_step_s(1, 1)) < float(bf.decode_step_s(1, 1))
+    assert weight_bytes(CAT.models["llama-3-8b"], "fp8") * 2 == weight_bytes(CAT.models["llama-3-8b"], "bf16")
+
+
+def test_moe_small_batch_reads_few_experts():
+    cm = model("mixtral-8x7b", tp=2)
+    m = CAT.models["mixtral-8x7b"]
+    one = cm._weight_bytes_read(np.array(1.0))
+    many = cm._weight_bytes_read(np.array(1e6))
+    assert many == pytest.approx((m.parameters - m.vocab_size * m.hidden_size) * 2, rel=1e-6)
+    assert one < 0.45 * many  # 2 of 8 experts touched
+
+
+def test_vectorised_matches_scalar():
+    cm = model()
+    batch = np.array([1, 8, 64, 256])
+    vec = cm.decode_step_s(batch, 1000)
+    assert vec.shape == (4,)
+    assert np.all(np.diff(vec) > 0)
+    for b, t in zip(batch, vec, strict=True):
+        assert float(cm.decode_step_s(int(b), 1000)) == pytest.approx(t)
+
+
+def test_empty_iteration_costs_nothing():
+    assert float(model().iteration_time_s()) == 0.0
+
+
+def test_gemm_efficiency_curve():
+    eff = EFF.model_copy(update={"gemm_half_saturation_tokens": 64.0})
+    assert float(gemm_efficiency(64, eff)) == pytest.approx(0.4)
+    assert float(gemm_efficiency(1e9, eff)) == pytest.approx(0.8, rel=1e-6)
+
+
+def test_kv_blocks_llama3_8b_on_h100():
+    m, g = CAT.models["llama-3-8b"], CAT.gpus["h100-sxm"]
+    usable = 80 * 2**30 * 0.9 - 2 * 2**30
+    free = usable - m.parameters * 2
+    per_block = kv_bytes_per_token(m, "bf16") * 16
+    assert kv_cache_blocks(m, g, "bf16", "bf16", 1, 0.9, 16) == int(free // per_block)
+
+
+def test_training_time_is_flops_over_peak_times_mfu():
+    m, g = CAT.models["llama-3-70b"], CAT.gpus["h100-sxm"]
+    flops = training_flops(m, 1e12, 8192)
+    assert flops == pytest.approx((6 * m.parameters + 6 * 80 * 8192 * 8192) * 1e12)
+    t = training_time_s(m, 1e12, 1024, g, "bf16", 8192, 0.4)
+    assert t == pytest.approx(flops / (1024 * 989e12 * 0.4))
