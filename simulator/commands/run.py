@@ -1,0 +1,137 @@
+"""CLI: ``fleetsim run`` — the lifetime projection of a scenario (each plan)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from simulator.cli import JsonOpt, ScenarioArg, app, load, out, print_json, table, user_errors
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")]
+
+
+def progress(quiet: bool) -> Progress:
+    """A progress display on a terminal; silent with --quiet or when output is not a TTY."""
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        disable=quiet or not sys.stderr.isatty(), transient=True,
+    )  # fmt: skip
+
+
+def run_plans(scenario: Any, plans: list[str], quiet: bool) -> list[Any]:
+    """Run each plan with a progress line; input errors exit 2."""
+    from simulator.runner import run
+
+    results = []
+    with progress(quiet) as bar, user_errors():
+        task = bar.add_task("running", total=len(plans))
+        for plan in plans:
+            bar.update(task, description=f"plan {plan}: simulating")
+            results.append(run(scenario, plan=plan))
+            bar.advance(task)
+    return results
+
+
+def usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.0f}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def summary_tables(summary: dict[str, Any]) -> list[Any]:
+    """Compact rich tables of one summary."""
+    head = table(
+        f"{summary['scenario']} / plan {summary['plan']}: {summary['horizon_months']} months "
+        f"from {summary['horizon_start']}",
+        ["figure", "value"],
+        [
+            ["total cost", usd(summary["total_cost_usd"])],
+            ["  inference", usd(summary["inference_cost_usd"])],
+            ["  training", usd(summary["training_cost_usd"])],
+            ["  idle (paid, unused)", usd(summary["idle_cost_usd"])],
+            ["GPU-hours billed", f"{summary['gpu_hours_billed']:,.0f}"],
+            ["GPU-hours busy", f"{summary['gpu_hours_busy']:,.0f}"],
+            ["energy", f"{summary['energy_kwh']:,.0f} kWh"],
+        ]
+        + [[f"  {fy}", usd(v)] for fy, v in summary["cost_by_fiscal_year_usd"].items()],
+    )
+    workloads = table(
+        "Workloads",
+        ["workload", "requests", "unserved", "TTFT p95 ms", "TPOT p95 ms", "SLO attained",
+         "cost", "$/1M tokens", "API baseline"],
+        [
+            [name, f"{w['requests']:,.0f}", f"{w['unserved_requests']:,.0f}",
+             _ms(w["ttft_p95_ms"]), _ms(w["tpot_p95_ms"]),
+             f"{pct(w['slo_attainment'])} ({'met' if w['slo_met'] else 'MISSED'})",
+             usd(w["cost_usd"]), _money(w["cost_per_million_tokens_usd"]), usd(w["api_baseline_cost_usd"])]
+            for name, w in summary["workloads"].items()
+        ],
+    )  # fmt: skip
+    jobs = table(
+        "Training jobs",
+        ["job", "runs", "first start", "last finish", "GPU-hours", "lost", "failures", "cost", "deadline"],
+        [
+            [name, j["runs"], (j["first_start"] or "-")[:10], (j["last_finish"] or "not finished")[:16],
+             f"{j['gpu_hours']:,.0f}", f"{j['gpu_hours_lost']:,.0f}", j["failures"], usd(j["cost_usd"]),
+             "MISSED" if j["deadline_missed"] else (j["deadline"] or "-")]
+            for name, j in summary["training_jobs"].items()
+        ],
+    )  # fmt: skip
+    pools = table(
+        "Pools",
+        ["pool", "GPU", "pricing", "peak GPUs", "utilisation", "cost"],
+        [[name, p["gpu"], p["pricing"], f"{p['peak_gpus']:,.0f}", pct(p["mean_utilization"]), usd(p["cost_usd"])]
+         for name, p in summary["pools"].items()],
+    )  # fmt: skip
+    return [head, workloads, jobs, pools]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.3f}"
+
+
+@app.command("run")
+def run_command(
+    scenario: ScenarioArg,
+    plan: Annotated[str | None, typer.Option("--plan", help="Plan name ('base' = as written).")] = None,
+    all_plans: Annotated[bool, typer.Option("--all-plans", help="Run the base and every plan.")] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write summary.json, monthly.csv, ... here.")
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Project spend, latency and utilisation over the scenario's horizon.
+
+    Example: fleetsim run scenarios/chat-assistant.yaml --out out/chat
+    """
+    from simulator.report.files import write_result_files
+    from simulator.runner import plan_names
+
+    loaded = load(scenario)
+    plans = plan_names(loaded) if all_plans else [plan or "base"]
+    results = run_plans(loaded, plans, quiet)
+    if out_dir is not None:
+        for result in results:
+            target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir
+            write_result_files(result, target)
+    if as_json:
+        summaries = [r.summary for r in results]
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
+        return
+    if not quiet:
+        for result in results:
+            for t in summary_tables(result.summary):
+                out.print(t)
+        if out_dir is not None:
+            out.print(f"wrote {out_dir}/")

@@ -1,0 +1,98 @@
+"""Reading latency off the inference engine's curves, and mixing distributions over time.
+
+An hour whose load per replica lies between two simulated load points is treated as a mixture of
+those points' latency distributions (weights from linear interpolation in load). A month's (or
+the horizon's) distribution is then the request-weighted mixture of its hours, so its p95 is a
+quantile of that mixture, never an average of hourly p95s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class CurveLike(Protocol):
+    rates_per_replica: np.ndarray
+    quantile_levels: np.ndarray
+    ttft_ms: np.ndarray
+    tpot_ms: np.ndarray
+    e2e_ms: np.ndarray
+    slo_attainment: np.ndarray
+    busy_fraction: np.ndarray
+    capacity_per_replica: float
+
+
+def sizing_capacity(curve: CurveLike) -> float:
+    """Requests/s one replica serves within the SLO; the lowest simulated rate if none does."""
+    if curve.capacity_per_replica > 0:
+        return float(curve.capacity_per_replica)
+    return float(curve.rates_per_replica[0])
+
+
+def point_weights(curve: CurveLike, load_per_replica: np.ndarray) -> np.ndarray:
+    """(hours, points) interpolation weights of each hour's load on the curve's rate grid.
+
+    Loads below the first point read the first point; above the last, the last point.
+    """
+    rates = np.asarray(curve.rates_per_replica, dtype=float)
+    x = np.clip(load_per_replica, rates[0], rates[-1])
+    upper = np.clip(np.searchsorted(rates, x, side="right"), 1, len(rates) - 1)
+    lower = upper - 1
+    span = rates[upper] - rates[lower]
+    t = np.where(span > 0, (x - rates[lower]) / np.where(span > 0, span, 1), 0.0)
+    weights = np.zeros((len(x), len(rates)))
+    rows = np.arange(len(x))
+    np.add.at(weights, (rows, lower), 1 - t)
+    np.add.at(weights, (rows, upper), t)
+    return weights
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Request weights on the load points of one or more curves, per period (e.g. month)."""
+
+    curves: list[CurveLike]
+    weights: list[np.ndarray]  # per curve: (periods, points)
+
+    def total(self) -> np.ndarray:
+        return sum(w.sum(axis=1) for w in self.weights)
+
+    def attainment(self) -> np.ndarray:
+        """Request-weighted SLO attainment per period (NaN where no requests)."""
+        met = sum(w @ np.asarray(c.slo_attainment) for c, w in zip(self.curves, self.weights, strict=True))
+        total = self.total()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, met / np.where(total > 0, total, 1), np.nan)
+
+    def quantiles(self, metric: str, levels: list[float]) -> np.ndarray:
+        """(periods, len(levels)) quantiles of the mixture of ``metric`` (ttft_ms, tpot_ms...)."""
+        grid = np.unique(np.concatenate([np.asarray(getattr(c, metric)).ravel() for c in self.curves]))
+        cdf = np.zeros((len(self.total()), len(grid)))
+        for curve, w in zip(self.curves, self.weights, strict=True):
+            q_levels = np.asarray(curve.quantile_levels, dtype=float)
+            point_cdfs = np.stack(
+                [np.interp(grid, np.asarray(row, dtype=float), q_levels, left=0.0, right=1.0)
+                 for row in getattr(curve, metric)]
+            )  # fmt: skip
+            cdf += w @ point_cdfs
+        total = self.total()
+        out = np.full((len(total), len(levels)), np.nan)
+        for period in np.flatnonzero(total > 0):
+            mixed = np.maximum.accumulate(cdf[period] / total[period])
+            out[period] = [_invert(mixed, grid, p) for p in levels]
+        return out
+
+
+def _invert(cdf: np.ndarray, grid: np.ndarray, p: float) -> float:
+    """Smallest grid value where the CDF reaches p (linear between grid points)."""
+    index = int(np.searchsorted(cdf, p, side="left"))
+    if index <= 0:
+        return float(grid[0])
+    if index >= len(grid):
+        return float(grid[-1])
+    lo, hi = cdf[index - 1], cdf[index]
+    t = (p - lo) / (hi - lo) if hi > lo else 1.0
+    return float(grid[index - 1] + t * (grid[index] - grid[index - 1]))

@@ -1,0 +1,305 @@
+"""The lifetime projection: hour by hour over the horizon, vectorised in numpy.
+
+demand per workload -> routes -> replica-equivalents per deployment (through each workload's
+capacity per replica under its SLO, from the inference engine's latency curve) -> autoscaler ->
+pool limits (inference first by default, training takes what is left) -> training DES on what
+is left -> latency read off the curves at each hour's load -> GPU-hours, energy and cost per
+pool from its pricing, split into inference (per workload), training (per job) and idle.
+
+Modelling choices (documented here, reported by the summary):
+- Workloads sharing a deployment add their replica-equivalents; each workload's latency is read
+  off its own curve at the same fraction of its capacity as the replica's total load.
+- Load per serving replica above the curve's highest simulated rate cannot be served: the excess
+  is reported as unserved requests (never silently dropped).
+- Response-cache hits never reach the GPU; they count as answered requests (tokens, API baseline)
+  but not in latency or SLO statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
+from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
+from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
+from simulator.pricing import PoolCost, pool_capacity_gpus, pool_hourly_cost
+from simulator.resolve import gpu_of
+from simulator.scenario import ReservedPricing, Scenario, add_months
+
+CurveProvider = Callable[[Scenario, str, str], CurveLike]
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass
+class RouteHours:
+    """One workload's traffic on one deployment, hour by hour."""
+
+    workload: str
+    deployment: str
+    curve: CurveLike
+    demand_rps: np.ndarray  # offered to the GPUs (after response-cache hits)
+    replica_equivalents: np.ndarray
+    served_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unserved_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    point_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (hours, points)
+    busy_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cost_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass
+class DeploymentHours:
+    name: str
+    pool: str
+    gpus_per_replica: int
+    requested: np.ndarray  # replicas the autoscaler asked for
+    billed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # replicas held after limits
+    serving: np.ndarray = field(default_factory=lambda: np.zeros(0))  # hour-averaged, after delay
+    busy_gpus: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass
+class Projection:
+    """Every hourly array of one run; :mod:`simulator.results` turns it into tables."""
+
+    scenario: Scenario
+    timeline: Timeline
+    demand_rps: dict[str, np.ndarray]  # per workload, before the response cache
+    cache_hit_rps: dict[str, np.ndarray]
+    routes: list[RouteHours]
+    deployments: dict[str, DeploymentHours]
+    pool_costs: dict[str, PoolCost]
+    pool_inference_gpus: dict[str, np.ndarray]
+    pool_training_gpus: dict[str, np.ndarray]
+    pool_busy_gpus: dict[str, np.ndarray]
+    job_cost_usd: dict[str, np.ndarray]
+    training: object  # simulator.training.TrainingResult
+
+
+def default_curve_provider(scenario: Scenario, deployment: str, workload: str) -> CurveLike:
+    from simulator.inference import deployment_curve
+
+    return deployment_curve(scenario, deployment, workload)
+
+
+def project(
+    scenario: Scenario,
+    rng: np.random.Generator,
+    curve_provider: CurveProvider = default_curve_provider,
+) -> Projection:
+    """Run the hourly projection of a (plan-applied) scenario."""
+    from simulator.training import simulate_training
+
+    line = timeline(scenario.horizon)
+    demand, cache_hits, routes = _demand_and_routes(scenario, line, curve_provider)
+    deployments = _requested_replicas(scenario, routes)
+    capacity = _pool_capacities(scenario, line)
+
+    inference_first = [p.name for p in scenario.pools if p.priority == "inference"]
+    training_first = [p.name for p in scenario.pools if p.priority == "training"]
+    _allocate(scenario, deployments, capacity, inference_first, training_gpus={})
+    available = {
+        pool: capacity[pool] - _pool_inference_gpus(deployments, pool) for pool in inference_first
+    } | {pool: capacity[pool].copy() for pool in training_first}
+    training = simulate_training(scenario, available, rng)
+    _allocate(scenario, deployments, capacity, training_first, training.gpus_held_by_pool)
+
+    for dep in deployments.values():
+        policy = scenario.deployment(dep.name).autoscaling
+        dep.serving = replicas_serving(dep.billed, policy.scale_up_delay_minutes)
+    _serve_routes(routes, deployments)
+
+    pool_costs, inf_gpus, train_gpus, busy = {}, {}, {}, {}
+    for pool in scenario.pools:
+        inf_gpus[pool.name] = _pool_inference_gpus(deployments, pool.name)
+        train_gpus[pool.name] = training.gpus_held_by_pool.get(pool.name, np.zeros(line.hours))
+        busy[pool.name] = train_gpus[pool.name] + sum(
+            (d.busy_gpus for d in deployments.values() if d.pool == pool.name), np.zeros(line.hours)
+        )
+        pool_costs[pool.name] = pool_hourly_cost(
+            pool.pricing, gpu_of(scenario, pool), inf_gpus[pool.name], train_gpus[pool.name],
+            busy[pool.name], _in_term(scenario, pool.name, line),
+        )  # fmt: skip
+    _attribute_inference_cost(routes, deployments, pool_costs, inf_gpus)
+    job_cost = _attribute_training_cost(scenario, training, pool_costs, train_gpus)
+    return Projection(
+        scenario=scenario, timeline=line, demand_rps=demand, cache_hit_rps=cache_hits,
+        routes=routes, deployments=deployments, pool_costs=pool_costs,
+        pool_inference_gpus=inf_gpus, pool_training_gpus=train_gpus, pool_busy_gpus=busy,
+        job_cost_usd=job_cost, training=training,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- demand
+
+
+def _demand_and_routes(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[RouteHours]]:
+    demand, cache_hits, routes = {}, {}, []
+    for workload in scenario.workloads:
+        rate = hourly_requests_per_s(workload.traffic, line)
+        demand[workload.name] = rate
+        cache_hits[workload.name] = rate * workload.response_cache_hit_rate
+        gpu_rate = rate - cache_hits[workload.name]
+        for route in workload.routes:
+            curve = curve_provider(scenario, route.deployment, workload.name)
+            offered = gpu_rate * route.share
+            routes.append(
+                RouteHours(
+                    workload=workload.name,
+                    deployment=route.deployment,
+                    curve=curve,
+                    demand_rps=offered,
+                    replica_equivalents=offered / sizing_capacity(curve),
+                )
+            )
+    return demand, cache_hits, routes
+
+
+def _requested_replicas(scenario: Scenario, routes: list[RouteHours]) -> dict[str, DeploymentHours]:
+    out = {}
+    for dep in scenario.deployments:
+        hours = len(routes[0].demand_rps) if routes else 0
+        equivalents = sum(
+            (r.replica_equivalents for r in routes if r.deployment == dep.name), np.zeros(hours)
+        )
+        out[dep.name] = DeploymentHours(
+            name=dep.name,
+            pool=dep.pool,
+            gpus_per_replica=dep.tensor_parallel,
+            requested=replicas_requested(equivalents, dep.autoscaling),
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- capacity
+
+
+def _in_term(scenario: Scenario, pool_name: str, line: Timeline) -> np.ndarray:
+    """Hours inside a reserved pool's term (all hours for other pricing kinds)."""
+    pricing = scenario.pool(pool_name).pricing
+    if not isinstance(pricing, ReservedPricing):
+        return np.ones(line.hours, dtype=bool)
+    start = pricing.start or scenario.horizon.start
+    first = line.hour_of(start)
+    last = line.hour_of(add_months(start, pricing.term_months))
+    hours = np.arange(line.hours)
+    return (hours >= first) & (hours < last)
+
+
+def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray]:
+    return {
+        pool.name: pool_capacity_gpus(pool.pricing, pool.max_gpus, _in_term(scenario, pool.name, line))
+        for pool in scenario.pools
+    }
+
+
+def _pool_inference_gpus(deployments: dict[str, DeploymentHours], pool: str) -> np.ndarray:
+    held = [d.billed * d.gpus_per_replica for d in deployments.values() if d.pool == pool]
+    if not held:
+        hours = len(next(iter(deployments.values())).requested) if deployments else 0
+        return np.zeros(hours)
+    return sum(held[1:], held[0].copy())
+
+
+def _allocate(
+    scenario: Scenario,
+    deployments: dict[str, DeploymentHours],
+    capacity: dict[str, np.ndarray],
+    pools: list[str],
+    training_gpus: dict[str, np.ndarray],
+) -> None:
+    """Fit the requested replicas of the deployments on ``pools`` into what the pool has left."""
+    for pool in pools:
+        members = [d for d in deployments.values() if d.pool == pool]
+        if not members:
+            continue
+        left = capacity[pool] - training_gpus.get(pool, 0.0)
+        fitted = fit_to_pool(
+            {d.name: d.requested * d.gpus_per_replica for d in members},
+            np.maximum(left, 0.0),
+            {d.name: d.gpus_per_replica for d in members},
+        )
+        for d in members:
+            d.billed = fitted[d.name]
+
+
+# ---------------------------------------------------------------------- serving
+
+
+def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHours]) -> None:
+    """Load per replica, served/unserved requests, curve weights and busy GPUs per route."""
+    for dep in deployments.values():
+        members = [r for r in routes if r.deployment == dep.name]
+        dep.busy_gpus = np.zeros_like(dep.billed)
+        if not members:
+            continue
+        equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep.billed))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            utilisation = np.where(dep.serving > 0, equivalents / np.where(dep.serving > 0, dep.serving, 1), np.inf)
+        busy_per_replica = np.zeros_like(dep.billed)
+        for route in members:
+            curve = route.curve
+            load = utilisation * sizing_capacity(curve)  # req/s per replica, this workload's units
+            top = float(curve.rates_per_replica[-1])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                served_share = np.where(load > top, top / load, 1.0)
+            served_share = np.where(np.isfinite(load), served_share, 0.0)
+            offered = route.demand_rps * SECONDS_PER_HOUR
+            route.served_requests = offered * served_share
+            route.unserved_requests = offered - route.served_requests
+            finite_load = np.where(np.isfinite(load), load, top)
+            route.point_weights = point_weights(curve, finite_load)
+            route.busy_fraction = route.point_weights @ np.asarray(curve.busy_fraction, dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(equivalents > 0, route.replica_equivalents / np.where(equivalents > 0, equivalents, 1), 0.0)
+            busy_per_replica += share * route.busy_fraction
+        dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
+
+
+# ---------------------------------------------------------------------- cost attribution
+
+
+def _attribute_inference_cost(
+    routes: list[RouteHours],
+    deployments: dict[str, DeploymentHours],
+    pool_costs: dict[str, PoolCost],
+    pool_inference_gpus: dict[str, np.ndarray],
+) -> None:
+    """Pool inference cost -> deployments by GPUs held -> workloads by GPU-time (replica-equivalents).
+
+    A deployment with no demand in an hour (its minimum replicas) splits by route share.
+    """
+    for dep in deployments.values():
+        members = [r for r in routes if r.deployment == dep.name]
+        pool_gpus = pool_inference_gpus[dep.pool]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dep_share = np.where(pool_gpus > 0, dep.billed * dep.gpus_per_replica / np.where(pool_gpus > 0, pool_gpus, 1), 0.0)
+        dep_cost = pool_costs[dep.pool].inference_usd * dep_share
+        equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep_cost))
+        shares = [r.demand_rps.mean() for r in members]
+        fallback = [s / sum(shares) if sum(shares) > 0 else 1 / len(members) for s in shares]
+        for route, fb in zip(members, fallback, strict=True):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(equivalents > 0, route.replica_equivalents / np.where(equivalents > 0, equivalents, 1), fb)
+            route.cost_usd = dep_cost * share
+
+
+def _attribute_training_cost(
+    scenario: Scenario, training, pool_costs: dict[str, PoolCost], train_gpus: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Pool training cost -> jobs by the GPUs each holds."""
+    out = {}
+    for job in scenario.training_jobs:
+        held = training.gpus_held_by_job.get(job.name)
+        pool_held = train_gpus[job.pool]
+        if held is None:
+            out[job.name] = np.zeros_like(pool_held)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(pool_held > 0, held / np.where(pool_held > 0, pool_held, 1), 0.0)
+        out[job.name] = pool_costs[job.pool].training_usd * share
+    return out

@@ -1,0 +1,1 @@
+"""Report writers: files (CSV/Parquet/JSON), the finance workbook and plots. Writes are atomic."""

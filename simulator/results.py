@@ -1,0 +1,299 @@
+"""Results of a run: tidy DataFrames and the summary dict (summary.json), built from a projection.
+
+Every figure here is a sum or quantile of the projection's hourly arrays; totals are sums of the
+monthly rows so they add up to the cent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.fleet.latency import Mixture
+from simulator.fleet.projection import Projection
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run of one plan: DataFrames plus the summary (the same as summary.json)."""
+
+    summary: dict[str, Any]
+    monthly: pd.DataFrame  # month x pool x entity x category: cost_usd, gpu_hours
+    hourly: pd.DataFrame  # hour x pool: GPUs held/busy/billed, energy, cost by category
+    latency: pd.DataFrame  # month x workload: requests, percentiles, attainment
+    jobs: pd.DataFrame  # one row per training-job run
+    deployments_hourly: pd.DataFrame  # hour x deployment: replicas requested/held/serving
+
+
+def build_result(projection: Projection, plan: str) -> Result:
+    """All tables and the summary of one projection."""
+    monthly = _monthly(projection)
+    hourly = _hourly(projection)
+    latency, horizon_latency = _latency(projection)
+    jobs = projection.training.runs.copy()
+    summary = _summary(projection, plan, monthly, hourly, latency, horizon_latency, jobs)
+    return Result(summary, monthly, hourly, latency, jobs, _deployments_hourly(projection))
+
+
+def _month_labels(p: Projection) -> list[str]:
+    return [d.strftime("%Y-%m") for d in p.timeline.month_starts]
+
+
+def _by_month(p: Projection, hourly: np.ndarray) -> np.ndarray:
+    return np.bincount(p.timeline.month_index, weights=hourly, minlength=p.timeline.months)
+
+
+# ---------------------------------------------------------------------- monthly costs
+
+
+def _monthly(p: Projection) -> pd.DataFrame:
+    months = _month_labels(p)
+    rows: list[dict[str, Any]] = []
+
+    def add(pool: str, kind: str, entity: str, category: str, usd: np.ndarray, gpus: np.ndarray) -> None:
+        for month, cost, gpu_hours in zip(months, _by_month(p, usd), _by_month(p, gpus), strict=True):
+            rows.append({"month": month, "pool": pool, "entity_kind": kind, "entity": entity,
+                         "category": category, "cost_usd": cost, "gpu_hours": gpu_hours})  # fmt: skip
+
+    for pool in p.scenario.pools:
+        cost = p.pool_costs[pool.name]
+        routed = np.zeros(p.timeline.hours)
+        for dep in (d for d in p.deployments.values() if d.pool == pool.name):
+            routes = [r for r in p.routes if r.deployment == dep.name]
+            held = dep.billed * dep.gpus_per_replica
+            eq_total = sum((r.replica_equivalents for r in routes), np.zeros(p.timeline.hours))
+            for route in routes:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share = np.where(eq_total > 0, route.replica_equivalents / np.where(eq_total > 0, eq_total, 1), 1 / len(routes))
+                add(pool.name, "workload", route.workload, "inference", route.cost_usd, held * share)
+                routed += route.cost_usd
+            if not routes:
+                add(pool.name, "deployment", dep.name, "inference", np.zeros_like(held), held)
+        unrouted = cost.inference_usd - routed
+        if np.abs(unrouted).sum() > 1e-6:
+            add(pool.name, "deployment", "(no traffic)", "inference", unrouted, np.zeros_like(unrouted))
+        for job in (j for j in p.scenario.training_jobs if j.pool == pool.name):
+            held = p.training.gpus_held_by_job.get(job.name, np.zeros(p.timeline.hours))
+            add(pool.name, "training_job", job.name, "training", p.job_cost_usd[job.name], held)
+        idle_gpus = np.maximum(cost.gpus_billed - p.pool_inference_gpus[pool.name] - p.pool_training_gpus[pool.name], 0)
+        add(pool.name, "idle", "(unused)", "idle", cost.idle_usd, idle_gpus)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- hourly
+
+
+def _hourly(p: Projection) -> pd.DataFrame:
+    frames = []
+    times = p.timeline.timestamps
+    for pool in p.scenario.pools:
+        cost = p.pool_costs[pool.name]
+        frames.append(pd.DataFrame({
+            "time": times, "pool": pool.name,
+            "gpus_inference": p.pool_inference_gpus[pool.name],
+            "gpus_training": p.pool_training_gpus[pool.name],
+            "gpus_billed": cost.gpus_billed,
+            "gpus_busy": p.pool_busy_gpus[pool.name],
+            "energy_kwh": cost.energy_kwh,
+            "inference_usd": cost.inference_usd, "training_usd": cost.training_usd,
+            "idle_usd": cost.idle_usd,
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def _deployments_hourly(p: Projection) -> pd.DataFrame:
+    times = p.timeline.timestamps
+    frames = [
+        pd.DataFrame({"time": times, "deployment": d.name, "replicas_requested": d.requested,
+                      "replicas_held": d.billed, "replicas_serving": d.serving,
+                      "gpus_busy": d.busy_gpus})  # fmt: skip
+        for d in p.deployments.values()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ---------------------------------------------------------------------- latency
+
+
+def _mixture(p: Projection, workload: str, group: np.ndarray, periods: int) -> Mixture:
+    routes = [r for r in p.routes if r.workload == workload]
+    weights = []
+    for r in routes:
+        per_hour = r.point_weights * r.served_requests[:, None]
+        w = np.zeros((periods, per_hour.shape[1]))
+        np.add.at(w, group, per_hour)
+        weights.append(w)
+    return Mixture([r.curve for r in routes], weights)
+
+
+def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    months = _month_labels(p)
+    rows, horizon = [], {}
+    levels = list(QUANTILES.values())
+    for workload in p.scenario.workloads:
+        routes = [r for r in p.routes if r.workload == workload.name]
+        served = _by_month(p, sum((r.served_requests for r in routes), np.zeros(p.timeline.hours)))
+        unserved = _by_month(p, sum((r.unserved_requests for r in routes), np.zeros(p.timeline.hours)))
+        cache = _by_month(p, p.cache_hit_rps[workload.name] * 3600)
+        monthly = _mixture(p, workload.name, p.timeline.month_index, p.timeline.months)
+        whole = _mixture(p, workload.name, np.zeros(p.timeline.hours, dtype=int), 1)
+        q = {m: monthly.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+        attainment = monthly.attainment()
+        for i, month in enumerate(months):
+            row = {"month": month, "workload": workload.name, "requests_served": served[i],
+                   "requests_cache_hits": cache[i], "requests_unserved": unserved[i],
+                   "slo_attainment": attainment[i]}  # fmt: skip
+            for metric, values in q.items():
+                for j, name in enumerate(QUANTILES):
+                    row[f"{metric.removesuffix('_ms')}_{name}_ms"] = values[i, j]
+            rows.append(row)
+        hq = {m: whole.quantiles(m, levels)[0] for m in ("ttft_ms", "tpot_ms")}
+        horizon[workload.name] = {
+            "ttft": dict(zip(QUANTILES, hq["ttft_ms"], strict=True)),
+            "tpot": dict(zip(QUANTILES, hq["tpot_ms"], strict=True)),
+            "attainment": float(whole.attainment()[0]) if whole.total()[0] > 0 else None,
+        }
+    return pd.DataFrame(rows), horizon
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def _num(value: Any) -> Any:
+    """JSON-friendly number (NaN -> None)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def _summary(
+    p: Projection,
+    plan: str,
+    monthly: pd.DataFrame,
+    hourly: pd.DataFrame,
+    latency: pd.DataFrame,
+    horizon_latency: dict[str, dict[str, Any]],
+    jobs: pd.DataFrame,
+) -> dict[str, Any]:
+    s = p.scenario
+    by_category = monthly.groupby("category")["cost_usd"].sum()
+    total = float(monthly["cost_usd"].sum())
+    summary: dict[str, Any] = {
+        "scenario": s.name,
+        "plan": plan,
+        "seed": s.seed,
+        "horizon_start": s.horizon.start.isoformat(),
+        "horizon_months": s.horizon.months,
+        "total_cost_usd": total,
+        "training_cost_usd": float(by_category.get("training", 0.0)),
+        "inference_cost_usd": float(by_category.get("inference", 0.0)),
+        "idle_cost_usd": float(by_category.get("idle", 0.0)),
+        "gpu_hours_billed": float(hourly["gpus_billed"].sum()),
+        "gpu_hours_busy": float(hourly["gpus_busy"].sum()),
+        "energy_kwh": float(hourly["energy_kwh"].sum()),
+        "cost_by_fiscal_year_usd": _fiscal_years(p, monthly),
+        "workloads": {},
+        "training_jobs": {},
+        "pools": {},
+    }
+    for workload in s.workloads:
+        summary["workloads"][workload.name] = _workload_summary(p, workload, monthly, latency, horizon_latency)
+    for job in s.training_jobs:
+        summary["training_jobs"][job.name] = _job_summary(job, jobs, monthly)
+    for pool in s.pools:
+        rows = hourly[hourly["pool"] == pool.name]
+        billed = float(rows["gpus_billed"].sum())
+        summary["pools"][pool.name] = {
+            "gpu": pool.gpu,
+            "pricing": pool.pricing.kind,
+            "peak_gpus": float((rows["gpus_inference"] + rows["gpus_training"]).max()),
+            "owned_gpus": p.pool_costs[pool.name].owned_gpus or None,
+            "gpu_hours_billed": billed,
+            "gpu_hours_busy": float(rows["gpus_busy"].sum()),
+            "mean_utilization": float(rows["gpus_busy"].sum() / billed) if billed > 0 else 0.0,
+            "energy_kwh": float(rows["energy_kwh"].sum()),
+            "cost_usd": float(monthly.loc[monthly["pool"] == pool.name, "cost_usd"].sum()),
+        }
+    return summary
+
+
+def _fiscal_years(p: Projection, monthly: pd.DataFrame) -> dict[str, float]:
+    start_month = p.scenario.fiscal_year_start_month
+    labels = {}
+    for d in p.timeline.month_starts:
+        year = d.year + (1 if start_month > 1 and d.month >= start_month else 0)
+        labels[d.strftime("%Y-%m")] = f"FY{year}"
+    per_month = monthly.groupby("month")["cost_usd"].sum()
+    out: dict[str, float] = {}
+    for month, cost in per_month.items():
+        out[labels[month]] = out.get(labels[month], 0.0) + float(cost)
+    return out
+
+
+def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[str, Any]:
+    rows = latency[latency["workload"] == workload.name]
+    served = float(rows["requests_served"].sum())
+    cache = float(rows["requests_cache_hits"].sum())
+    unserved = float(rows["requests_unserved"].sum())
+    answered = served + cache
+    input_tokens = answered * workload.prompt_tokens.mean
+    output_tokens = answered * workload.output_tokens.mean
+    cost = float(monthly.loc[(monthly["entity_kind"] == "workload") & (monthly["entity"] == workload.name), "cost_usd"].sum())
+    tokens = input_tokens + output_tokens
+    baseline = None
+    if p.scenario.api_baseline is not None:
+        api = p.scenario.api_baseline
+        all_requests = answered + unserved
+        baseline = (all_requests * workload.prompt_tokens.mean * api.usd_per_million_input_tokens
+                    + all_requests * workload.output_tokens.mean * api.usd_per_million_output_tokens) / 1e6  # fmt: skip
+    h = horizon_latency[workload.name]
+    return {
+        "requests": answered + unserved,
+        "requests_served": served,
+        "requests_cache_hits": cache,
+        "unserved_requests": unserved,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "ttft_p50_ms": _num(h["ttft"]["p50"]),
+        "ttft_p95_ms": _num(h["ttft"]["p95"]),
+        "ttft_p99_ms": _num(h["ttft"]["p99"]),
+        "tpot_p50_ms": _num(h["tpot"]["p50"]),
+        "tpot_p95_ms": _num(h["tpot"]["p95"]),
+        "tpot_p99_ms": _num(h["tpot"]["p99"]),
+        "slo_attainment": _num(h["attainment"]),
+        "slo_attainment_target": workload.slo.attainment_target,
+        "slo_met": bool(h["attainment"] is not None and h["attainment"] >= workload.slo.attainment_target),
+        "cost_usd": cost,
+        "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens > 0 else None,
+        "api_baseline_cost_usd": baseline,
+    }
+
+
+def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, Any]:
+    rows = jobs[jobs["job"] == job.name] if len(jobs) else jobs
+    started = rows["started_at"].dropna() if len(rows) else []
+    finished = rows["finished_at"].dropna() if len(rows) else []
+    cost = float(monthly.loc[(monthly["entity_kind"] == "training_job") & (monthly["entity"] == job.name), "cost_usd"].sum())
+    return {
+        "runs": int(len(rows)),
+        "runs_finished": int(len(finished)),
+        "gpu_hours": float(rows["gpu_hours"].sum()) if len(rows) else 0.0,
+        "gpu_hours_lost": float(rows["gpu_hours_lost"].sum()) if len(rows) else 0.0,
+        "failures": int(rows["failures"].sum()) if len(rows) else 0,
+        "preemptions": int(rows["preemptions"].sum()) if len(rows) and "preemptions" in rows else 0,
+        "first_start": _iso(min(started)) if len(started) else None,
+        "last_finish": _iso(max(finished)) if len(finished) and len(finished) == len(rows) else None,
+        "cost_usd": cost,
+        "deadline": job.deadline.isoformat() if job.deadline else None,
+        "deadline_missed": bool(rows["deadline_missed"].any()) if len(rows) else False,
+    }
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).isoformat()

@@ -1,0 +1,34 @@
+"""The main job as a function: ``run(scenario, plan, seed)`` -> :class:`~simulator.results.Result`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.fleet.projection import CurveProvider, default_curve_provider, project
+from simulator.loading import scenario_for_plan
+from simulator.results import Result, build_result
+from simulator.scenario import Scenario
+
+
+def run(
+    scenario: Scenario,
+    plan: str | None = None,
+    seed: int | None = None,
+    curve_provider: CurveProvider = default_curve_provider,
+) -> Result:
+    """Project a scenario (one plan of it) over its horizon.
+
+    ``seed`` defaults to the scenario's; training failures draw from a stream spawned from it, so
+    plans compared with the same seed see the same failure luck.
+    """
+    variant = scenario_for_plan(scenario, plan)
+    if seed is not None:
+        variant = variant.model_copy(update={"seed": seed})
+    training_stream = np.random.SeedSequence(variant.seed).spawn(2)[1]
+    projection = project(variant, np.random.default_rng(training_stream), curve_provider)
+    return build_result(projection, plan or "base")
+
+
+def plan_names(scenario: Scenario) -> list[str]:
+    """'base' followed by the scenario's plans."""
+    return ["base"] + [p.name for p in scenario.plans]
