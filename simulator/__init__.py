@@ -3,6 +3,8 @@
 Python API (the CLI is a thin layer over these):
 
 - ``load_scenario(path)`` -> validated :class:`~simulator.scenario.Scenario`
+- ``run(scenario, plan=None, seed=None)`` -> :class:`~simulator.results.Result`
+- ``serve(scenario, deployment, ...)`` runs the inference engine alone
 """
 
 from __future__ import annotations
@@ -12,5 +14,13 @@ __version__ = "0.1.0"
 from simulator.errors import Problem, ScenarioError
 from simulator.loading import load_scenario, scenario_for_plan
 from simulator.scenario import Scenario
+from simulator.runner import run
 
-__all__ = ["Problem", "Scenario", "ScenarioError", "__version__", "load_scenario", "scenario_for_plan"]
+
+def serve(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - re-export with the engine's signature
+    """Run the inference engine alone; see :func:`simulator.inference.serve`."""
+    from simulator.inference import serve as _serve
+
+    return _serve(*args, **kwargs)
+
+__all__ = ["Problem", "Scenario", "ScenarioError", "__version__", "load_scenario", "run", "scenario_for_plan", "serve"]
