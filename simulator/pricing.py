@@ -71,15 +71,48 @@ def pool_capacity_gpus(pricing: Pricing, max_gpus: int, in_term: np.ndarray) -> 
 
 
 @dataclass(frozen=True)
-class PoolCost:
-    """Hourly cost of one pool, split by who held the GPUs (arrays of shape (hours,))."""
+class LineItem:
+    """One billed quantity of a pool with its unit price, split by who used it.
 
-    inference_usd: np.ndarray
-    training_usd: np.ndarray
-    idle_usd: np.ndarray
+    Cost = quantity x unit price, exactly; the workbook rebuilds costs by formula from these.
+    ``price_key`` names the pricing field (or derived rate) the price comes from.
+    """
+
+    name: str  # e.g. "gpu_hours", "committed_gpu_hours", "overflow_gpu_hours", "energy_kwh"
+    unit: str  # "GPU-hour" or "kWh"
+    price_key: str
+    unit_price_usd: float
+    inference: np.ndarray
+    training: np.ndarray
+    idle: np.ndarray
+
+    def cost(self, category: str) -> np.ndarray:
+        return getattr(self, category) * self.unit_price_usd
+
+
+@dataclass(frozen=True)
+class PoolCost:
+    """Hourly cost of one pool as line items, plus GPUs billed and energy (arrays (hours,))."""
+
+    items: list[LineItem]
     gpus_billed: np.ndarray
     energy_kwh: np.ndarray
     owned_gpus: int
+
+    def _sum(self, category: str) -> np.ndarray:
+        return sum((item.cost(category) for item in self.items), np.zeros_like(self.gpus_billed))
+
+    @property
+    def inference_usd(self) -> np.ndarray:
+        return self._sum("inference")
+
+    @property
+    def training_usd(self) -> np.ndarray:
+        return self._sum("training")
+
+    @property
+    def idle_usd(self) -> np.ndarray:
+        return self._sum("idle")
 
     @property
     def total_usd(self) -> np.ndarray:
@@ -96,53 +129,57 @@ def pool_hourly_cost(
 ) -> PoolCost:
     """Cost of each hour of a pool holding the given GPUs (hour-averaged counts).
 
-    The price of the GPUs held is shared between inference and training in proportion to what
-    each holds; what is paid but held by nobody (unused commitment, idle owned GPUs) is idle.
+    The GPUs held are shared between inference and training in proportion to what each holds;
+    what is paid but held by nobody (unused commitment, idle owned GPUs) is idle.
     """
     held = inference_gpus + training_gpus
+    zero = np.zeros_like(held)
     with np.errstate(invalid="ignore", divide="ignore"):
         share_inf = np.where(held > 0, inference_gpus / np.where(held > 0, held, 1), 0.0)
         utilization = np.where(held > 0, np.minimum(busy_gpus / np.where(held > 0, held, 1), 1), 0.0)
     pue = pricing.pue if isinstance(pricing, OwnedPricing) else DEFAULT_CLOUD_PUE
     held_kw = held * _power_kw_array(gpu, utilization)
+    idle_kw = power_kw(gpu, 0.0)
+
+    def item(name: str, key: str, price: float, used: np.ndarray, idle: np.ndarray, unit: str = "GPU-hour") -> LineItem:
+        return LineItem(name, unit, key, price, used * share_inf, used * (1 - share_inf), idle)
+
     owned = 0
-    idle_usd = np.zeros_like(held)
     match pricing:
         case OnDemandPricing() | SpotPricing():
-            used_usd = held * pricing.usd_per_gpu_hour
+            items = [item("gpu_hours", "usd_per_gpu_hour", pricing.usd_per_gpu_hour, held, zero)]
             billed = held.copy()
             energy = held_kw * pue
         case ReservedPricing():
             committed = np.where(in_term, float(pricing.committed_gpus), 0.0)
-            over_price = overflow_usd_per_gpu_hour(pricing, gpu) or pricing.usd_per_gpu_hour
             within = np.minimum(held, committed)
-            used_usd = within * pricing.usd_per_gpu_hour + (held - within) * over_price
-            idle_usd = (committed - within) * pricing.usd_per_gpu_hour
+            over_price = overflow_usd_per_gpu_hour(pricing, gpu)
+            items = [
+                item("committed_gpu_hours", "usd_per_gpu_hour", pricing.usd_per_gpu_hour, within, committed - within),
+                item("overflow_gpu_hours", "overflow_usd_per_gpu_hour",
+                     pricing.usd_per_gpu_hour if over_price is None else over_price, held - within, zero),
+            ]  # fmt: skip
             billed = np.maximum(held, committed)
-            energy = (held_kw + (committed - within) * power_kw(gpu, 0.0)) * pue
+            energy = (held_kw + (committed - within) * idle_kw) * pue
         case OwnedPricing():
             peak = int(np.ceil(held.max() - 1e-9)) if len(held) else 0
             owned = pricing.gpus if pricing.gpus is not None else peak
-            fixed_per_gpu = owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing)
-            over_price = overflow_usd_per_gpu_hour(pricing, gpu) or 0.0
             within = np.minimum(held, owned)
             idle_owned = owned - within
-            # power of the owned GPUs that are held, at their utilisation
-            held_power_usd = within * _power_kw_array(gpu, utilization) * pue * pricing.power_usd_per_kwh
-            used_usd = within * fixed_per_gpu + held_power_usd + (held - within) * over_price
-            idle_usd = idle_owned * (fixed_per_gpu + power_kw(gpu, 0.0) * pue * pricing.power_usd_per_kwh)
+            fixed = owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing)
+            over_price = overflow_usd_per_gpu_hour(pricing, gpu) or 0.0
+            within_kwh = within * _power_kw_array(gpu, utilization) * pue
+            items = [
+                item("owned_gpu_hours", "owned_usd_per_gpu_hour", fixed, within, idle_owned),
+                item("energy_kwh", "power_usd_per_kwh", pricing.power_usd_per_kwh, within_kwh,
+                     idle_owned * idle_kw * pue, unit="kWh"),
+                item("overflow_gpu_hours", "overflow_usd_per_gpu_hour", over_price, held - within, zero),
+            ]  # fmt: skip
             billed = np.maximum(held, float(owned))
-            energy = (held_kw + idle_owned * power_kw(gpu, 0.0)) * pue
+            energy = (held_kw + idle_owned * idle_kw) * pue
         case _:
             raise TypeError(f"unknown pricing {pricing!r}")
-    return PoolCost(
-        inference_usd=used_usd * share_inf,
-        training_usd=used_usd * (1 - share_inf),
-        idle_usd=idle_usd,
-        gpus_billed=billed,
-        energy_kwh=energy,
-        owned_gpus=owned,
-    )
+    return PoolCost(items=items, gpus_billed=billed, energy_kwh=energy, owned_gpus=owned)
 
 
 def _power_kw_array(gpu: GpuSpec, utilization: np.ndarray) -> np.ndarray:

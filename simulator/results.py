@@ -28,6 +28,7 @@ class Result:
     latency: pd.DataFrame  # month x workload: requests, percentiles, attainment
     jobs: pd.DataFrame  # one row per training-job run
     deployments_hourly: pd.DataFrame  # hour x deployment: replicas requested/held/serving
+    billing: pd.DataFrame  # month x pool x line item x category: quantity, unit price, cost
 
 
 def build_result(projection: Projection, plan: str) -> Result:
@@ -37,7 +38,9 @@ def build_result(projection: Projection, plan: str) -> Result:
     latency, horizon_latency = _latency(projection)
     jobs = projection.training.runs.copy()
     summary = _summary(projection, plan, monthly, hourly, latency, horizon_latency, jobs)
-    return Result(summary, monthly, hourly, latency, jobs, _deployments_hourly(projection))
+    return Result(
+        summary, monthly, hourly, latency, jobs, _deployments_hourly(projection), _billing(projection)
+    )
 
 
 def _month_labels(p: Projection) -> list[str]:
@@ -82,6 +85,22 @@ def _monthly(p: Projection) -> pd.DataFrame:
             add(pool.name, "training_job", job.name, "training", p.job_cost_usd[job.name], held)
         idle_gpus = np.maximum(cost.gpus_billed - p.pool_inference_gpus[pool.name] - p.pool_training_gpus[pool.name], 0)
         add(pool.name, "idle", "(unused)", "idle", cost.idle_usd, idle_gpus)
+    return pd.DataFrame(rows)
+
+
+def _billing(p: Projection) -> pd.DataFrame:
+    """Billed quantities per month with their unit prices: cost = quantity x unit price."""
+    months = _month_labels(p)
+    rows = []
+    for pool in p.scenario.pools:
+        for item in p.pool_costs[pool.name].items:
+            for category in ("inference", "training", "idle"):
+                quantities = _by_month(p, getattr(item, category))
+                for month, quantity in zip(months, quantities, strict=True):
+                    rows.append({"month": month, "pool": pool.name, "line_item": item.name,
+                                 "unit": item.unit, "price_key": item.price_key,
+                                 "unit_price_usd": item.unit_price_usd, "category": category,
+                                 "quantity": quantity, "cost_usd": quantity * item.unit_price_usd})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -10,7 +10,7 @@ from simulator.results import Result
 
 
 def write_result_files(result: Result, out_dir: str | Path) -> list[Path]:
-    """Write summary.json, monthly.csv, hourly.parquet, latency.csv, jobs.csv, deployments.csv."""
+    """Write summary.json, monthly.csv, hourly.parquet, latency.csv, jobs.csv, deployments_hourly.csv, billing.csv."""
     out = Path(out_dir)
     written = []
 
@@ -25,4 +25,5 @@ def write_result_files(result: Result, out_dir: str | Path) -> list[Path]:
     write_text_atomic(target("latency.csv"), result.latency.to_csv(index=False))
     write_text_atomic(target("jobs.csv"), result.jobs.to_csv(index=False))
     write_text_atomic(target("deployments_hourly.csv"), result.deployments_hourly.to_csv(index=False))
+    write_text_atomic(target("billing.csv"), result.billing.to_csv(index=False))
     return written

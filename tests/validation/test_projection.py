@@ -178,3 +178,18 @@ def test_cost_rises_with_price_and_growth(price, bump, growth, more_growth, kind
     growing = run(priced(price, growth + more_growth), curve_provider=MM1).summary["total_cost_usd"]
     assert pricier > base
     assert growing >= base - 1e-6
+
+
+def test_billing_line_items_rebuild_costs():
+    def reserved(data):
+        data["pools"][0]["pricing"] = {"kind": "reserved", "committed_gpus": 6, "term_months": 1,
+                                       "usd_per_gpu_hour": 2.0, "overflow_usd_per_gpu_hour": 5.0}
+
+    result = run(scenario(reserved, requests_per_second=20), curve_provider=MM1)
+    billing = result.billing
+    rebuilt = (billing["quantity"] * billing["unit_price_usd"]).sum()
+    assert rebuilt == pytest.approx(result.summary["total_cost_usd"], abs=0.005)
+    by_cat = billing.groupby("category")["cost_usd"].sum()
+    assert by_cat["idle"] == pytest.approx(result.summary["idle_cost_usd"], abs=0.005)
+    monthly = billing.groupby("month")["cost_usd"].sum()
+    assert monthly.iloc[1] > 0 and set(billing["line_item"]) == {"committed_gpu_hours", "overflow_gpu_hours"}
