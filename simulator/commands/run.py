@@ -135,3 +135,89 @@ def run_command(
                 out.print(t)
         if out_dir is not None:
             out.print(f"wrote {out_dir}/")
+
+
+@app.command("compare")
+def compare_command(
+    scenarios: Annotated[list[Path], typer.Argument(help="One scenario (its plans) or several files.")],
+    plans: Annotated[
+        str | None, typer.Option("--plans", help="Comma-separated plan names (default: base + all).")
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare fleet plans side by side: spend, $/1M tokens, peak GPUs, SLO, deltas.
+
+    Examples: fleetsim compare scenarios/chat-assistant.yaml;
+    fleetsim compare a.yaml b.yaml --json
+    """
+    summaries = [r.summary for r in run_comparison(scenarios, plans, quiet)]
+    from simulator.compare import compare
+
+    comparison = compare(summaries)
+    if as_json:
+        print_json(comparison.to_dict())
+        return
+    out.print(comparison_table(comparison))
+
+
+def run_comparison(scenarios: list[Path], plans: str | None, quiet: bool) -> list[Any]:
+    """Run the chosen plans of one scenario, or the base of each of several files."""
+    from simulator.runner import plan_names
+
+    if len(scenarios) == 1:
+        loaded = load(scenarios[0])
+        chosen = [p.strip() for p in plans.split(",")] if plans else plan_names(loaded)
+        return run_plans(loaded, chosen, quiet)
+    results = []
+    for path in scenarios:
+        loaded = load(path)
+        chosen = [p.strip() for p in plans.split(",")] if plans else ["base"]
+        results += run_plans(loaded, chosen, quiet)
+    return results
+
+
+def comparison_table(comparison: Any) -> Any:
+    """Rich table: metrics as rows, runs as columns, deltas against the first run."""
+    from simulator.compare import Comparison
+
+    assert isinstance(comparison, Comparison)
+    columns = ["metric"] + [
+        f"{run}{' ★ cheapest meeting SLO' if run == comparison.recommended else ''}"
+        for run in comparison.runs
+    ]
+    rows = []
+    for metric in comparison.metrics:
+        deltas = comparison.deltas(metric)
+        cells = [metric.label]
+        for i, value in enumerate(metric.values):
+            text = format_value(value, metric.unit)
+            if i > 0 and deltas[i] is not None and metric.unit not in ("date",):
+                text += f" ({format_delta(deltas[i], metric.unit)})"
+            cells.append(text)
+        rows.append(cells)
+    rows.append(["meets every SLO"] + ["yes" if ok else "NO" for ok in comparison.meets_slo])
+    return table("Plans compared (deltas vs the first)", columns, rows)
+
+
+def format_value(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    match unit:
+        case "usd":
+            return usd(value)
+        case "usd_per_million":
+            return _money(value)
+        case "fraction":
+            return pct(value)
+        case "date":
+            return str(value)[:10]
+        case _:
+            return f"{value:,.0f}"
+
+
+def format_delta(delta: float, unit: str) -> str:
+    sign = "+" if delta >= 0 else "-"
+    if unit == "fraction":
+        return f"{sign}{abs(delta) * 100:.1f} pt"
+    return f"{sign}{format_value(abs(delta), unit)}"
