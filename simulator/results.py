@@ -139,14 +139,18 @@ def _deployments_hourly(p: Projection) -> pd.DataFrame:
 # ---------------------------------------------------------------------- latency
 
 
-def _mixture(p: Projection, workload: str, group: np.ndarray, periods: int) -> Mixture:
+def _mixture(p: Projection, workload: str) -> Mixture:
+    """Request weights on curve points per month, plus a last row for the whole horizon."""
     routes = [r for r in p.routes if r.workload == workload]
+    months = p.timeline.months
     weights = []
     for r in routes:
         per_hour = r.point_weights * r.served_requests[:, None]
-        w = np.zeros((periods, per_hour.shape[1]))
-        np.add.at(w, group, per_hour)
-        weights.append(w)
+        w = np.stack(
+            [np.bincount(p.timeline.month_index, weights=col, minlength=months) for col in per_hour.T],
+            axis=1,
+        )
+        weights.append(np.vstack([w, w.sum(axis=0, keepdims=True)]))
     return Mixture([r.curve for r in routes], weights)
 
 
@@ -159,10 +163,9 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
         served = _by_month(p, sum((r.served_requests for r in routes), np.zeros(p.timeline.hours)))
         unserved = _by_month(p, sum((r.unserved_requests for r in routes), np.zeros(p.timeline.hours)))
         cache = _by_month(p, p.cache_hit_rps[workload.name] * 3600)
-        monthly = _mixture(p, workload.name, p.timeline.month_index, p.timeline.months)
-        whole = _mixture(p, workload.name, np.zeros(p.timeline.hours, dtype=int), 1)
-        q = {m: monthly.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
-        attainment = monthly.attainment()
+        mixture = _mixture(p, workload.name)
+        q = {m: mixture.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+        attainment = mixture.attainment()
         for i, month in enumerate(months):
             row = {"month": month, "workload": workload.name, "requests_served": served[i],
                    "requests_cache_hits": cache[i], "requests_unserved": unserved[i],
@@ -171,11 +174,11 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
                 for j, name in enumerate(QUANTILES):
                     row[f"{metric.removesuffix('_ms')}_{name}_ms"] = values[i, j]
             rows.append(row)
-        hq = {m: whole.quantiles(m, levels)[0] for m in ("ttft_ms", "tpot_ms")}
+        whole = -1  # the last row holds the whole horizon
         horizon[workload.name] = {
-            "ttft": dict(zip(QUANTILES, hq["ttft_ms"], strict=True)),
-            "tpot": dict(zip(QUANTILES, hq["tpot_ms"], strict=True)),
-            "attainment": float(whole.attainment()[0]) if whole.total()[0] > 0 else None,
+            "ttft": dict(zip(QUANTILES, q["ttft_ms"][whole], strict=True)),
+            "tpot": dict(zip(QUANTILES, q["tpot_ms"][whole], strict=True)),
+            "attainment": None if np.isnan(attainment[whole]) else float(attainment[whole]),
         }
     return pd.DataFrame(rows), horizon
 

@@ -14,6 +14,10 @@ from typing import Protocol
 import numpy as np
 
 
+#: Latency values at which mixture CDFs are evaluated (quantiles are interpolated between them).
+MAX_GRID_POINTS = 4000
+
+
 class CurveLike(Protocol):
     rates_per_replica: np.ndarray
     quantile_levels: np.ndarray
@@ -45,8 +49,8 @@ def point_weights(curve: CurveLike, load_per_replica: np.ndarray) -> np.ndarray:
     t = np.where(span > 0, (x - rates[lower]) / np.where(span > 0, span, 1), 0.0)
     weights = np.zeros((len(x), len(rates)))
     rows = np.arange(len(x))
-    np.add.at(weights, (rows, lower), 1 - t)
-    np.add.at(weights, (rows, upper), t)
+    weights[rows, lower] = 1 - t  # upper == lower + 1 always
+    weights[rows, upper] = t
     return weights
 
 
@@ -70,6 +74,8 @@ class Mixture:
     def quantiles(self, metric: str, levels: list[float]) -> np.ndarray:
         """(periods, len(levels)) quantiles of the mixture of ``metric`` (ttft_ms, tpot_ms...)."""
         grid = np.unique(np.concatenate([np.asarray(getattr(c, metric)).ravel() for c in self.curves]))
+        if len(grid) > MAX_GRID_POINTS:  # keep every value's neighbourhood, evenly in rank
+            grid = grid[np.linspace(0, len(grid) - 1, MAX_GRID_POINTS).round().astype(int)]
         cdf = np.zeros((len(self.total()), len(grid)))
         for curve, w in zip(self.curves, self.weights, strict=True):
             q_levels = np.asarray(curve.quantile_levels, dtype=float)
@@ -79,20 +85,19 @@ class Mixture:
             )  # fmt: skip
             cdf += w @ point_cdfs
         total = self.total()
-        out = np.full((len(total), len(levels)), np.nan)
-        for period in np.flatnonzero(total > 0):
-            mixed = np.maximum.accumulate(cdf[period] / total[period])
-            out[period] = [_invert(mixed, grid, p) for p in levels]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mixed = np.maximum.accumulate(cdf / total[:, None], axis=1)
+        out = np.stack([_invert(mixed, grid, p) for p in levels], axis=1)
+        out[total <= 0] = np.nan
         return out
 
 
-def _invert(cdf: np.ndarray, grid: np.ndarray, p: float) -> float:
-    """Smallest grid value where the CDF reaches p (linear between grid points)."""
-    index = int(np.searchsorted(cdf, p, side="left"))
-    if index <= 0:
-        return float(grid[0])
-    if index >= len(grid):
-        return float(grid[-1])
-    lo, hi = cdf[index - 1], cdf[index]
-    t = (p - lo) / (hi - lo) if hi > lo else 1.0
-    return float(grid[index - 1] + t * (grid[index] - grid[index - 1]))
+def _invert(cdf: np.ndarray, grid: np.ndarray, p: float) -> np.ndarray:
+    """Per row of ``cdf`` (periods, grid): the value where the CDF reaches p (linear between)."""
+    index = np.clip((cdf < p).sum(axis=1), 1, len(grid) - 1)
+    rows = np.arange(len(cdf))
+    lo, hi = cdf[rows, index - 1], cdf[rows, index]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(np.where(hi > lo, (p - lo) / (hi - lo), 1.0), 0.0, 1.0)
+    value = grid[index - 1] + t * (grid[index] - grid[index - 1])
+    return np.where(cdf[:, 0] >= p, grid[0], value)
