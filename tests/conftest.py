@@ -47,3 +47,17 @@ def minimal_scenario_dict() -> dict:
 @pytest.fixture
 def mini() -> dict:
     return minimal_scenario_dict()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_curve_cache(tmp_path_factory):
+    """Latency curves cache into a fresh directory per test session, never the user's."""
+    import os
+
+    previous = os.environ.get("FLEETSIM_CACHE_DIR")
+    os.environ["FLEETSIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("curve-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FLEETSIM_CACHE_DIR", None)
+    else:
+        os.environ["FLEETSIM_CACHE_DIR"] = previous

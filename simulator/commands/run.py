@@ -22,10 +22,13 @@ def progress(quiet: bool) -> Progress:
     )  # fmt: skip
 
 
-def run_plans(scenario: Any, plans: list[str], quiet: bool) -> list[Any]:
-    """Run each plan with a progress line; input errors exit 2."""
+def run_plans(scenario: Any, plans: list[str], quiet: bool, months: int | None = None) -> list[Any]:
+    """Run each plan with a progress line; input errors exit 2. ``months`` shortens the horizon."""
     from simulator.runner import run
 
+    if months is not None:
+        horizon = scenario.horizon.model_copy(update={"months": months})
+        scenario = scenario.model_copy(update={"horizon": horizon})
     results = []
     with progress(quiet) as bar, user_errors():
         task = bar.add_task("running", total=len(plans))
@@ -34,6 +37,11 @@ def run_plans(scenario: Any, plans: list[str], quiet: bool) -> list[Any]:
             results.append(run(scenario, plan=plan))
             bar.advance(task)
     return results
+
+
+MonthsOpt = Annotated[
+    int | None, typer.Option("--months", min=1, help="Shorten the horizon to this many months.")
+]
 
 
 def usd(value: float | None) -> str:
@@ -110,6 +118,7 @@ def run_command(
     ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    months: MonthsOpt = None,
 ) -> None:
     """Project spend, latency and utilisation over the scenario's horizon.
 
@@ -120,7 +129,7 @@ def run_command(
 
     loaded = load(scenario)
     plans = plan_names(loaded) if all_plans else [plan or "base"]
-    results = run_plans(loaded, plans, quiet)
+    results = run_plans(loaded, plans, quiet, months)
     if out_dir is not None:
         for result in results:
             target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir

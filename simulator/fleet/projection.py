@@ -104,7 +104,10 @@ def project(
         pool: capacity[pool] - _pool_inference_gpus(deployments, pool) for pool in inference_first
     } | {pool: capacity[pool].copy() for pool in training_first}
     training = simulate_training(scenario, available, rng)
-    _allocate(scenario, deployments, capacity, training_first, training.gpus_held_by_pool)
+    # Training-first pools serve with what training leaves. In inference-first pools this only
+    # bites where a training run that started earlier still holds GPUs that grown serving
+    # demand would want: running training is never pre-empted, so serving is squeezed there.
+    _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
 
     for dep in deployments.values():
         policy = scenario.deployment(dep.name).autoscaling
