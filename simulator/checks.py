@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import typing
 from collections import Counter
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from simulator.catalog import BYTES_PER_ELEMENT, Catalog
+from simulator.distributions import Distribution
 from simulator.errors import Problem, ScenarioError
 from simulator.perf.memory import usable_bytes, weight_bytes
-from simulator.perf.profile import bundled_profile_names
+from simulator.perf.profile import CalibrationProfile, bundled_profile_names
 from simulator.resolve import catalog_for
-from simulator.scenario import Scenario
+from simulator.scenario import Pricing, Scenario
 from simulator.yamlio import Path, line_of
 
 GIB = 2**30
@@ -98,12 +100,17 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> Path:
 
 
 def _is_union_tag(part: Any) -> bool:
-    tags = {
-        "on_demand", "reserved", "spot", "owned",
-        "fixed", "uniform", "normal", "lognormal", "exponential", "empirical",
-        "str", "CalibrationProfile",
-    }  # fmt: skip
-    return isinstance(part, str) and part in tags
+    """Whether a loc element names a union member (``reserved``, ``lognormal``, ``str``...)."""
+    return isinstance(part, str) and part in _union_tags()
+
+
+@functools.cache
+def _union_tags() -> frozenset[str]:
+    tags: set[str] = {"str", "int", "float", "none"}
+    for annotation in (Pricing, Distribution, CalibrationProfile | str):
+        for member in _models_in(annotation):
+            tags.update(str(t) for t in _tags_of(member))
+    return frozenset(tags)
 
 
 def display_path(path: Path, data: Any) -> Path:

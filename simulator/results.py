@@ -130,7 +130,7 @@ def _deployments_hourly(p: Projection) -> pd.DataFrame:
     frames = [
         pd.DataFrame({"time": times, "deployment": d.name, "replicas_requested": d.requested,
                       "replicas_held": d.billed, "replicas_serving": d.serving,
-                      "gpus_busy": d.busy_gpus})  # fmt: skip
+                      "gpus_busy": d.busy_gpus})
         for d in p.deployments.values()
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -303,8 +303,8 @@ def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, An
     finished = rows["finished_at"].dropna() if len(rows) else []
     cost = float(monthly.loc[(monthly["entity_kind"] == "training_job") & (monthly["entity"] == job.name), "cost_usd"].sum())
     return {
-        "runs": int(len(rows)),
-        "runs_finished": int(len(finished)),
+        "runs": len(rows),
+        "runs_finished": len(finished),
         "gpu_hours": float(rows["gpu_hours"].sum()) if len(rows) else 0.0,
         "gpu_hours_lost": float(rows["gpu_hours_lost"].sum()) if len(rows) else 0.0,
         "failures": int(rows["failures"].sum()) if len(rows) else 0,

@@ -13,7 +13,6 @@ from typing import Protocol
 
 import numpy as np
 
-
 #: Latency values at which mixture CDFs are evaluated (quantiles are interpolated between them).
 MAX_GRID_POINTS = 4000
 

@@ -151,6 +151,66 @@ class ServingCostModel:
             prefill_tokens=n * c, prefill_attention_pairs=n * c * (c + 1) / 2, prefill_sequences=n
         )
 
+    def iteration_terms(self, max_tokens: int) -> IterationTerms:
+        """``iteration_time_s`` split into token-count tables and per-unit coefficients.
+
+        For engines that price many iterations one at a time (see :class:`IterationTerms`);
+        tables are indexed by the iteration's token count T = 0..``max_tokens``.
+        """
+        tokens = np.arange(max_tokens + 1, dtype=float)
+        eff = self.efficiency
+        tp = self.tensor_parallel
+        layers = self.model.layers
+        gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
+        attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
+        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
+            body_flops = 2 * self.body_active_parameters * tokens
+            gemm_s = np.where(tokens > 0, body_flops / tp / gemm_rate, 0.0)
+            logits_s = np.where(tokens > 0, 2 * self.embedding_parameters / tp / gemm_rate, 0.0)
+        weights_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
+        comm_s = np.zeros_like(tokens)
+        if tp > 1:
+            ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
+            link = self.gpu.interconnect_gb_per_s * 1e9 * eff.interconnect_efficiency
+            comm_s = np.where(tokens > 0, 2 * layers * (eff.allreduce_latency_s + ring_bytes / link), 0)
+        return IterationTerms(
+            gemm_s=gemm_s,
+            logits_s_per_row=logits_s,
+            weights_s=weights_s,
+            comm_s=comm_s,
+            attention_s_per_pair=4 * layers * self.attention_width / tp
+            / (attn_peak * eff.attention_efficiency),
+            kv_s_per_token=self.kv_bytes_per_token / tp / bandwidth,
+            overhead_s=eff.iteration_overhead_s,
+        )
+
+
+@dataclass(frozen=True)
+class IterationTerms:
+    """:meth:`ServingCostModel.iteration_time_s` as tables over the token count plus coefficients.
+
+    For an iteration of T = prefill_tokens + decode_requests > 0 tokens (0 s when T = 0)::
+
+        time_s = max(gemm_s[T] + logits_s_per_row[T] * (decode_requests + prefill_sequences),
+                     weights_s[T])
+               + max(attention_s_per_pair * (prefill_attention_pairs + decode_context_tokens),
+                     kv_s_per_token * (decode_context_tokens + T))
+               + comm_s[T] + overhead_s
+
+    Same arithmetic as ``iteration_time_s`` (equal to rounding); an event-driven engine uses it
+    to price one iteration with a table look-up instead of a vectorised call.
+    """
+
+    gemm_s: np.ndarray  #: body GEMM seconds at T tokens, shape (max_tokens + 1,)
+    logits_s_per_row: np.ndarray  #: LM-head GEMM seconds per logit row at T tokens
+    weights_s: np.ndarray  #: seconds to read the weights an iteration of T tokens touches
+    comm_s: np.ndarray  #: tensor-parallel all-reduce seconds at T tokens
+    attention_s_per_pair: float  #: attention compute seconds per query-key pair
+    kv_s_per_token: float  #: seconds to read/write one token's KV cache
+    overhead_s: float  #: fixed seconds per iteration
+
 
 # ---- training -----------------------------------------------------------------------------
 
