@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 
 from simulator.errors import Problem, ScenarioError
 from simulator.loading import load_scenario, scenario_for_plan
-from simulator.scenario import Scenario
 from simulator.runner import run
+from simulator.scenario import Scenario
 
 
-def serve(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - re-export with the engine's signature
+def serve(*args, **kwargs):
     """Run the inference engine alone; see :func:`simulator.inference.serve`."""
     from simulator.inference import serve as _serve
 
