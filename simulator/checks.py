@@ -182,6 +182,24 @@ def cross_reference_problems(scenario: Scenario) -> list[Problem]:
     problems += _deployment_problems(scenario, catalog)
     problems += _workload_problems(scenario)
     problems += _training_problems(scenario, catalog)
+    problems += _uncertainty_problems(scenario)
+    return problems
+
+
+def _uncertainty_problems(scenario: Scenario) -> list[Problem]:
+    """Every uncertain input must name an existing numeric field."""
+    from simulator.loading import get_by_path, scenario_data
+
+    data = scenario_data(scenario)
+    problems = []
+    for dotted in scenario.uncertainty:
+        try:
+            value = get_by_path(data, dotted)
+        except KeyError as err:
+            problems.append(Problem(("uncertainty", dotted), str(err.args[0])))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(Problem(("uncertainty", dotted), f"is not a number (found {value!r})"))
     return problems
 
 

@@ -42,6 +42,7 @@ def load_scenario(path: str | FsPath) -> Scenario:
         _load_empirical(dist, where, base_dir, lines, problems)
     for where, holder in _calibration_refs(data):
         _load_profile_ref(holder, where, base_dir, lines, problems)
+    problems += extract_inline_uncertainty(data, lines)
     if problems:
         shown = [Problem(display_path(p.path, data), p.message, p.line) for p in problems]
         raise ScenarioError(shown, source)
@@ -119,6 +120,99 @@ def load_profile(path: str | FsPath) -> CalibrationProfile:
             Problem(tuple(e["loc"]), e["msg"], line_of(lines, tuple(e["loc"]))) for e in err.errors()
         ]
         raise ScenarioError(problems, source) from None
+
+
+# ---------------------------------------------------------------------- uncertainty
+
+#: Fields whose value is itself a distribution (not an uncertain number).
+_DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens"}
+
+
+def extract_inline_uncertainty(data: dict[str, Any], lines: dict[Path, int]) -> list[Problem]:
+    """Move numbers written as ``{distribution: ...}`` into ``uncertainty:`` by dotted path.
+
+    The field keeps the distribution's mean so the scenario validates and runs as one
+    deterministic case; replications draw from ``uncertainty``.
+    """
+    from pydantic import TypeAdapter
+
+    from simulator.distributions import Distribution
+
+    adapter = TypeAdapter(Distribution)
+    problems: list[Problem] = []
+    found: dict[str, Any] = {}
+    for path, value in list(_walk(data)):
+        if not (isinstance(value, dict) and "distribution" in value) or path[-1] in _DISTRIBUTION_FIELDS:
+            continue
+        if path and path[0] == "uncertainty":
+            continue
+        try:
+            dist = adapter.validate_python(value)
+        except ValidationError as err:
+            for e in err.errors():
+                problems.append(Problem(path + tuple(e["loc"]), e["msg"], line_of(lines, path)))
+            continue
+        found[_named_path(data, path)] = value
+        _set_raw(data, path, dist.mean)
+    if found:
+        data.setdefault("uncertainty", {})
+        if isinstance(data["uncertainty"], dict):
+            data["uncertainty"].update(found)
+    return problems
+
+
+def _walk(node: Any, path: Path = ()) -> Any:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, path + (index,))
+
+
+def _named_path(data: Any, path: Path) -> str:
+    from simulator.checks import display_path
+
+    return ".".join(str(p) for p in display_path(path, data))
+
+
+def _set_raw(data: Any, path: Path, value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+def sample_scenario(scenario: Scenario, rng: Any) -> Scenario:
+    """A copy of the scenario with every uncertain input drawn once from its distribution.
+
+    Integer fields get the draw rounded; the result is validated like any scenario.
+    """
+    if not scenario.uncertainty:
+        return scenario
+    data = scenario_data(scenario)
+    for dotted, dist in scenario.uncertainty.items():
+        value = float(dist.sample(rng, 1)[0])
+        current = get_by_path(data, dotted)
+        set_by_path(data, dotted, round(value) if isinstance(current, int) else value)
+    return validate_scenario_data(data, None, f"{scenario.name} (sampled inputs)")
+
+
+def get_by_path(data: Any, dotted: str) -> Any:
+    """The value at a dotted path (list items by name or index); KeyError if absent."""
+    node = data
+    for depth, part in enumerate(dotted.split(".")):
+        where = ".".join(dotted.split(".")[: depth + 1])
+        if isinstance(node, dict):
+            if part not in node:
+                raise KeyError(f"no field {where!r}")
+            node = node[part]
+        elif isinstance(node, list):
+            node = node[_list_index(node, part, where)]
+        else:
+            raise KeyError(f"no field {where!r}")
+    return node
 
 
 # ---------------------------------------------------------------------- plans

@@ -308,6 +308,12 @@ class Scenario(Strict):
     training_jobs: list[TrainingJob] = Field(default_factory=list)
     api_baseline: ApiBaseline | None = None
     plans: list[Plan] = Field(default_factory=list)
+    uncertainty: dict[str, Distribution] = Field(
+        default_factory=dict,
+        description="Uncertain inputs by dotted path (e.g. workloads.chat.traffic."
+        "growth_per_month); the field itself holds the distribution's mean. A number written "
+        "inline as {distribution: ...} lands here. Replications draw from these.",
+    )
 
     # lookups by name -----------------------------------------------------------------
     def pool(self, name: str) -> Pool:

@@ -179,3 +179,30 @@ def test_add_months_clamps_day():
 
 def test_minimal_dict_is_valid():
     validate_scenario_data(minimal_scenario_dict())
+
+
+def test_inline_distribution_becomes_uncertain_input(tmp_path):
+    text = BASE.replace("traffic: {requests_per_second: 1}",
+                        "traffic: {requests_per_second: 1, growth_per_month: {distribution: normal, mean: 0.05, sd: 0.02}}")
+    s = load_scenario(write(tmp_path, text))
+    assert s.workload("w").traffic.growth_per_month == pytest.approx(0.05)
+    assert set(s.uncertainty) == {"workloads.w.traffic.growth_per_month"}
+
+
+def test_sampled_scenarios_follow_the_distribution(tmp_path):
+    import numpy as np
+
+    from simulator.loading import sample_scenario
+
+    text = BASE.replace("usd_per_gpu_hour: 3.0", "usd_per_gpu_hour: {distribution: uniform, low: 2, high: 4}")
+    s = load_scenario(write(tmp_path, text))
+    rng = np.random.default_rng(0)
+    prices = [sample_scenario(s, rng).pool("serving").pricing.usd_per_gpu_hour for _ in range(400)]
+    assert 2 <= min(prices) and max(prices) <= 4
+    assert np.mean(prices) == pytest.approx(3.0, abs=3 * (2 / 12**0.5) / 20)
+
+
+def test_uncertainty_path_must_exist(mini):
+    mini["uncertainty"] = {"pools.gpus.price": {"distribution": "normal", "mean": 1, "sd": 0.1}}
+    with pytest.raises(ScenarioError, match="uncertainty.pools.gpus.price: no field 'pools.gpus.price'"):
+        validate_scenario_data(mini)
