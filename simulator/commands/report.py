@@ -1,0 +1,139 @@
+"""CLI: ``fleetsim report`` — the finance workbook (xlsx) and plots (PNG) of a scenario's plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from simulator.cli import app, err, load, out, user_errors
+from simulator.commands.run import QuietOpt, progress
+
+
+def _base_curve_provider() -> Any:
+    """The engine's curve provider, looked up at call time (tests swap in a synthetic one)."""
+    from simulator.fleet import projection
+
+    return projection.default_curve_provider
+
+
+def _recording(provider: Any, store: dict[tuple[str, str], Any]) -> Any:
+    """A curve provider that keeps every curve it hands out (the latency plots reuse them)."""
+
+    def record(scenario: Any, deployment: str, workload: str) -> Any:
+        curve = provider(scenario, deployment, workload)
+        store[(deployment, workload)] = curve
+        return curve
+
+    return record
+
+
+def _chosen_plans(loaded: Any, plans: str | None, several_files: bool) -> list[str]:
+    from simulator.runner import plan_names
+
+    if plans:
+        return [p.strip() for p in plans.split(",") if p.strip()]
+    return ["base"] if several_files else plan_names(loaded)
+
+
+def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[Any]:
+    """Run the chosen plans of one scenario (default: base + every plan), or of several files
+    (default: base of each), as :class:`~simulator.report.runs.ReportRun`; input errors exit 2."""
+    from simulator.compare import run_label
+    from simulator.report.runs import ReportRun
+    from simulator.runner import run
+
+    loaded = [(path, load(path)) for path in scenarios]
+    several = len({s.name for _, s in loaded}) > 1
+    runs: list[ReportRun] = []
+    with user_errors():  # every plan checked before anything runs
+        jobs = [
+            (scenario, plan, _plan_of(scenario, plan, path))
+            for path, scenario in loaded
+            for plan in _chosen_plans(scenario, plans, len(scenarios) > 1)
+        ]
+    with progress(quiet) as bar, user_errors():
+        task = bar.add_task("running", total=len(jobs))
+        for scenario, plan, variant in jobs:
+            bar.update(task, description=f"{scenario.name}, plan {plan}: simulating")
+            curves: dict[tuple[str, str], Any] = {}
+            result = run(
+                scenario, plan=plan, curve_provider=_recording(_base_curve_provider(), curves)
+            )
+            label = _unique(run_label(result.summary, several), {r.label for r in runs})
+            runs.append(ReportRun(label, variant, result, curves))
+            bar.advance(task)
+    return runs
+
+
+def _plan_of(scenario: Any, plan: str, path: Path) -> Any:
+    """The plan-applied scenario; an unknown plan is reported against the scenario file."""
+    from simulator.errors import ScenarioError
+    from simulator.loading import scenario_for_plan
+
+    try:
+        return scenario_for_plan(scenario, plan)
+    except ScenarioError as error:
+        source = str(path) if error.source == "<scenario>" else f"{path}: {error.source}"
+        raise ScenarioError(error.problems, source) from None
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    out_label, i = label, 2
+    while out_label in taken:
+        out_label, i = f"{label}#{i}", i + 1
+    return out_label
+
+
+def _fail(message: str) -> None:
+    err.print(message, markup=False)
+    raise typer.Exit(2)
+
+
+@app.command("report")
+def report_command(
+    scenarios: Annotated[
+        list[Path], typer.Argument(help="One scenario (its plans) or several scenario files.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).", show_default=False)
+    ],
+    plans: Annotated[
+        str | None,
+        typer.Option("--plans", help="Comma-separated plan names (default: base + all plans)."),
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Also write PNG plots into this directory.")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the finance workbook: summary, assumptions (named prices), monthly costs as live
+    formulas, utilisation, latency & SLO, training jobs, plan comparison; optionally PNG plots.
+
+    Examples: fleetsim report scenarios/chat-assistant.yaml -o chat.xlsx --plots plots/;
+    fleetsim report a.yaml b.yaml -o ab.xlsx
+    """
+    from xlsxwriter.exceptions import XlsxWriterException
+
+    from simulator.report.plots import write_plots
+    from simulator.report.workbook import write_workbook
+
+    if output.suffix.lower() != ".xlsx":
+        _fail(f"{output}: the workbook must be an .xlsx file (use -o NAME.xlsx)")
+    if output.exists() and output.is_dir():
+        _fail(f"{output}: is a directory; give a file name ending in .xlsx")
+    runs = report_runs(scenarios, plans, quiet)
+    written: list[Path] = []
+    with progress(quiet) as bar:
+        bar.add_task("writing the workbook", total=None)
+        try:
+            write_workbook(output, runs)
+            if plots is not None:
+                written = write_plots(runs, plots)
+        except (OSError, XlsxWriterException) as error:
+            _fail(f"cannot write the report: {error}")
+    if not quiet:
+        out.print(f"wrote {output} ({len(runs)} run(s): {', '.join(r.label for r in runs)})")
+        if plots is not None:
+            out.print(f"wrote {len(written)} plots to {plots}/")

@@ -1,0 +1,448 @@
+"""The Billing and Monthly sheets of one run: where every cost is a live formula.
+
+Billing: months as rows; for each pool x line item x category, the billed quantity (simulated:
+GPU-hours or kWh) and its cost = quantity x the named price (Assumptions sheet).
+
+Monthly: months as rows; spend by category, by pool, by pool and category (sums of Billing cost
+cells), by workload, training job and idle (a pool-and-category cost times the share of it the
+simulation attributed to the workload or job that month, by GPU-time), the total (SUM of the
+categories) and the cumulative total. Shares are simulated and fixed, so per-workload and per-job
+columns always add up to the total, even after a price is changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from xlsxwriter.utility import xl_col_to_name
+
+from simulator.report.prices import PriceBook
+from simulator.report.sheet import Sheet, cell_ref
+from simulator.scenario import Scenario
+
+HEADER_ROWS = 4  # title, note, group labels, column headers
+DATA_ROW = HEADER_ROWS  # first month's row (0-based)
+CATEGORIES = ("inference", "training", "idle")
+ENTITY_KINDS = ("workload", "deployment", "training_job", "idle", "unattributed")
+ENTITY_GROUPS = {
+    "workload": "Inference by workload",
+    "deployment": "Inference, no workload",
+    "training_job": "Training by job",
+    "idle": "Idle",
+    "unattributed": "Unattributed",
+}
+KIND_CATEGORY = {"workload": "inference", "deployment": "inference", "training_job": "training",
+                 "idle": "idle"}  # fmt: skip
+
+
+def month_dates(labels: list[str]) -> list[dt.date]:
+    """'2027-01' -> date(2027, 1, 1)."""
+    return [dt.date(int(m[:4]), int(m[5:7]), 1) for m in labels]
+
+
+def fiscal_year(month: dt.date, start_month: int) -> str:
+    """FY label of a month: the fiscal year is named by the calendar year it ends in."""
+    return f"FY{month.year + (1 if start_month > 1 and month.month >= start_month else 0)}"
+
+
+@dataclass(frozen=True)
+class BillingColumn:
+    """One billed quantity of a pool (line item x category) and where it sits on Billing."""
+
+    pool: str
+    line_item: str
+    unit: str
+    price_key: str
+    category: str
+    price_name: str
+    price: float
+    quantity: np.ndarray  # per month
+    qty_col: int
+    cost_col: int
+
+    @property
+    def cost(self) -> np.ndarray:
+        return self.quantity * self.price
+
+
+@dataclass
+class MonthlyLayout:
+    """Where the Monthly sheet of a run put things, and the cached values of its columns."""
+
+    sheet: str
+    months: list[dt.date]
+    fiscal_years: list[str]
+    col_total: int = 2
+    col_cumulative: int = 3
+    col_category: dict[str, int] = field(default_factory=dict)
+    col_pool: dict[str, int] = field(default_factory=dict)
+    col_entity: dict[tuple[str, str], int] = field(default_factory=dict)
+    values: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def total_row(self) -> int:
+        return DATA_ROW + len(self.months)
+
+    def total_ref(self, col: int) -> str:
+        """Absolute, sheet-qualified reference to a column's total cell."""
+        return cell_ref(self.sheet, self.total_row, col, absolute=True)
+
+    def total_value(self, col: int) -> float:
+        return float(self.values[col].sum())
+
+    def month_ref(self, i: int, col: int) -> str:
+        return cell_ref(self.sheet, DATA_ROW + i, col, absolute=True)
+
+    def fiscal_year_range(self, label: str) -> tuple[int, int]:
+        """First and last row (0-based) of a fiscal year's months (contiguous by construction)."""
+        rows = [DATA_ROW + i for i, fy in enumerate(self.fiscal_years) if fy == label]
+        return rows[0], rows[-1]
+
+
+# ---------------------------------------------------------------------- Billing
+
+
+def billing_columns(
+    billing: pd.DataFrame, months: list[str], book: PriceBook, run: str
+) -> list[BillingColumn]:
+    """Billing columns with a non-zero quantity in some month, in the simulator's order."""
+    if billing.empty:
+        return []
+    out: list[BillingColumn] = []
+    col = 1
+    for (pool, item), rows in billing.groupby(["pool", "line_item"], sort=False):
+        used = [c for c in CATEGORIES if (rows.loc[rows["category"] == c, "quantity"] != 0).any()]
+        first = rows.iloc[0]
+        for i, category in enumerate(used):
+            per_month = rows[rows["category"] == category].groupby("month")["quantity"].sum()
+            quantity = per_month.reindex(months, fill_value=0.0).to_numpy(dtype=float)
+            out.append(BillingColumn(
+                pool=str(pool), line_item=str(item), unit=str(first["unit"]),
+                price_key=str(first["price_key"]), category=category,
+                price_name=book.name_for(run, str(pool), str(first["price_key"])),
+                price=float(first["unit_price_usd"]), quantity=quantity,
+                qty_col=col + i, cost_col=col + len(used) + i,
+            ))  # fmt: skip
+        col += 2 * len(used)
+    return out
+
+
+def write_billing(
+    sheet: Sheet, run: str, months: list[dt.date], columns: list[BillingColumn]
+) -> None:
+    """Quantities (simulated) and costs (= quantity x named price) per month."""
+    sheet.title(
+        f"Billing - {run}: billed quantities (simulated) x named prices (Assumptions) = cost",
+        "Orange headers: simulated quantities (GPU-hours held, kWh). Green headers: cost formulas "
+        "= quantity x the named price; change a price on the Assumptions sheet and they recompute.",
+    )
+    sheet.header(3, 0, ["Month"])
+    last = DATA_ROW + len(months)
+    for i, month in enumerate(months):
+        sheet.write(DATA_ROW + i, 0, month, "month")
+    sheet.write(last, 0, "Total", "total_label")
+    groups: dict[tuple[str, str], list[BillingColumn]] = {}
+    for c in columns:
+        groups.setdefault((c.pool, c.line_item), []).append(c)
+    for (pool, item), members in groups.items():
+        first_col = min(c.qty_col for c in members)
+        last_col = max(c.cost_col for c in members)
+        sheet.group(2, first_col, last_col, f"{pool}: {item} x {members[0].price_name}")
+        for c in members:
+            _billing_column(sheet, c, months, last)
+
+
+def _billing_column(sheet: Sheet, c: BillingColumn, months: list[dt.date], last: int) -> None:
+    unit = "GPU-hours" if c.unit == "GPU-hour" else c.unit
+    sheet.header(3, c.qty_col, [f"{c.category} {unit}"], "header_sim")
+    sheet.header(3, c.cost_col, [f"{c.category} $"], "header_formula")
+    for i in range(len(months)):
+        row = DATA_ROW + i
+        sheet.write(row, c.qty_col, c.quantity[i], "num")
+        qty = cell_ref(None, row, c.qty_col)
+        sheet.formula(row, c.cost_col, f"={qty}*{c.price_name}", c.cost[i], "usd")
+    for col, values, fmt in ((c.qty_col, c.quantity, "num_bold"), (c.cost_col, c.cost, "usd_bold")):
+        name = xl_col_to_name(col)
+        sheet.formula(last, col, f"=SUM({name}{DATA_ROW + 1}:{name}{last})", values.sum(), fmt)
+
+
+# ---------------------------------------------------------------------- Monthly
+
+
+@dataclass
+class _Entity:
+    kind: str
+    name: str
+    category: str
+    cost: dict[str, np.ndarray]  # pool -> per month (simulated, at the run's prices)
+    gpu_hours: dict[str, np.ndarray]
+
+    @property
+    def label(self) -> str:
+        if self.kind == "idle":
+            return "idle (paid, unused)"
+        if self.kind == "deployment":
+            return (
+                f"{self.name} (deployment)"
+                if not self.name.startswith("(")
+                else f"inference {self.name}"
+            )
+        return self.name
+
+
+def _entities(monthly: pd.DataFrame, months: list[str]) -> list[_Entity]:
+    if monthly.empty:
+        return []
+    found: dict[tuple[str, str], _Entity] = {}
+    for (kind, name, pool, category), rows in monthly.groupby(
+        ["entity_kind", "entity", "pool", "category"], sort=False
+    ):
+        key = (str(kind), str(name))
+        entity = found.setdefault(key, _Entity(key[0], key[1], str(category), {}, {}))
+        per = rows.groupby("month")[["cost_usd", "gpu_hours"]].sum().reindex(months, fill_value=0.0)
+        entity.cost[str(pool)] = per["cost_usd"].to_numpy(dtype=float)
+        entity.gpu_hours[str(pool)] = per["gpu_hours"].to_numpy(dtype=float)
+    order = {k: i for i, k in enumerate(ENTITY_KINDS)}
+    return sorted(found.values(), key=lambda e: order.get(e.kind, len(order)))
+
+
+def _shares(members: list[_Entity], pool: str, n: int) -> list[np.ndarray]:
+    """Each entity's share of a pool-and-category cost per month: by cost, else GPU-hours, else equal."""
+    cost = np.array([m.cost.get(pool, np.zeros(n)) for m in members])
+    hours = np.array([m.gpu_hours.get(pool, np.zeros(n)) for m in members])
+    out = np.full(cost.shape, 1.0 / len(members))
+    cost_sum, hour_sum = cost.sum(axis=0), hours.sum(axis=0)
+    by_hours = (np.abs(cost_sum) <= 1e-12) & (hour_sum > 0)
+    by_cost = np.abs(cost_sum) > 1e-12
+    out[:, by_hours] = hours[:, by_hours] / hour_sum[by_hours]
+    out[:, by_cost] = cost[:, by_cost] / cost_sum[by_cost]
+    return list(out)
+
+
+def write_monthly(
+    sheet: Sheet,
+    run: str,
+    scenario: Scenario,
+    monthly: pd.DataFrame,
+    billing_sheet: str,
+    columns: list[BillingColumn],
+    months: list[str],
+) -> MonthlyLayout:
+    """The Monthly sheet of a run (see the module docstring); returns its layout."""
+    dates = month_dates(months)
+    n = len(months)
+    layout = MonthlyLayout(
+        sheet.name, dates, [fiscal_year(d, scenario.fiscal_year_start_month) for d in dates]
+    )
+    sheet.title(
+        f"Monthly spend - {run} (scenario {scenario.name})",
+        "Green headers: formulas (Billing quantity x named price, then sums). Orange headers: "
+        "simulated shares that split a pool's cost among workloads and jobs (by GPU-time).",
+    )
+    # pool-and-category columns, then everything that refers to them
+    pc_keys = list(dict.fromkeys((c.pool, c.category) for c in columns))
+    pools = [p.name for p in scenario.pools]
+    entities = _entities(monthly, months)
+    entities += _unattributed(pc_keys, entities, n)
+    col = 4
+    layout.col_category = {c: col + i for i, c in enumerate(CATEGORIES)}
+    col += len(CATEGORIES)
+    layout.col_pool = {p: col + i for i, p in enumerate(pools)}
+    col += len(pools)
+    col_pc = {k: col + i for i, k in enumerate(pc_keys)}
+    col += len(pc_keys)
+    layout.col_entity = {(e.kind, e.name): col + i for i, e in enumerate(entities)}
+    col += len(entities)
+
+    pc_values = {
+        k: sum((c.cost for c in columns if (c.pool, c.category) == k), np.zeros(n)) for k in pc_keys
+    }
+    _pc_block(sheet, layout, billing_sheet, columns, col_pc, pc_values)
+    _sum_block(
+        sheet,
+        layout,
+        layout.col_category,
+        {c: [col_pc[k] for k in pc_keys if k[1] == c] for c in CATEGORIES},
+        pc_values,
+        col_pc,
+        "Spend by category",
+    )
+    _sum_block(
+        sheet,
+        layout,
+        layout.col_pool,
+        {p: [col_pc[k] for k in pc_keys if k[0] == p] for p in pools},
+        pc_values,
+        col_pc,
+        "By pool",
+    )
+    _entity_block(sheet, layout, entities, col_pc, pc_values, col)
+    _total_columns(sheet, layout)
+    _month_column(sheet, layout)
+    _stacked_chart(sheet, layout, run)
+    sheet.finish(HEADER_ROWS, frozen_cols=1)
+    return layout
+
+
+def _unattributed(pc_keys: list[tuple[str, str]], entities: list[_Entity], n: int) -> list[_Entity]:
+    """A catch-all entity for any pool-and-category cost no workload/job/idle row claims."""
+    claimed = {(pool, e.category) for e in entities for pool in e.cost}
+    return [
+        _Entity(
+            "unattributed", f"{pool} {category}", category, {pool: np.ones(n)}, {pool: np.ones(n)}
+        )
+        for pool, category in pc_keys
+        if (pool, category) not in claimed
+    ]
+
+
+def _pc_block(sheet, layout, billing_sheet, columns, col_pc, pc_values) -> None:
+    for (pool, category), col in col_pc.items():
+        sheet.header(3, col, [f"{pool} {category}"], "header_formula")
+        refs = [c.cost_col for c in columns if (c.pool, c.category) == (pool, category)]
+        for i in range(len(layout.months)):
+            formula = "=" + "+".join(cell_ref(billing_sheet, DATA_ROW + i, r) for r in refs)
+            sheet.formula(DATA_ROW + i, col, formula, pc_values[(pool, category)][i])
+        layout.values[col] = pc_values[(pool, category)]
+        _column_total(sheet, layout, col)
+    if col_pc:
+        sheet.group(2, min(col_pc.values()), max(col_pc.values()), "By pool and category")
+
+
+def _sum_block(
+    sheet,
+    layout,
+    targets: dict[str, int],
+    sources: dict[str, list[int]],
+    pc_values,
+    col_pc,
+    group: str,
+) -> None:
+    """Columns that add pool-and-category columns of the same row."""
+    by_col = {col: key for key, col in col_pc.items()}
+    n = len(layout.months)
+    for key, col in targets.items():
+        sheet.header(3, col, [key], "header_formula")
+        values = sum((pc_values[by_col[s]] for s in sources[key]), np.zeros(n))
+        for i in range(n):
+            row = DATA_ROW + i
+            formula = "=" + ("+".join(cell_ref(None, row, s) for s in sources[key]) or "0")
+            sheet.formula(row, col, formula, values[i])
+        layout.values[col] = values
+        _column_total(sheet, layout, col)
+    sheet.group(2, min(targets.values()), max(targets.values()), group)
+
+
+def _entity_block(
+    sheet, layout, entities: list[_Entity], col_pc, pc_values, share_col: int
+) -> None:
+    """Workload/job/idle columns = sum over pools of share x pool-and-category cost."""
+    n = len(layout.months)
+    members: dict[tuple[str, str], list[_Entity]] = {}
+    for e in entities:
+        for pool in e.cost:
+            if (pool, e.category) in col_pc:
+                members.setdefault((pool, e.category), []).append(e)
+    share_cols: dict[tuple[str, str, str], int] = {}
+    share_values: dict[tuple[str, str, str], np.ndarray] = {}
+    for (pool, category), group in members.items():
+        if len(group) < 2:
+            continue
+        for e, share in zip(group, _shares(group, pool, n), strict=True):
+            share_cols[(e.kind, e.name, pool)] = share_col + len(share_cols)
+            share_values[(e.kind, e.name, pool)] = share
+    for e in entities:
+        col = layout.col_entity[(e.kind, e.name)]
+        sheet.header(3, col, [e.label], "header_formula")
+        pools = [p for p in e.cost if (p, e.category) in col_pc]
+        values = np.zeros(n)
+        for i in range(n):
+            row, terms = DATA_ROW + i, []
+            for pool in pools:
+                pc = cell_ref(None, row, col_pc[(pool, e.category)])
+                key = (e.kind, e.name, pool)
+                terms.append(
+                    f"{cell_ref(None, row, share_cols[key])}*{pc}" if key in share_cols else pc
+                )
+                values[i] += pc_values[(pool, e.category)][i] * (
+                    share_values[key][i] if key in share_cols else 1.0
+                )
+            sheet.formula(row, col, "=" + ("+".join(terms) or "0"), values[i])
+        layout.values[col] = values
+        _column_total(sheet, layout, col)
+    for kind in ENTITY_KINDS:
+        cols = [layout.col_entity[(e.kind, e.name)] for e in entities if e.kind == kind]
+        if cols:
+            sheet.group(2, min(cols), max(cols), ENTITY_GROUPS[kind])
+    for (kind, name, pool), col in share_cols.items():
+        label = next(e.label for e in entities if (e.kind, e.name) == (kind, name))
+        sheet.header(
+            3, col, [f"{label}: share of {pool} {KIND_CATEGORY.get(kind, '')} $"], "header_sim"
+        )
+        for i in range(n):
+            sheet.write(DATA_ROW + i, col, share_values[(kind, name, pool)][i], "share")
+    if share_cols:
+        sheet.group(
+            2, min(share_cols.values()), max(share_cols.values()), "Attribution shares (simulated)"
+        )
+
+
+def _total_columns(sheet: Sheet, layout: MonthlyLayout) -> None:
+    n = len(layout.months)
+    cats = sorted(layout.col_category.values())
+    total = sum((layout.values[c] for c in cats), np.zeros(n))
+    sheet.header(3, layout.col_total, ["Total"], "header_formula")
+    sheet.header(3, layout.col_cumulative, ["Cumulative"], "header_formula")
+    first, last = xl_col_to_name(cats[0]), xl_col_to_name(cats[-1])
+    for i in range(n):
+        row = DATA_ROW + i
+        sheet.formula(row, layout.col_total, f"=SUM({first}{row + 1}:{last}{row + 1})", total[i])
+        here = cell_ref(None, row, layout.col_total)
+        prev = f"{cell_ref(None, row - 1, layout.col_cumulative)}+" if i else ""
+        sheet.formula(row, layout.col_cumulative, f"={prev}{here}", total[: i + 1].sum())
+    layout.values[layout.col_total] = total
+    layout.values[layout.col_cumulative] = np.cumsum(total)
+    _column_total(sheet, layout, layout.col_total)
+    sheet.group(2, layout.col_total, layout.col_cumulative, "All spend")
+
+
+def _month_column(sheet: Sheet, layout: MonthlyLayout) -> None:
+    sheet.header(3, 0, ["Month"])
+    sheet.header(3, 1, ["Fiscal year"])
+    for i, (month, fy) in enumerate(zip(layout.months, layout.fiscal_years, strict=True)):
+        sheet.write(DATA_ROW + i, 0, month, "month")
+        sheet.write(DATA_ROW + i, 1, fy)
+    sheet.write(layout.total_row, 0, "Total", "total_label")
+
+
+def _column_total(sheet: Sheet, layout: MonthlyLayout, col: int) -> None:
+    name = xl_col_to_name(col)
+    formula = f"=SUM({name}{DATA_ROW + 1}:{name}{layout.total_row})"
+    sheet.formula(layout.total_row, col, formula, layout.values[col].sum(), "usd_bold")
+
+
+def _stacked_chart(sheet: Sheet, layout: MonthlyLayout, run: str) -> None:
+    """Stacked columns of monthly spend by category, below the table."""
+    chart = sheet.chart({"type": "column", "subtype": "stacked"})
+    first, last = DATA_ROW, layout.total_row - 1
+    colours = {"inference": "#4472C4", "training": "#ED7D31", "idle": "#A5A5A5"}
+    for category, col in layout.col_category.items():
+        chart.add_series({
+            "name": [sheet.name, 3, col],
+            "categories": [sheet.name, first, 0, last, 0],
+            "values": [sheet.name, first, col, last, col],
+            "fill": {"color": colours[category]},
+            "gap": 40,
+        })  # fmt: skip
+    chart.set_title({"name": f"Monthly spend by category - {run}"})
+    chart.set_x_axis({"name": "Month", "date_axis": True, "num_format": "yyyy-mm", "major_unit": max(1, len(layout.months) // 12),
+                      "major_unit_type": "months"})  # fmt: skip
+    chart.set_y_axis(
+        {"name": "Spend (USD)", "num_format": "$#,##0", "major_gridlines": {"visible": True}}
+    )
+    chart.set_legend({"position": "bottom"})
+    chart.set_size({"width": 960, "height": 420})
+    sheet.ws.insert_chart(layout.total_row + 2, 0, chart)

@@ -1,0 +1,231 @@
+"""The named price cells of the workbook: every price a run's cost is linear in.
+
+Each pool's billed line items (:class:`simulator.pricing.LineItem`) name the price they are paid
+at (``price_key``); each becomes a named cell ``<pool>_<price_key>`` (e.g.
+``serving_usd_per_gpu_hour``, ``serving_power_usd_per_kwh``). The owned-hardware rate
+``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells.
+API baseline prices are ``api_usd_per_million_input_tokens`` / ``..._output_tokens``.
+
+Where runs (plans, scenario files) use different values for the same name, each run gets its own
+cell, the name suffixed by the run label (``serving_usd_per_gpu_hour_owned_hardware``); where
+they agree, one cell serves all, so changing it changes every plan that uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from simulator.pricing import HOURS_PER_YEAR
+from simulator.scenario import OwnedPricing, Scenario
+
+HOURS_PER_YEAR_NAME = "hours_per_year"
+OWNED_KEY = "owned_usd_per_gpu_hour"
+OWNED_PARTS = ("capex_usd_per_gpu", "lifetime_years", "opex_fraction_per_year")
+API_GROUP = "api"
+API_KEYS = ("usd_per_million_input_tokens", "usd_per_million_output_tokens")
+
+_UNITS = {
+    "usd_per_gpu_hour": "$/GPU-hour",
+    "overflow_usd_per_gpu_hour": "$/GPU-hour",
+    OWNED_KEY: "$/GPU-hour",
+    "power_usd_per_kwh": "$/kWh",
+    "capex_usd_per_gpu": "$ per GPU",
+    "lifetime_years": "years",
+    "opex_fraction_per_year": "share of capex per year",
+    "usd_per_million_input_tokens": "$/1M input tokens",
+    "usd_per_million_output_tokens": "$/1M output tokens",
+}
+_LABELS = {
+    ("on_demand", "usd_per_gpu_hour"): "on-demand price",
+    ("spot", "usd_per_gpu_hour"): "spot price",
+    ("reserved", "usd_per_gpu_hour"): "committed (reserved) price",
+    ("reserved", "overflow_usd_per_gpu_hour"): "overflow price beyond the commitment",
+    ("owned", "overflow_usd_per_gpu_hour"): "overflow price beyond the owned GPUs",
+    (
+        "owned",
+        OWNED_KEY,
+    ): "owned cost per GPU-hour = capex/(life x hours/yr) + capex x opex/hours/yr",
+    ("owned", "power_usd_per_kwh"): "electricity price",
+    ("owned", "capex_usd_per_gpu"): "capex per GPU",
+    ("owned", "lifetime_years"): "depreciation life",
+    ("owned", "opex_fraction_per_year"): "operations overhead per year",
+    ("api", "usd_per_million_input_tokens"): "API baseline price, input tokens",
+    ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
+}
+
+
+@dataclass(frozen=True)
+class PriceCell:
+    """One named cell: a price (or a part of one) and the runs that use it."""
+
+    name: str
+    group: str  # pool name, "api", or "constants"
+    key: str
+    label: str
+    unit: str
+    value: float
+    runs: tuple[str, ...]
+    formula: str | None = None  # Excel formula over other names (the value is its result)
+
+
+@dataclass
+class PriceBook:
+    """Every named price cell, and which name each run's (group, key) uses."""
+
+    cells: list[PriceCell] = field(default_factory=list)
+    names: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def name_for(self, run: str, group: str, key: str) -> str:
+        """The defined name run ``run`` uses for ``key`` of ``group`` (a pool or 'api')."""
+        return self.names[(run, group, key)]
+
+    def has(self, run: str, group: str, key: str) -> bool:
+        return (run, group, key) in self.names
+
+
+@dataclass(frozen=True)
+class PricedRun:
+    """What the price book needs of one run: its label, plan-applied scenario and billing."""
+
+    label: str
+    scenario: Scenario
+    billing: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    run: str
+    group: str
+    key: str
+    kind: str
+    value: float
+    decision: str  # candidates with the same decision key share names or are all suffixed
+    identity: tuple[Any, ...]
+
+
+def excel_name(text: str) -> str:
+    """``text`` made a valid Excel defined name (letters, digits, _ and .; not a cell reference)."""
+    name = re.sub(r"[^A-Za-z0-9_.]", "_", text)
+    if not re.match(r"[A-Za-z_]", name):
+        name = "_" + name
+    if re.fullmatch(r"[A-Za-z]{1,3}[0-9]+", name) or re.fullmatch(
+        r"[RrCc][0-9]*([RrCc][0-9]*)?", name
+    ):
+        name = "_" + name
+    return name[:250]
+
+
+def build_price_book(runs: list[PricedRun]) -> PriceBook:
+    """Named cells for every price the runs' billing uses, plus the API baseline prices."""
+    candidates: list[_Candidate] = []
+    for run in runs:
+        candidates += _pool_candidates(run) + _api_candidates(run)
+    book = PriceBook()
+    if any(c.key == OWNED_KEY for c in candidates):
+        book.cells.append(PriceCell(HOURS_PER_YEAR_NAME, "constants", HOURS_PER_YEAR_NAME,
+                                    "hours in a year (365.25 days)", "hours", HOURS_PER_YEAR,
+                                    tuple(r.label for r in runs)))  # fmt: skip
+    shared = _shared_decisions(candidates)
+    taken: set[str] = {HOURS_PER_YEAR_NAME}
+    by_name: dict[str, PriceCell] = {}
+    for c in candidates:
+        base = excel_name(f"{c.group}_{c.key}")
+        wanted = base if shared[c.decision] else excel_name(f"{base}_{c.run}")
+        if wanted not in by_name:
+            wanted = _unique(wanted, taken)
+            by_name[wanted] = PriceCell(wanted, c.group, c.key, _LABELS.get((c.kind, c.key), c.key),
+                                        _UNITS.get(c.key, "$"), c.value, ())  # fmt: skip
+        cell = by_name[wanted]
+        by_name[wanted] = PriceCell(**{**cell.__dict__, "runs": cell.runs + (c.run,)})
+        book.names[(c.run, c.group, c.key)] = wanted
+    groups = list(dict.fromkeys(c.group for c in by_name.values()))
+    ordered = sorted(by_name.values(), key=lambda c: groups.index(c.group))  # stable: by pool
+    book.cells += [_with_formula(cell, book) for cell in ordered]
+    return book
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, i = name, 2
+    while out.lower() in taken:
+        out, i = f"{name}_{i}", i + 1
+    taken.add(out.lower())
+    return out
+
+
+def _shared_decisions(candidates: list[_Candidate]) -> dict[str, bool]:
+    identities: dict[str, set[tuple[Any, ...]]] = {}
+    for c in candidates:
+        identities.setdefault(c.decision, set()).add(c.identity)
+    return {decision: len(ids) == 1 for decision, ids in identities.items()}
+
+
+def _pool_candidates(run: PricedRun) -> list[_Candidate]:
+    out = []
+    billing = run.billing
+    for pool in run.scenario.pools:
+        pricing = pool.pricing
+        rows = (
+            billing[(billing["pool"] == pool.name) & (billing["quantity"] != 0)]
+            if len(billing)
+            else billing
+        )
+        keys = (
+            dict(zip(rows["price_key"], rows["unit_price_usd"], strict=True)) if len(rows) else {}
+        )
+        for key, price in keys.items():
+            if (
+                key == OWNED_KEY
+                and isinstance(pricing, OwnedPricing)
+                and _owned_formula_holds(pricing, price)
+            ):
+                parts = tuple(float(getattr(pricing, p)) for p in OWNED_PARTS)
+                decision = f"{pool.name}\0owned"
+                for part, value in zip(OWNED_PARTS, parts, strict=True):
+                    out.append(
+                        _Candidate(run.label, pool.name, part, "owned", value, decision, parts)
+                    )
+                out.append(
+                    _Candidate(run.label, pool.name, key, "owned", float(price), decision, parts)
+                )
+            else:
+                identity = (pricing.kind, float(price))
+                out.append(_Candidate(run.label, pool.name, key, pricing.kind, float(price),
+                                      f"{pool.name}\0{key}", identity))  # fmt: skip
+    return out
+
+
+def _api_candidates(run: PricedRun) -> list[_Candidate]:
+    api = run.scenario.api_baseline
+    if api is None:
+        return []
+    return [
+        _Candidate(run.label, API_GROUP, key, "api", float(getattr(api, key)), f"api\0{key}",
+                   (float(getattr(api, key)),))
+        for key in API_KEYS
+    ]  # fmt: skip
+
+
+def owned_usd_per_gpu_hour(capex: float, lifetime_years: float, opex_fraction: float) -> float:
+    """The owned rate as the workbook's formula computes it (see simulator.pricing)."""
+    return capex / (lifetime_years * HOURS_PER_YEAR) + capex * opex_fraction / HOURS_PER_YEAR
+
+
+def _owned_formula_holds(pricing: OwnedPricing, price: float) -> bool:
+    rebuilt = owned_usd_per_gpu_hour(
+        pricing.capex_usd_per_gpu, pricing.lifetime_years, pricing.opex_fraction_per_year
+    )
+    return abs(rebuilt - price) <= 1e-12 * max(1.0, abs(price))
+
+
+def _with_formula(cell: PriceCell, book: PriceBook) -> PriceCell:
+    """The owned rate cell as a formula of the capex, lifetime and opex cells of its run."""
+    if cell.key != OWNED_KEY:
+        return cell
+    run = cell.runs[0]
+    capex, life, opex = (book.name_for(run, cell.group, part) for part in OWNED_PARTS)
+    formula = f"={capex}/({life}*{HOURS_PER_YEAR_NAME})+{capex}*{opex}/{HOURS_PER_YEAR_NAME}"
+    return PriceCell(**{**cell.__dict__, "formula": formula})

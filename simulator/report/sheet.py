@@ -1,0 +1,252 @@
+"""A thin layer over an XlsxWriter worksheet: named formats, blanks for missing numbers,
+formulas written with their cached results, column widths fitted to what was written, and the
+page setup every sheet of the finance workbook shares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
+from xlsxwriter.workbook import Workbook
+from xlsxwriter.worksheet import Worksheet
+
+#: Format name -> XlsxWriter format properties.
+FORMATS: dict[str, dict[str, Any]] = {
+    "title": {"bold": True, "font_size": 14},
+    "note": {"italic": True, "font_color": "#555555"},
+    "group": {"bold": True, "bg_color": "#D9E1F2", "border": 1, "align": "center"},
+    "header": {
+        "bold": True,
+        "bg_color": "#EDEDED",
+        "border": 1,
+        "text_wrap": True,
+        "valign": "top",
+    },
+    "header_sim": {
+        "bold": True,
+        "bg_color": "#FCE4D6",
+        "border": 1,
+        "text_wrap": True,
+        "valign": "top",
+    },
+    "header_formula": {
+        "bold": True,
+        "bg_color": "#E2EFDA",
+        "border": 1,
+        "text_wrap": True,
+        "valign": "top",
+    },
+    "text": {},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    "bold": {"bold": True},
+    "usd": {"num_format": "$#,##0.00"},
+    "usd_bold": {"num_format": "$#,##0.00", "bold": True, "top": 1},
+    "usd_price": {"num_format": "$#,##0.00####"},
+    "usd_per_m": {"num_format": "$#,##0.000"},
+    "pct": {"num_format": "0.0%"},
+    "share": {"num_format": "0.0000"},
+    "int": {"num_format": "#,##0"},
+    "num": {"num_format": "#,##0.0"},
+    "num_bold": {"num_format": "#,##0.0", "bold": True, "top": 1},
+    "num3": {"num_format": "#,##0.000"},
+    "general": {"num_format": "General"},
+    "month": {"num_format": "yyyy-mm", "align": "left"},
+    "date": {"num_format": "yyyy-mm-dd", "align": "left"},
+    "datetime": {"num_format": "yyyy-mm-dd hh:mm", "align": "left"},
+    "input_usd": {
+        "num_format": "$#,##0.00####",
+        "font_color": "#0000FF",
+        "bg_color": "#FFF2CC",
+        "border": 1,
+    },
+    "input_num": {
+        "num_format": "#,##0.00####",
+        "font_color": "#0000FF",
+        "bg_color": "#FFF2CC",
+        "border": 1,
+    },
+    "derived_usd": {"num_format": "$#,##0.00####", "border": 1},
+    "total_label": {"bold": True, "top": 1},
+    "diff": {"bg_color": "#FFE699"},
+    "bad": {"bg_color": "#F8CBAD"},
+}
+
+
+def add_formats(workbook: Workbook) -> dict[str, Any]:
+    """Create the shared formats on ``workbook``."""
+    return {name: workbook.add_format(props) for name, props in FORMATS.items()}
+
+
+def missing(value: Any) -> bool:
+    """True for None, NaN, NaT and pandas NA (written as blank cells)."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    if isinstance(value, float | np.floating):
+        return not math.isfinite(float(value))
+    return False
+
+
+def cell_ref(sheet: str | None, row: int, col: int, absolute: bool = False) -> str:
+    """A1 reference, sheet-qualified when ``sheet`` is given."""
+    ref = xl_rowcol_to_cell(row, col, row_abs=absolute, col_abs=absolute)
+    return f"{quote_sheetname(sheet)}!{ref}" if sheet else ref
+
+
+def _display_width(value: Any, fmt: str) -> int:
+    """Characters a value takes in a format (rough, for column widths)."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int | float | np.integer | np.floating):
+        v = float(value)
+        if fmt.startswith(("usd", "input_usd", "derived_usd")):
+            return len(f"${v:,.2f}") + (4 if fmt.endswith("price") or "input" in fmt else 0)
+        if fmt in ("pct",):
+            return 7
+        if fmt in ("share", "num3"):
+            return len(f"{v:,.3f}")
+        return len(f"{v:,.1f}")
+    if isinstance(value, dt.datetime | pd.Timestamp):
+        return 16 if fmt == "datetime" else 10
+    if isinstance(value, dt.date):
+        return 10
+    return max((len(line) for line in str(value).splitlines()), default=0)
+
+
+class Sheet:
+    """One worksheet with its formats; tracks column widths as cells are written."""
+
+    def __init__(self, workbook: Workbook, name: str, formats: dict[str, Any]) -> None:
+        self.name = name
+        self.workbook = workbook
+        self.ws: Worksheet = workbook.add_worksheet(name)
+        self.formats = formats
+        self.widths: dict[int, int] = {}
+        self.fixed: dict[int, float] = {}
+        self._headers: list[tuple[int, int, str]] = []
+        self._groups: list[tuple[int, int, str]] = []
+
+    def set_width(self, first: int, last: int, width: float) -> None:
+        """Fix the width of columns ``first``..``last`` (overrides fitting)."""
+        for col in range(first, last + 1):
+            self.fixed[col] = width
+
+    def _track(self, col: int, width: int) -> None:
+        self.widths[col] = max(self.widths.get(col, 0), width)
+
+    def write(self, row: int, col: int, value: Any, fmt: str = "text", fit: bool = True) -> None:
+        """Write a number, text, date, bool or blank (None/NaN) with a named format."""
+        f = self.formats[fmt]
+        if missing(value):
+            self.ws.write_blank(row, col, None, f)
+            return
+        if fit:
+            self._track(col, _display_width(value, fmt))
+        if isinstance(value, bool | np.bool_):
+            self.ws.write_string(row, col, "yes" if value else "no", f)
+        elif isinstance(value, int | float | np.integer | np.floating):
+            self.ws.write_number(row, col, float(value), f)
+        elif isinstance(value, pd.Timestamp):
+            self.ws.write_datetime(row, col, value.to_pydatetime(warn=False), f)
+        elif isinstance(value, dt.datetime | dt.date):
+            self.ws.write_datetime(row, col, value, f)
+        else:
+            self.ws.write_string(row, col, str(value), f)
+
+    def formula(self, row: int, col: int, formula: str, value: Any, fmt: str = "usd") -> None:
+        """A formula with its cached result (so readers without recalculation see numbers)."""
+        cached: Any = 0 if missing(value) else value
+        if isinstance(cached, bool | np.bool_):
+            cached = "TRUE" if cached else "FALSE"
+        elif isinstance(cached, np.integer | np.floating):
+            cached = float(cached)
+        self.ws.write_formula(row, col, formula, self.formats[fmt], cached)
+        if not missing(value):
+            self._track(col, _display_width(value, fmt))
+
+    def header(self, row: int, col: int, labels: list[str], fmt: str = "header") -> None:
+        """Column headers (wrapped; widths fitted to the longest word, at most 22 characters)."""
+        for i, label in enumerate(labels):
+            self.ws.write_string(row, col + i, label, self.formats[fmt])
+            self._track(col + i, min(max((len(w) for w in label.split()), default=4) + 1, 22))
+            self._headers.append((row, col + i, label))
+
+    def group(self, row: int, first: int, last: int, label: str) -> None:
+        """A label spanning columns ``first``..``last`` (merged when more than one)."""
+        if last > first:
+            self.ws.merge_range(row, first, row, last, label, self.formats["group"])
+        else:
+            self.ws.write_string(row, first, label, self.formats["group"])
+        self._groups.append((first, last, label))
+
+    def chart(self, options: dict[str, Any]) -> Any:
+        """A new chart of this sheet's workbook (insert it with ``self.ws.insert_chart``)."""
+        return self.workbook.add_chart(options)
+
+    def title(self, text: str, note: str | None = None) -> None:
+        """Title in A1 and an explanatory note in A2 (neither widens column A)."""
+        self.ws.write_string(0, 0, text, self.formats["title"])
+        if note:
+            self.ws.write_string(1, 0, note, self.formats["note"])
+
+    def finish(
+        self,
+        header_rows: int,
+        frozen_cols: int = 0,
+        min_width: int = 8,
+        max_width: int = 48,
+    ) -> None:
+        """Column widths, header row heights, frozen header pane and landscape page setup."""
+        widths = {col: min(max(w + 2, min_width), max_width) for col, w in self.widths.items()}
+        widths |= self.fixed
+        for first, last, label in self._groups:
+            _widen_for(widths, first, last, len(label) + 2, min_width)
+        for col, width in sorted(widths.items()):
+            self.ws.set_column(col, col, width)
+        lines: dict[int, int] = {}
+        for row, col, label in self._headers:
+            needed = wrapped_lines(label, widths.get(col, min_width) - 1)
+            lines[row] = max(lines.get(row, 1), needed)
+        for row, count in lines.items():
+            if count > 1:
+                self.ws.set_row(row, 15 * count)
+        if header_rows or frozen_cols:
+            self.ws.freeze_panes(header_rows, frozen_cols)
+        page_setup(self.ws, header_rows)
+
+
+def _widen_for(
+    widths: dict[int, float], first: int, last: int, needed: int, min_width: int
+) -> None:
+    """Widen columns first..last evenly until together they are ``needed`` characters wide."""
+    cols = range(first, last + 1)
+    have = sum(widths.get(c, min_width) for c in cols)
+    if have >= needed:
+        return
+    extra = (needed - have) / len(cols)
+    for c in cols:
+        widths[c] = widths.get(c, min_width) + extra
+
+
+def wrapped_lines(text: str, width: float) -> int:
+    """Lines ``text`` takes when word-wrapped at ``width`` characters."""
+    count, used = 1, 0
+    for word in text.split():
+        if used and used + 1 + len(word) > width:
+            count, used = count + 1, len(word)
+        else:
+            used += (1 if used else 0) + len(word)
+    return count
+
+
+def page_setup(ws: Worksheet, header_rows: int) -> None:
+    """Landscape, one page wide, header rows repeated on every printed page."""
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
+    ws.set_paper(9)  # A4; Letter users get it scaled
+    if header_rows:
+        ws.repeat_rows(0, header_rows - 1)

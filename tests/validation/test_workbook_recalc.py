@@ -1,0 +1,158 @@
+"""The workbook recalculated by LibreOffice: its formulas reproduce the simulator to the cent, and
+changing a named price moves the totals by exactly delta-price x billed quantity.
+
+LibreOffice runs headless with a throw-away profile set to recalculate every formula on load
+(so the cached values XlsxWriter wrote are not simply read back). Skipped when ``soffice`` is
+not on PATH (CI installs libreoffice-calc-nogui).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from simulator.pricing import HOURS_PER_YEAR
+from tests.validation.test_workbook_values import (
+    SPEND,
+    build_runs,
+    load,
+    summary_table,
+    write_report,
+)
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+pytestmark = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not on PATH")
+
+ALWAYS_RECALCULATE = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry"
+           xmlns:xs="http://www.w3.org/2001/XMLSchema"
+           xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load">
+  <prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop>
+</item>
+</oor:items>
+"""
+
+
+def recalculate(path: Path, work: Path) -> Path:
+    """``path`` opened, recalculated and saved as xlsx by LibreOffice; returns the new file."""
+    profile = work / "lo-profile"
+    (profile / "user").mkdir(parents=True, exist_ok=True)
+    (profile / "user" / "registrymodifications.xcu").write_text(ALWAYS_RECALCULATE)
+    out_dir = work / "recalculated"
+    command = [SOFFICE, "--headless", "--norestore", f"-env:UserInstallation={profile.as_uri()}",
+               "--convert-to", "xlsx", "--outdir", str(out_dir), str(path)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=180)
+    converted = out_dir / path.name
+    assert converted.exists(), f"LibreOffice wrote nothing for {path}"
+    return converted
+
+
+def set_named_cell(path: Path, name: str, value: float, target: Path) -> float:
+    """Save a copy of the workbook with the named cell changed (openpyxl); returns the old value."""
+    wb = load(path, data_only=False)
+    sheet, ref = next(iter(wb.defined_names[name].destinations))
+    cell = wb[sheet][ref.replace("$", "")]
+    old = cell.value
+    cell.value = value
+    wb.save(target)
+    return float(old)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return build_runs()
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory) -> Path:
+    return write_report(tmp_path_factory.mktemp("recalc"), runs)
+
+
+def billed(run, pool: str, line_item: str, category: str | None = None) -> float:
+    rows = run.result.billing
+    rows = rows[(rows["pool"] == pool) & (rows["line_item"] == line_item)]
+    if category:
+        rows = rows[rows["category"] == category]
+    return float(rows["quantity"].sum())
+
+
+def test_recalculated_workbook_equals_the_simulator(report, runs, tmp_path):
+    recalculated = load(recalculate(report, tmp_path))
+    table = summary_table(recalculated)
+    for r in runs:
+        s = r.result.summary
+        assert table[(SPEND, "Lifetime spend")][r.label] == pytest.approx(
+            s["total_cost_usd"], abs=0.005
+        )
+        for key, label in (("inference_cost_usd", "inference"), ("training_cost_usd", "training"),
+                           ("idle_cost_usd", "idle (paid, unused)")):  # fmt: skip
+            assert table[(SPEND, label)][r.label] == pytest.approx(s[key], abs=0.005)
+        for fy, cost in s["cost_by_fiscal_year_usd"].items():
+            assert table[(SPEND, f"spend {fy}")][r.label] == pytest.approx(cost, abs=0.005)
+        for name, w in s["workloads"].items():
+            assert table[(f"Workload {name}", "Inference spend")][r.label] == pytest.approx(
+                w["cost_usd"], abs=0.005
+            )
+            assert table[(f"Workload {name}", "API baseline cost")][r.label] == pytest.approx(
+                w["api_baseline_cost_usd"], abs=0.005)  # fmt: skip
+        for name, j in s["training_jobs"].items():
+            assert table[(f"Training job {name}", "Training spend")][r.label] == pytest.approx(
+                j["cost_usd"], abs=0.005
+            )
+    _every_formula_matches_its_cached_value(report, recalculated)
+
+
+def _every_formula_matches_its_cached_value(report: Path, recalculated) -> None:
+    cached, formulas = load(report), load(report, data_only=False)
+    checked = 0
+    for ws in formulas.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if not (isinstance(cell.value, str) and cell.value.startswith("=")):
+                    continue
+                ours = cached[ws.title][cell.coordinate].value
+                theirs = recalculated[ws.title][cell.coordinate].value
+                if isinstance(ours, int | float) and not isinstance(ours, bool):
+                    assert isinstance(theirs, int | float), (ws.title, cell.coordinate, theirs)
+                    assert math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-6), (
+                        ws.title,
+                        cell.coordinate,
+                    )
+                    checked += 1
+    assert checked > 300
+
+
+def test_changing_named_prices_moves_totals_by_price_times_quantity(report, runs, tmp_path):
+    changed = tmp_path / "changed.xlsx"
+    delta_reserved = 0.5
+    old = set_named_cell(report, "serving_usd_per_gpu_hour", 2.0 + delta_reserved, changed)
+    assert old == 2.0
+    old_capex = set_named_cell(changed, "serving_capex_usd_per_gpu", 26000.0, changed)
+    assert old_capex == 20000.0
+    before = summary_table(load(report))
+    after = summary_table(load(recalculate(changed, tmp_path)))
+    by_label = {r.label: r for r in runs}
+
+    def delta(label: str, figure: str = "Lifetime spend") -> float:
+        return after[(SPEND, figure)][label] - before[(SPEND, figure)][label]
+
+    for label in ("base", "pricier"):  # both use the shared reserved price
+        committed = billed(by_label[label], "serving", "committed_gpu_hours")
+        assert committed > 0
+        assert delta(label) == pytest.approx(delta_reserved * committed, abs=0.005)
+        idle = billed(by_label[label], "serving", "committed_gpu_hours", "idle")
+        assert delta(label, "idle (paid, unused)") == pytest.approx(
+            delta_reserved * idle, abs=0.005
+        )
+    owned_hours = billed(by_label["owned"], "serving", "owned_gpu_hours")
+    rate_change = 6000.0 * (1 / (4 * HOURS_PER_YEAR) + 0.05 / HOURS_PER_YEAR)
+    assert delta("owned") == pytest.approx(rate_change * owned_hours, abs=0.005)
+    assert (
+        after[("Workload chat", "Inference spend")]["owned"]
+        > before[("Workload chat", "Inference spend")]["owned"]
+    )
