@@ -94,14 +94,15 @@ def project(
 
     line = timeline(scenario.horizon)
     demand, cache_hits, routes = _demand_and_routes(scenario, line, curve_provider)
-    deployments = _requested_replicas(scenario, routes)
+    deployments = _requested_replicas(scenario, routes, line.hours)
     capacity = _pool_capacities(scenario, line)
 
     inference_first = [p.name for p in scenario.pools if p.priority == "inference"]
     training_first = [p.name for p in scenario.pools if p.priority == "training"]
     _allocate(scenario, deployments, capacity, inference_first, training_gpus={})
     available = {
-        pool: capacity[pool] - _pool_inference_gpus(deployments, pool) for pool in inference_first
+        pool: capacity[pool] - _pool_inference_gpus(deployments, pool, line.hours)
+        for pool in inference_first
     } | {pool: capacity[pool].copy() for pool in training_first}
     training = simulate_training(scenario, available, rng)
     # Training-first pools serve with what training leaves. In inference-first pools this only
@@ -116,7 +117,7 @@ def project(
 
     pool_costs, inf_gpus, train_gpus, busy = {}, {}, {}, {}
     for pool in scenario.pools:
-        inf_gpus[pool.name] = _pool_inference_gpus(deployments, pool.name)
+        inf_gpus[pool.name] = _pool_inference_gpus(deployments, pool.name, line.hours)
         train_gpus[pool.name] = training.gpus_held_by_pool.get(pool.name, np.zeros(line.hours))
         busy[pool.name] = train_gpus[pool.name] + sum(
             (d.busy_gpus for d in deployments.values() if d.pool == pool.name), np.zeros(line.hours)
@@ -162,10 +163,11 @@ def _demand_and_routes(
     return demand, cache_hits, routes
 
 
-def _requested_replicas(scenario: Scenario, routes: list[RouteHours]) -> dict[str, DeploymentHours]:
+def _requested_replicas(
+    scenario: Scenario, routes: list[RouteHours], hours: int
+) -> dict[str, DeploymentHours]:
     out = {}
     for dep in scenario.deployments:
-        hours = len(routes[0].demand_rps) if routes else 0
         equivalents = sum(
             (r.replica_equivalents for r in routes if r.deployment == dep.name), np.zeros(hours)
         )
@@ -200,12 +202,9 @@ def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray
     }
 
 
-def _pool_inference_gpus(deployments: dict[str, DeploymentHours], pool: str) -> np.ndarray:
+def _pool_inference_gpus(deployments: dict[str, DeploymentHours], pool: str, hours: int) -> np.ndarray:
     held = [d.billed * d.gpus_per_replica for d in deployments.values() if d.pool == pool]
-    if not held:
-        hours = len(next(iter(deployments.values())).requested) if deployments else 0
-        return np.zeros(hours)
-    return sum(held[1:], held[0].copy())
+    return sum(held, np.zeros(hours))
 
 
 def _allocate(

@@ -193,3 +193,16 @@ def test_billing_line_items_rebuild_costs():
     assert by_cat["idle"] == pytest.approx(result.summary["idle_cost_usd"], abs=0.005)
     monthly = billing.groupby("month")["cost_usd"].sum()
     assert monthly.iloc[1] > 0 and set(billing["line_item"]) == {"committed_gpu_hours", "overflow_gpu_hours"}
+
+
+def test_training_only_and_serving_only_scenarios_run():
+    def no_serving(data):
+        data["deployments"], data["workloads"] = [], []
+
+    def no_training(data):
+        data["training_jobs"] = []
+
+    only_training = run(scenario(no_serving), curve_provider=MM1).summary
+    assert only_training["inference_cost_usd"] == 0 and only_training["training_cost_usd"] > 0
+    only_serving = run(scenario(no_training, requests_per_second=3), curve_provider=MM1).summary
+    assert only_serving["training_cost_usd"] == 0 and only_serving["inference_cost_usd"] > 0
