@@ -1,0 +1,30 @@
+"""The inference engine: a discrete-event simulation of serving replicas (layer 4 of design.md).
+
+- :func:`serve` simulates a deployment's replicas serving a workload or a trace and returns a
+  :class:`ServeResult` (``requests`` and ``replicas`` DataFrames, ``summary`` dict).
+- :func:`deployment_curve` / :func:`latency_curve` give latency percentiles against load on one
+  replica and the capacity per replica under the SLO (:class:`LatencyCurve`), cached.
+- :func:`read_trace` / :func:`parse_trace` read request traces (CSV).
+
+Modules: ``arrivals`` (arrival processes), ``trace`` (trace files), ``router`` (routing policies),
+``replica`` (the continuous-batching scheduler), ``timing`` (iteration times, closed-form decode
+runs), ``engine`` (the simpy simulation), ``metrics`` (DataFrames, summary, SLO), ``api``
+(``serve``), ``curve`` (latency curves, capacity, caching).
+"""
+
+from __future__ import annotations
+
+from simulator.inference.api import ServeResult, serve
+from simulator.inference.curve import LatencyCurve, deployment_curve, latency_curve
+from simulator.inference.trace import Trace, parse_trace, read_trace
+
+__all__ = [
+    "LatencyCurve",
+    "ServeResult",
+    "Trace",
+    "deployment_curve",
+    "latency_curve",
+    "parse_trace",
+    "read_trace",
+    "serve",
+]

@@ -1,0 +1,245 @@
+"""``serve``: the inference engine on a scenario's deployment, as notebooks and the CLI use it.
+
+Randomness: one ``numpy.random.Generator`` per named stream, spawned from
+``np.random.SeedSequence(seed)`` in the fixed order of :data:`STREAMS` (seed defaults to the
+scenario's), so the same scenario and seed give identical results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.distributions import sample_token_counts
+from simulator.errors import Problem, ScenarioError
+from simulator.inference.arrivals import arrival_process, arrival_times_s
+from simulator.inference.engine import (
+    DEFAULT_MAX_QUEUE_PER_REPLICA,
+    EngineConfig,
+    RequestArrays,
+    SimulationRecord,
+    simulate,
+)
+from simulator.inference.metrics import replicas_frame, requests_frame, summarize
+from simulator.inference.replica import ReplicaConfig
+from simulator.inference.router import ROUTERS
+from simulator.inference.timing import IterationTimer
+from simulator.inference.trace import Trace, read_trace
+from simulator.perf.memory import kv_cache_blocks
+from simulator.perf.roofline import ServingCostModel
+from simulator.resolve import serving_cost_model
+from simulator.scenario import Deployment, Scenario, Workload
+
+#: Named random streams, spawned in this order from the seed.
+STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
+
+#: Default warm-up: this share of the duration is excluded from statistics.
+WARMUP_SHARE = 0.1
+
+
+def streams(seed: int | np.random.SeedSequence) -> dict[str, np.random.Generator]:
+    """One generator per named stream (:data:`STREAMS`)."""
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, sequence.spawn(len(STREAMS)))}
+
+
+@dataclass(frozen=True)
+class ServeResult:
+    """A serving simulation: ``requests`` (one row per request), ``replicas`` (one row per
+    replica), ``summary`` (headline figures, JSON-ready) and the raw ``record``."""
+
+    requests: pd.DataFrame
+    replicas: pd.DataFrame
+    summary: dict[str, Any]
+    record: SimulationRecord
+
+
+def _problem(path: tuple[str, ...], message: str) -> ScenarioError:
+    return ScenarioError([Problem(path, message)])
+
+
+def find_deployment(scenario: Scenario, deployment: str | Deployment) -> Deployment:
+    """The named deployment, or a ScenarioError listing the known ones."""
+    if isinstance(deployment, Deployment):
+        return deployment
+    try:
+        return scenario.deployment(deployment)
+    except KeyError as err:
+        raise _problem(("deployments",), str(err.args[0])) from None
+
+
+def find_workload(
+    scenario: Scenario, deployment: Deployment, workload: str | Workload | None, required: bool = True
+) -> Workload | None:
+    """The named workload, else the first workload routed to ``deployment``."""
+    if isinstance(workload, Workload):
+        return workload
+    if workload is not None:
+        try:
+            return scenario.workload(workload)
+        except KeyError as err:
+            raise _problem(("workloads",), str(err.args[0])) from None
+    for w in scenario.workloads:
+        if any(r.deployment == deployment.name for r in w.routes):
+            return w
+    if required:
+        raise _problem(("workloads",), f"no workload is routed to deployment {deployment.name!r}; "
+                                       "name one (--workload) or give a trace")  # fmt: skip
+    return None
+
+
+def replica_setup(
+    scenario: Scenario, deployment: Deployment
+) -> tuple[ReplicaConfig, ServingCostModel, IterationTimer]:
+    """Scheduler limits, cost model and iteration timer of one replica of ``deployment``."""
+    cost_model = serving_cost_model(scenario, deployment)
+    blocks = kv_cache_blocks(
+        cost_model.model, cost_model.gpu, deployment.dtype, deployment.kv_dtype,
+        deployment.tensor_parallel, deployment.gpu_memory_utilization, deployment.kv_block_tokens,
+    )  # fmt: skip
+    config = ReplicaConfig(
+        max_batch_size=deployment.max_batch_size,
+        max_batched_tokens=deployment.max_batched_tokens,
+        kv_blocks=blocks,
+        kv_block_tokens=deployment.kv_block_tokens,
+        max_context_tokens=cost_model.model.max_context_tokens,
+    )
+    return config, cost_model, IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens)
+
+
+def prefix_cached_tokens(prompt_tokens: np.ndarray, hit_rate: float) -> np.ndarray:
+    """Prompt tokens served from the prefix cache: round(hit_rate x prompt), at most prompt - 1
+    (the last prompt token is always computed, it yields the first output token)."""
+    return np.minimum(np.rint(hit_rate * prompt_tokens).astype(np.int64), prompt_tokens - 1)
+
+
+@dataclass(frozen=True)
+class OfferedRequests:
+    """All requests offered to the deployment, with the response-cache hits marked."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    cache_hit: np.ndarray  #: bool: answered by the response cache, never reaches the GPUs
+
+    def gpu_requests(self, prefix_cache_hit_rate: float) -> RequestArrays:
+        keep = ~self.cache_hit
+        prompt = self.prompt_tokens[keep]
+        return RequestArrays(
+            arrival_s=self.arrival_s[keep],
+            prompt_tokens=prompt,
+            output_tokens=self.output_tokens[keep],
+            cached_tokens=prefix_cached_tokens(prompt, prefix_cache_hit_rate),
+        )
+
+
+def sample_requests(
+    workload: Workload, rate_per_s: float, duration_s: float, seed: int | np.random.SeedSequence
+) -> OfferedRequests:
+    """Arrivals at ``rate_per_s`` over ``duration_s`` with the workload's arrival process,
+    token distributions and response-cache hit rate."""
+    rngs = streams(seed)
+    times = arrival_times_s(arrival_process(workload.traffic, rate_per_s), rngs["arrivals"], duration_s)
+    n = len(times)
+    return OfferedRequests(
+        arrival_s=times,
+        prompt_tokens=sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n),
+        output_tokens=sample_token_counts(workload.output_tokens, rngs["output_tokens"], n),
+        cache_hit=rngs["response_cache"].random(n) < workload.response_cache_hit_rate,
+    )
+
+
+def serve(
+    scenario: Scenario,
+    deployment: str | Deployment,
+    workload: str | Workload | None = None,
+    *,
+    rps: float | None = None,
+    duration_s: float | None = None,
+    replicas: int = 1,
+    seed: int | None = None,
+    trace: Trace | str | Path | None = None,
+    router: str | None = None,
+    warmup_s: float | None = None,
+    drain_s: float | None = None,
+    max_queue_per_replica: int = DEFAULT_MAX_QUEUE_PER_REPLICA,
+) -> ServeResult:
+    """Simulate ``replicas`` replicas of ``deployment`` serving a request stream.
+
+    Requests come from the workload (default: the first routed to the deployment) at ``rps``
+    requests per second for ``duration_s`` seconds, or from ``trace`` (a :class:`Trace`, or a CSV
+    path read with :func:`~simulator.inference.trace.read_trace`): its arrival times and token
+    counts; ``rps`` then rescales the trace's time axis to that mean rate, and ``duration_s``
+    defaults to the trace's span. The workload still gives the SLO and the cache hit rates.
+
+    router: "round_robin", "least_outstanding" or "shared_queue" (default: the deployment's).
+    warmup_s: start of the measurement window (default 10% of ``duration_s``). drain_s: most
+    seconds simulated after the arrivals stop (default ``duration_s``).
+    """
+    dep = find_deployment(scenario, deployment)
+    wl = find_workload(scenario, dep, workload, required=trace is None)
+    if replicas < 1:
+        raise _problem(("replicas",), f"replicas (={replicas}) must be >= 1")
+    if router is not None and router not in ROUTERS:
+        raise _problem(("router",), f"unknown router {router!r} (expected one of: {', '.join(ROUTERS)})")
+    seed = scenario.seed if seed is None else seed
+    if trace is not None:
+        offered, duration = _trace_requests(trace, wl, rps, duration_s, seed)
+    else:
+        if rps is None or not rps > 0:
+            raise _problem(("rps",), "give a request rate > 0 (requests per second) or a trace")
+        if duration_s is None or not duration_s > 0:
+            raise _problem(("duration_s",), "give a duration > 0 seconds or a trace")
+        assert wl is not None
+        offered, duration = sample_requests(wl, rps, duration_s, seed), duration_s
+    warmup = WARMUP_SHARE * duration if warmup_s is None else warmup_s
+    if not 0 <= warmup < duration:
+        raise _problem(("warmup_s",), f"warm-up (={warmup:g} s) must be in [0, duration={duration:g} s)")
+    replica_config, _, timer = replica_setup(scenario, dep)
+    config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
+    hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
+    record = simulate(config, timer, offered.gpu_requests(hit_rate), duration_s=duration,
+                      warmup_s=warmup, drain_s=drain_s)  # fmt: skip
+    hits = offered.cache_hit & (offered.arrival_s < duration)
+    slo = wl.slo if wl is not None else None
+    requests = requests_frame(record, slo, offered.arrival_s[hits], offered.prompt_tokens[hits],
+                              offered.output_tokens[hits])  # fmt: skip
+    replica_frame = replicas_frame(record)
+    summary = summarize(record, requests, replica_frame, slo)
+    summary.update(
+        deployment=dep.name,
+        workload=wl.name if wl is not None else None,
+        offered_requests_per_s=float((offered.arrival_s < duration).sum() / duration),
+        seed=seed,
+    )
+    return ServeResult(requests, replica_frame, summary, record)
+
+
+def _trace_requests(
+    trace: Trace | str | Path,
+    workload: Workload | None,
+    rps: float | None,
+    duration_s: float | None,
+    seed: int,
+) -> tuple[OfferedRequests, float]:
+    data = trace if isinstance(trace, Trace) else read_trace(trace)
+    if len(data) == 0:
+        raise _problem(("trace",), "the trace has no requests")
+    arrival = data.arrival_s
+    if rps is not None:
+        if not rps > 0:
+            raise _problem(("rps",), f"rps (={rps}) must be > 0")
+        rate = data.mean_rate_per_s
+        if not rate > 0:
+            raise _problem(("rps",), "cannot rescale a trace whose requests all arrive at once")
+        arrival = arrival * (rate / rps)
+    duration = float(np.nextafter(arrival[-1], np.inf)) if duration_s is None else duration_s
+    if not duration > 0:
+        raise _problem(("duration_s",), f"duration (={duration:g} s) must be > 0")
+    hit_rate = workload.response_cache_hit_rate if workload is not None else 0.0
+    cache_hit = streams(seed)["response_cache"].random(len(arrival)) < hit_rate
+    return OfferedRequests(arrival, data.prompt_tokens, data.output_tokens, cache_hit), duration

@@ -1,0 +1,445 @@
+"""Latency against load on one replica, and the capacity of a replica under the SLO.
+
+:func:`latency_curve` runs the engine on ONE replica at a grid of request rates (requests per
+second reaching that replica, response-cache hits already removed) and keeps, at each rate, the
+whole quantile function of TTFT, TPOT and E2E (so that percentiles of mixtures can be formed
+later: percentiles do not average), the SLO attainment and the busy fraction.
+
+``capacity_per_replica`` is the highest rate that is *sustainable*: SLO attainment >=
+``slo.attainment_target`` and the queue is stable (not overloaded; with no SLO targets this is
+the saturation throughput). It is found by bisection, each probe pooling ``replications`` runs
+that share their random numbers across rates (common random numbers: the same arrivals stretched
+in time, the same token counts), which keeps attainment close to monotone in the rate.
+
+:func:`deployment_curve` chooses everything itself and caches curves by a content hash of their
+inputs, in memory and on disk (directory ``$FLEETSIM_CACHE_DIR``, default
+``~/.cache/fleetsim/curves``; set it to ``off`` or an empty string to disable disk caching, an
+unwritable directory is skipped silently). Files are written atomically (temp file +
+``os.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.inference.api import (
+    find_deployment,
+    find_workload,
+    replica_setup,
+    sample_requests,
+)
+from simulator.inference.engine import EngineConfig, simulate
+from simulator.inference.metrics import (
+    counted_mask,
+    is_overloaded,
+    latencies_ms,
+    measured_mask,
+    slo_met,
+)
+from simulator.inference.replica import ReplicaConfig
+from simulator.inference.timing import IterationTimer
+from simulator.perf.roofline import ServingCostModel
+from simulator.scenario import Deployment, Scenario, Workload
+
+#: Bump when the engine's results change, so cached curves are recomputed.
+CURVE_VERSION = 1
+
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
+
+
+@dataclass(frozen=True)
+class LatencyCurve:
+    """Latency percentiles of one replica against the request rate offered to it."""
+
+    deployment: str
+    workload: str
+    rates_per_replica: np.ndarray  # req/s offered to one replica, increasing, shape (n,)
+    quantile_levels: np.ndarray  # e.g. np.linspace(0, 1, 201), shape (q,)
+    ttft_ms: np.ndarray  # shape (n, q): quantile function of TTFT at each rate
+    tpot_ms: np.ndarray  # shape (n, q)
+    e2e_ms: np.ndarray  # shape (n, q)
+    slo_attainment: np.ndarray  # shape (n,)
+    busy_fraction: np.ndarray  # shape (n,) replica busy fraction
+    tokens_per_request: tuple[float, float]  # mean (input, output) tokens
+    capacity_per_replica: float  # req/s where SLO attainment == target (>= 0; 0 if unreachable)
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """How much simulation each point of a curve gets.
+
+    Short probes simulate ``requests_per_replication`` requests per replication (duration =
+    requests / rate). Near saturation a short run starts empty and ends before the queue has
+    built up, which flatters latency; so probes within :attr:`steady_from` x capacity of the
+    capacity (and the final steps of the capacity search) are *steady* probes that also run at
+    least ``steady_duration_s`` seconds of arrivals.
+    """
+
+    requests_per_replication: int = 1500  #: requests per short run
+    replications: int = 2  #: runs pooled per short probe
+    steady_duration_s: float = 300.0  #: least seconds of arrivals of a steady probe
+    steady_replications: int = 1  #: runs pooled per steady probe
+    steady_from: float = 0.75  #: grid rates at or above this share of capacity are steady
+    grid_points: int = 10  #: rates on the grid (plus the capacity point)
+    coarse_tolerance: float = 0.04  #: short-probe bisection stops at this relative bracket
+    fine_tolerance: float = 0.015  #: steady-probe bisection stops at this relative bracket
+    max_queue_batches: int = 10  #: queue cap of a probe, in batches (bounds overloaded runs)
+
+
+DEFAULT_SETTINGS = CurveSettings()
+QUICK_SETTINGS = CurveSettings(requests_per_replication=400, replications=1, steady_duration_s=120.0,
+                               grid_points=8, fine_tolerance=0.03)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """The pooled outcome of the runs at one rate."""
+
+    rate_per_s: float
+    ttft_ms: np.ndarray
+    tpot_ms: np.ndarray
+    e2e_ms: np.ndarray
+    slo_attainment: float
+    busy_fraction: float
+    overloaded: bool
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+
+    def sustainable(self, target: float) -> bool:
+        return (not self.overloaded) and self.slo_attainment >= target
+
+
+class _Probe:
+    """Runs (and remembers) the pooled simulation of one replica at a rate."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        config: ReplicaConfig,
+        timer: IterationTimer,
+        seed: int,
+        settings: CurveSettings,
+        warmup_floor_s: float,
+    ) -> None:
+        self.workload = workload.model_copy(update={"response_cache_hit_rate": 0.0})
+        max_queue = settings.max_queue_batches * config.max_batch_size
+        self.engine = EngineConfig(config, 1, "least_outstanding", max_queue)
+        self.timer = timer
+        self.settings = settings
+        count = max(settings.replications, settings.steady_replications)
+        self.seeds = np.random.SeedSequence(seed).spawn(count)
+        self.warmup_floor_s = warmup_floor_s
+        self.points: dict[tuple[float, bool], PointResult] = {}
+
+    def __call__(self, rate: float, steady: bool = False) -> PointResult:
+        key = (rate, steady)
+        if key in self.points:
+            return self.points[key]
+        wl = self.workload
+        settings = self.settings
+        duration = settings.requests_per_replication / rate
+        replications = settings.replications
+        if steady:
+            duration = max(duration, settings.steady_duration_s)
+            replications = settings.steady_replications
+        warmup = min(0.5 * duration, max(0.1 * duration, self.warmup_floor_s))
+        ttft, tpot, e2e, busy, prompts, outputs = [], [], [], [], [], []
+        met = counted = 0
+        overloaded = False
+        for seq in self.seeds[:replications]:
+            offered = sample_requests(wl, rate, duration, seq)
+            record = simulate(self.engine, self.timer, offered.gpu_requests(wl.prefix_cache_hit_rate),
+                              duration_s=duration, warmup_s=warmup)  # fmt: skip
+            overloaded |= is_overloaded(record)
+            t, p, e = latencies_ms(record)
+            count = counted_mask(record)
+            met += int(slo_met(t, p, e, wl.slo)[count].sum())
+            counted += int(count.sum())
+            served = measured_mask(record) & (record.status == "completed")
+            ttft.append(t[served])
+            tpot.append(p[served])
+            e2e.append(e[served])
+            window = record.duration_s - record.warmup_s
+            busy.append(float(np.mean([min(s.busy_s / window, 1.0) for s in record.replica_stats])))
+            prompts.append(offered.prompt_tokens)
+            outputs.append(offered.output_tokens)
+        point = PointResult(
+            rate_per_s=rate,
+            ttft_ms=_quantiles(np.concatenate(ttft)),
+            tpot_ms=_quantiles(np.concatenate(tpot)),
+            e2e_ms=_quantiles(np.concatenate(e2e)),
+            slo_attainment=met / counted if counted else 0.0,
+            busy_fraction=float(np.mean(busy)),
+            overloaded=overloaded,
+            mean_prompt_tokens=float(np.concatenate(prompts).mean()),
+            mean_output_tokens=float(np.concatenate(outputs).mean()),
+        )
+        self.points[key] = point
+        return point
+
+
+def _quantiles(values: np.ndarray) -> np.ndarray:
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return np.full(len(QUANTILE_LEVELS), np.nan)
+    return np.quantile(v, QUANTILE_LEVELS)
+
+
+def saturation_rate_per_s(
+    cost_model: ServingCostModel, config: ReplicaConfig, workload: Workload
+) -> float:
+    """Rough requests per second one replica serves flat out (cost model only, no queueing).
+
+    Batch: the cap, or what the KV cache holds at the mean context (prompt + half the output).
+    Per request: its share of the decode iterations at that batch plus the marginal time of its
+    computed prompt tokens added to such an iteration.
+    """
+    prompt = max(1.0, workload.prompt_tokens.mean)
+    output = max(1.0, workload.output_tokens.mean)
+    computed = max(1.0, prompt * (1 - workload.prefix_cache_hit_rate))
+    context = prompt + output / 2
+    kv_batch = config.kv_blocks * config.kv_block_tokens / (context + config.kv_block_tokens / 2)
+    batch = max(1.0, min(config.max_batch_size, math.floor(kv_batch)))
+    step = float(cost_model.decode_step_s(batch, context))
+    chunk = min(computed, config.max_batched_tokens)
+    with_prefill = float(cost_model.iteration_time_s(
+        prefill_tokens=chunk, prefill_attention_pairs=chunk * (prompt - chunk / 2),
+        prefill_sequences=1, decode_requests=batch, decode_context_tokens=batch * context,
+    ))  # fmt: skip
+    per_request = output * step / batch + (with_prefill - step) * computed / chunk
+    return 1.0 / per_request
+
+
+def _unloaded_e2e_s(cost_model: ServingCostModel, config: ReplicaConfig, workload: Workload) -> float:
+    """E2E of a mean request at the largest batch (a generous warm-up scale)."""
+    prompt = max(1.0, workload.prompt_tokens.mean)
+    output = max(1.0, workload.output_tokens.mean)
+    step = float(cost_model.decode_step_s(config.max_batch_size, prompt + output / 2))
+    return float(cost_model.prefill_s(prompt)) + output * step
+
+
+def latency_curve(
+    scenario: Scenario,
+    deployment: str | Deployment,
+    workload: str | Workload | None = None,
+    rates_per_replica: np.ndarray | list[float] | None = None,
+    *,
+    seed: int | None = None,
+    settings: CurveSettings = DEFAULT_SETTINGS,
+) -> LatencyCurve:
+    """Latency percentiles vs load on one replica, and the capacity per replica (uncached).
+
+    rates_per_replica: the grid (req/s); default: from a small fraction of the cost model's
+    saturation estimate up to 1.2x the capacity, ``settings.grid_points`` rates, plus the
+    capacity itself.
+    """
+    dep = find_deployment(scenario, deployment)
+    wl = find_workload(scenario, dep, workload)
+    assert wl is not None
+    seed = scenario.seed if seed is None else seed
+    config, cost_model, timer = replica_setup(scenario, dep)
+    saturation = saturation_rate_per_s(cost_model, config, wl)
+    warmup_floor = 3 * _unloaded_e2e_s(cost_model, config, wl)
+    probe = _Probe(wl, config, timer, seed, settings, warmup_floor)
+    target = wl.slo.attainment_target
+    capacity = _capacity(probe, saturation, target, settings)
+    if rates_per_replica is None:
+        top = 1.2 * capacity if capacity > 0 else 0.2 * saturation
+        low = min(0.05 * saturation, 0.1 * top)
+        grid = np.linspace(low, top, settings.grid_points)
+        if capacity > 0:
+            grid = np.append(grid, capacity)
+    else:
+        grid = np.asarray(rates_per_replica, dtype=float)
+        if np.any(grid <= 0):
+            raise ValueError("rates_per_replica must be > 0")
+    rates = np.unique(grid)
+    steady_from = settings.steady_from * capacity if capacity > 0 else math.inf
+    points = [probe(float(r), steady=r >= steady_from) for r in rates]
+    return LatencyCurve(
+        deployment=dep.name,
+        workload=wl.name,
+        rates_per_replica=rates,
+        quantile_levels=QUANTILE_LEVELS.copy(),
+        ttft_ms=np.vstack([p.ttft_ms for p in points]),
+        tpot_ms=np.vstack([p.tpot_ms for p in points]),
+        e2e_ms=np.vstack([p.e2e_ms for p in points]),
+        slo_attainment=np.array([p.slo_attainment for p in points]),
+        busy_fraction=np.array([p.busy_fraction for p in points]),
+        tokens_per_request=(
+            float(np.mean([p.mean_prompt_tokens for p in points])),
+            float(np.mean([p.mean_output_tokens for p in points])),
+        ),
+        capacity_per_replica=float(capacity),
+    )
+
+
+def _capacity(probe: _Probe, saturation: float, target: float, settings: CurveSettings) -> float:
+    """Highest sustainable rate: a bisection with short probes between a light load and past
+    saturation, refined with steady probes (short runs are optimistic near saturation)."""
+    lo = 0.02 * saturation
+    if not probe(lo).sustainable(target):
+        return 0.0
+    hi = 1.5 * saturation
+    for _ in range(4):  # the estimate may be low: widen until the load is unsustainable
+        if not probe(hi).sustainable(target):
+            break
+        lo, hi = hi, 2 * hi
+    else:
+        return lo
+    lo, hi = _bisect(lambda r: probe(r).sustainable(target), lo, hi, settings.coarse_tolerance)
+    steady = lambda r: probe(r, steady=True).sustainable(target)
+    if steady(lo):
+        return _bisect(steady, lo, hi, settings.fine_tolerance)[0]
+    hi = lo
+    for _ in range(8):  # step down until a steady probe holds
+        lo = 0.9 * hi
+        if steady(lo):
+            return _bisect(steady, lo, hi, settings.fine_tolerance)[0]
+        hi = lo
+    return 0.0
+
+
+def _bisect(holds: Any, lo: float, hi: float, tolerance: float) -> tuple[float, float]:
+    """Narrow [lo, hi] (holds at lo, not at hi) until hi - lo <= tolerance x hi."""
+    for _ in range(40):
+        if hi - lo <= tolerance * hi:
+            break
+        mid = math.sqrt(lo * hi) if hi > 4 * lo else (lo + hi) / 2
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------- caching
+
+_MEMORY: dict[str, LatencyCurve] = {}
+_ARRAYS = ("rates_per_replica", "quantile_levels", "ttft_ms", "tpot_ms", "e2e_ms",
+           "slo_attainment", "busy_fraction")  # fmt: skip
+
+
+def curve_key(
+    scenario: Scenario, dep: Deployment, wl: Workload, seed: int, settings: CurveSettings
+) -> str:
+    """Content hash of everything a curve depends on."""
+    config, cost_model, _ = replica_setup(scenario, dep)
+    content: dict[str, Any] = {
+        "version": CURVE_VERSION,
+        "model": cost_model.model.model_dump(mode="json"),
+        "gpu": cost_model.gpu.model_dump(mode="json"),
+        "efficiency": cost_model.efficiency.model_dump(mode="json"),
+        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool"}),
+        "replica": config.__dict__,
+        "workload": {
+            "name": wl.name,
+            "prompt_tokens": wl.prompt_tokens.model_dump(mode="json"),
+            "output_tokens": wl.output_tokens.model_dump(mode="json"),
+            "prefix_cache_hit_rate": wl.prefix_cache_hit_rate,
+            "arrival": wl.traffic.arrival,
+            "burstiness_cv": wl.traffic.burstiness_cv if wl.traffic.arrival == "bursty" else None,
+            "slo": wl.slo.model_dump(mode="json"),
+        },
+        "seed": seed,
+        "settings": settings.__dict__,
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cache_dir() -> Path | None:
+    """Where curves are cached on disk (None: disk caching off)."""
+    value = os.environ.get("FLEETSIM_CACHE_DIR")
+    if value is None:
+        return Path.home() / ".cache" / "fleetsim" / "curves"
+    if value.strip().lower() in ("", "off", "none", "0"):
+        return None
+    return Path(value).expanduser()
+
+
+def _load(path: Path) -> LatencyCurve | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: np.array(data[name]) for name in _ARRAYS}
+            tokens = data["tokens_per_request"]
+            return LatencyCurve(
+                deployment=str(data["deployment"]),
+                workload=str(data["workload"]),
+                tokens_per_request=(float(tokens[0]), float(tokens[1])),
+                capacity_per_replica=float(data["capacity_per_replica"]),
+                **arrays,
+            )
+    except (OSError, KeyError, ValueError, EOFError):
+        return None  # absent or unreadable: recompute
+
+
+def _save(path: Path, curve: LatencyCurve) -> None:
+    temp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".npz",
+                                         delete=False) as handle:  # fmt: skip
+            np.savez(
+                handle,
+                deployment=np.array(curve.deployment),
+                workload=np.array(curve.workload),
+                tokens_per_request=np.array(curve.tokens_per_request),
+                capacity_per_replica=np.array(curve.capacity_per_replica),
+                **{name: getattr(curve, name) for name in _ARRAYS},
+            )
+            temp = handle.name
+        os.replace(temp, path)
+    except OSError:
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+
+
+def deployment_curve(
+    scenario: Scenario,
+    deployment: str,
+    workload: str,
+    *,
+    seed: int | None = None,
+    quick: bool = False,
+) -> LatencyCurve:
+    """The latency curve and capacity of one replica of ``deployment`` under ``workload``.
+
+    Chooses its own rate grid (see :func:`latency_curve`); ``quick`` runs shorter simulations
+    (for tests). Cached in memory and on disk by a content hash of the inputs that matter (model,
+    GPU, calibration, deployment settings, token distributions, SLO, seed, settings).
+    """
+    dep = find_deployment(scenario, deployment)
+    wl = find_workload(scenario, dep, workload)
+    assert wl is not None
+    seed = scenario.seed if seed is None else seed
+    settings = QUICK_SETTINGS if quick else DEFAULT_SETTINGS
+    key = curve_key(scenario, dep, wl, seed, settings)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    directory = cache_dir()
+    path = directory / f"{key}.npz" if directory is not None else None
+    curve = _load(path) if path is not None and path.is_file() else None
+    if curve is None:
+        curve = latency_curve(scenario, dep, wl, seed=seed, settings=settings)
+        if path is not None:
+            _save(path, curve)
+    _MEMORY[key] = curve
+    return curve
+
+
+def clear_memory_cache() -> None:
+    """Forget the curves cached in memory (the disk cache stays)."""
+    _MEMORY.clear()

@@ -1,0 +1,291 @@
+"""The discrete-event simulation of one deployment's replicas serving a request stream (simpy).
+
+:func:`simulate` takes plain arrays (arrival instants and token counts of the requests that reach
+the GPUs) and returns a :class:`SimulationRecord`; :mod:`simulator.inference.metrics` turns it into
+DataFrames. No I/O, no printing, no randomness: the caller samples the requests.
+
+Flow of a request: an arrival event (one simpy timeout per request) → admission checks (a prompt
+at or beyond the model's context limit, or one whose prompt + output cannot fit in the replica's
+whole KV cache, is dropped with reason ``too_long``; an output that would run past the context
+limit is cut there, as vLLM stops at ``max_model_len``) → the router → the replica's queue
+(dropped with reason ``queue_full`` when ``max_queue_per_replica`` requests already wait there; a
+shared queue holds ``max_queue_per_replica`` x replicas) → the replica's continuous-batching
+scheduler (:mod:`simulator.inference.replica`).
+
+Time: arrivals run over [0, ``duration_s``); the simulation then drains (no new arrivals) until
+every admitted request has finished or ``duration_s + drain_s`` is reached, whichever is first;
+requests still unfinished then are "in flight". So arrived = completed + dropped + in flight.
+Statistics use the measurement window [``warmup_s``, ``duration_s``): requests arriving in it,
+replica time inside it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simulator.inference.replica import (
+    DONE,
+    DROPPED,
+    Replica,
+    ReplicaConfig,
+    ReplicaStats,
+    RequestTable,
+)
+from simulator.inference.router import make_router
+from simulator.inference.timing import IterationTimer
+
+#: Default cap on requests waiting per replica before arrivals are dropped ("queue_full").
+DEFAULT_MAX_QUEUE_PER_REPLICA = 10_000
+
+DROP_REASONS = ("", "queue_full", "too_long")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the deployment serves: per-replica scheduler limits, replica count, router, queue cap."""
+
+    replica: ReplicaConfig
+    replicas: int = 1
+    router: str = "least_outstanding"
+    max_queue_per_replica: int = DEFAULT_MAX_QUEUE_PER_REPLICA
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"replicas (={self.replicas}) must be >= 1")
+        if self.max_queue_per_replica < 0:
+            raise ValueError(f"max_queue_per_replica (={self.max_queue_per_replica}) must be >= 0")
+        make_router(self.router)  # raises on an unknown name
+
+
+@dataclass(frozen=True)
+class RequestArrays:
+    """Requests reaching the GPUs, sorted by arrival: one entry per request."""
+
+    arrival_s: np.ndarray  #: arrival instants, seconds, non-decreasing
+    prompt_tokens: np.ndarray  #: int, >= 1
+    output_tokens: np.ndarray  #: int, >= 1
+    cached_tokens: np.ndarray  #: prompt tokens found in the prefix cache (no compute), int
+
+    def __post_init__(self) -> None:
+        n = len(self.arrival_s)
+        for name in ("prompt_tokens", "output_tokens", "cached_tokens"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries, expected {n}")
+        if n and np.any(np.diff(self.arrival_s) < 0):
+            raise ValueError("arrival_s must be sorted")
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+@dataclass(frozen=True)
+class SimulationRecord:
+    """What one simulation observed. Times in seconds; NaN where a request never got there."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray  #: as served (requests dropped as too_long: as sent)
+    output_tokens: np.ndarray  #: as served (cut at the context limit)
+    cached_tokens: np.ndarray
+    first_scheduled_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    replica: np.ndarray  #: replica that last admitted it, -1 if none
+    preemptions: np.ndarray
+    status: np.ndarray  #: "completed", "dropped" or "in_flight"
+    drop_reason: np.ndarray  #: "", "queue_full" or "too_long"
+    replica_stats: tuple[ReplicaStats, ...]
+    duration_s: float
+    warmup_s: float
+    end_s: float  #: when the simulation stopped
+    mean_in_system: float  #: time-average requests in the system (queued + in a batch), window
+    waiting_at_warmup: int  #: requests queued (not yet admitted) at ``warmup_s``
+    waiting_at_end: int  #: requests queued at ``duration_s``
+    config: EngineConfig
+
+
+class _Engine:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        config: EngineConfig,
+        timer: IterationTimer,
+        table: RequestTable,
+        too_long: list[bool],
+        window: tuple[float, float],
+    ) -> None:
+        self.env = env
+        self.table = table
+        self.too_long = too_long
+        self.window = window
+        self.router = make_router(config.router)
+        self.shared = self.router.shared_queue
+        self.max_queue = config.max_queue_per_replica
+        self.queue: deque[int] = deque()
+        self.replicas = [
+            Replica(i, env, timer, config.replica, table, self.queue if self.shared else deque(),
+                    self.on_finish, ReplicaStats(*window), self.shared)
+            for i in range(config.replicas)
+        ]  # fmt: skip
+        if self.shared:
+            self.max_queue *= config.replicas
+        self.drop_reason = [0] * len(too_long)
+        self.in_system = 0
+        self.area = 0.0  # integral of requests in system over the window
+
+    def _credit(self, t: float) -> float:
+        """Window time from ``t`` to the window's end (how Little's area counts an event)."""
+        w0, w1 = self.window
+        if t >= w1:
+            return 0.0
+        return w1 - max(w0, t)
+
+    def waiting(self) -> int:
+        if self.shared:
+            return len(self.queue)
+        return sum(len(r.waiting) for r in self.replicas)
+
+    def arrive(self, rid: int) -> None:
+        now = self.env.now
+        if self.too_long[rid]:
+            self._drop(rid, 2)
+            return
+        if self.shared:
+            if len(self.queue) >= self.max_queue:
+                self._drop(rid, 1)
+                return
+            self.queue.append(rid)
+            self.table.status[rid] = 0
+            self.in_system += 1
+            self.area += self._credit(now)
+            i = self.router.choose(self.replicas)
+            if i is not None:
+                self.replicas[i].offer(now)
+            return
+        replica = self.replicas[self.router.choose(self.replicas)]
+        if len(replica.waiting) >= self.max_queue:
+            self._drop(rid, 1)
+            return
+        self.in_system += 1
+        self.area += self._credit(now)
+        replica.enqueue(rid, now)
+
+    def _drop(self, rid: int, reason: int) -> None:
+        self.table.status[rid] = DROPPED
+        self.drop_reason[rid] = reason
+
+    def on_finish(self, now: float) -> None:
+        self.in_system -= 1
+        self.area -= self._credit(now)
+
+
+def _arrivals(env: simpy.Environment, times: list[float], engine: _Engine) -> Iterator[simpy.Event]:
+    timeout = env.timeout
+    arrive = engine.arrive
+    for rid, t in enumerate(times):
+        delay = t - env.now
+        yield timeout(delay if delay > 0 else 0.0)
+        arrive(rid)
+
+
+def simulate(
+    config: EngineConfig,
+    timer: IterationTimer,
+    requests: RequestArrays,
+    *,
+    duration_s: float,
+    warmup_s: float = 0.0,
+    drain_s: float | None = None,
+) -> SimulationRecord:
+    """Serve ``requests`` (those arriving before ``duration_s``) on ``config.replicas`` replicas.
+
+    duration_s: seconds of arrivals simulated; warmup_s: start of the measurement window;
+    drain_s: most seconds simulated after ``duration_s`` to let admitted requests finish
+    (default ``duration_s``).
+    """
+    if duration_s <= 0:
+        raise ValueError(f"duration_s (={duration_s}) must be > 0")
+    if not 0 <= warmup_s < duration_s:
+        raise ValueError(f"warmup_s (={warmup_s}) must be in [0, duration_s={duration_s})")
+    if timer.max_tokens < config.replica.max_iteration_tokens:
+        raise ValueError("timer tables are smaller than the replica's largest iteration")
+    drain = duration_s if drain_s is None else drain_s
+    n = int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
+    arrival = np.asarray(requests.arrival_s[:n], dtype=float)
+    prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
+    rc = config.replica
+    output = np.minimum(np.asarray(requests.output_tokens[:n], dtype=np.int64),
+                        np.maximum(rc.max_context_tokens - prompt, 1))  # fmt: skip
+    cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
+    blocks = -(-(prompt + output) // rc.kv_block_tokens)
+    too_long = (prompt >= rc.max_context_tokens) | (blocks > rc.kv_blocks)
+
+    env = simpy.Environment()
+    table = RequestTable(prompt, output, cached)
+    engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
+    probes = {"warmup": 0}
+    if warmup_s > 0:
+        probe = env.timeout(warmup_s)
+        probe.callbacks.append(lambda _: probes.__setitem__("warmup", engine.waiting()))
+    env.process(_arrivals(env, arrival.tolist(), engine))
+    env.run(until=duration_s)
+    waiting_at_end = engine.waiting()
+    limit = duration_s + drain
+    while engine.in_system > 0 and env.peek() <= limit:
+        env.step()
+    end_s = max(env.now, duration_s) if engine.in_system == 0 else limit
+    for replica in engine.replicas:
+        replica.finalize(end_s)
+    return _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
+                   end_s, probes["warmup"], waiting_at_end)  # fmt: skip
+
+
+def _record(
+    config: EngineConfig,
+    table: RequestTable,
+    engine: _Engine,
+    arrival: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    cached: np.ndarray,
+    duration_s: float,
+    warmup_s: float,
+    end_s: float,
+    waiting_at_warmup: int,
+    waiting_at_end: int,
+) -> SimulationRecord:
+    def times(values: list[float]) -> np.ndarray:
+        out = np.asarray(values, dtype=float)
+        out[out < 0] = np.nan
+        return out
+
+    status_code = np.asarray(table.status, dtype=np.int64)
+    status = np.where(status_code == DONE, "completed",
+                      np.where(status_code == DROPPED, "dropped", "in_flight"))  # fmt: skip
+    reasons = np.asarray(DROP_REASONS, dtype=object)[np.asarray(engine.drop_reason, dtype=int)]
+    window = duration_s - warmup_s
+    return SimulationRecord(
+        arrival_s=arrival,
+        prompt_tokens=prompt,
+        output_tokens=output,
+        cached_tokens=cached,
+        first_scheduled_s=times(table.first_sched),
+        first_token_s=times(table.first_token),
+        finish_s=times(table.finish),
+        replica=np.asarray(table.replica, dtype=np.int64),
+        preemptions=np.asarray(table.preemptions, dtype=np.int64),
+        status=status.astype(object),
+        drop_reason=reasons,
+        replica_stats=tuple(r.stats for r in engine.replicas),
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        end_s=end_s,
+        mean_in_system=engine.area / window,
+        waiting_at_warmup=waiting_at_warmup,
+        waiting_at_end=waiting_at_end,
+        config=config,
+    )

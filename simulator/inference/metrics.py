@@ -1,0 +1,238 @@
+"""From a :class:`~simulator.inference.engine.SimulationRecord` to DataFrames and a summary.
+
+Definitions (design.md): TTFT = arrival to first output token, queueing included; TPOT =
+(end-to-end - TTFT) / (output tokens - 1), undefined (NaN) for one-token outputs; E2E = arrival
+to last token; queue wait = arrival to first admission into a batch.
+
+Which requests count: those arriving in the measurement window [warmup_s, duration_s) (the
+warm-up, by default the first 10% of the duration, is left out so the empty start does not flatter
+latency). Latency statistics are over the window's completed requests. SLO attainment is the
+share of the window's requests that meet every target the workload's SLO gives (TTFT <=
+``ttft_p95_ms``, TPOT <= ``tpot_p95_ms``, E2E <= ``e2e_p95_ms``; a one-token output meets any TPOT
+target); requests dropped for a full queue or still unfinished at the end count as misses;
+requests refused as too long for the model, and response-cache hits (served without the GPU),
+are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.inference.engine import SimulationRecord
+from simulator.scenario import Slo
+
+PERCENTILES = (50, 90, 95, 99)
+
+#: Queued requests may grow by this share of the window's arrivals (plus a fixed slack) before
+#: the run is called overloaded.
+OVERLOAD_QUEUE_GROWTH_SHARE = 0.05
+OVERLOAD_QUEUE_GROWTH_SLACK = 20
+
+
+def slo_met(
+    ttft_ms: np.ndarray, tpot_ms: np.ndarray, e2e_ms: np.ndarray, slo: Slo | None
+) -> np.ndarray:
+    """Per request: meets every target of ``slo`` (NaN TTFT/E2E = not served = miss)."""
+    met = np.isfinite(e2e_ms) & np.isfinite(ttft_ms)
+    if slo is None:
+        return met
+    if slo.ttft_p95_ms is not None:
+        met &= ttft_ms <= slo.ttft_p95_ms
+    if slo.tpot_p95_ms is not None:
+        met &= ~(tpot_ms > slo.tpot_p95_ms)  # NaN (one-token output) meets it
+    if slo.e2e_p95_ms is not None:
+        met &= e2e_ms <= slo.e2e_p95_ms
+    return met
+
+
+def latencies_ms(record: SimulationRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per request TTFT, TPOT and E2E in milliseconds (NaN where not reached / undefined)."""
+    r = record
+    ttft = (r.first_token_s - r.arrival_s) * 1e3
+    e2e = (r.finish_s - r.arrival_s) * 1e3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(r.output_tokens > 1, (e2e - ttft) / (r.output_tokens - 1), np.nan)
+    tpot = np.where(np.isfinite(e2e), tpot, np.nan)
+    return ttft, tpot, e2e
+
+
+def measured_mask(record: SimulationRecord) -> np.ndarray:
+    """Requests arriving in the measurement window [warmup_s, duration_s)."""
+    return (record.arrival_s >= record.warmup_s) & (record.arrival_s < record.duration_s)
+
+
+def counted_mask(record: SimulationRecord) -> np.ndarray:
+    """The window's requests that SLO attainment counts (not refused as too long)."""
+    return measured_mask(record) & (record.drop_reason != "too_long")
+
+
+def is_overloaded(record: SimulationRecord) -> bool:
+    """Unstable: a queue overflowed, requests were left unfinished, or the queue grew by more
+    than :data:`OVERLOAD_QUEUE_GROWTH_SHARE` of the window's arrivals (+ a fixed slack)."""
+    growth = record.waiting_at_end - record.waiting_at_warmup
+    measured = int(measured_mask(record).sum())
+    return bool(
+        np.any(record.drop_reason == "queue_full")
+        or np.any(record.status == "in_flight")
+        or growth > OVERLOAD_QUEUE_GROWTH_SHARE * measured + OVERLOAD_QUEUE_GROWTH_SLACK
+    )
+
+
+def requests_frame(
+    record: SimulationRecord,
+    slo: Slo | None,
+    cache_hit_arrival_s: np.ndarray | None = None,
+    cache_hit_prompt_tokens: np.ndarray | None = None,
+    cache_hit_output_tokens: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per request (GPU requests and response-cache hits), in arrival order.
+
+    Columns: request_id, arrival_s, prompt_tokens, output_tokens, cached_prompt_tokens, replica
+    (-1 if never admitted), status (completed / dropped / in_flight / cache_hit), drop_reason,
+    preemptions, queue_wait_ms, ttft_ms, tpot_ms, e2e_ms, measured (arrived in the window),
+    slo_met.
+    """
+    r = record
+    ttft, tpot, e2e = latencies_ms(r)
+    frame = pd.DataFrame({
+        "arrival_s": r.arrival_s,
+        "prompt_tokens": r.prompt_tokens,
+        "output_tokens": r.output_tokens,
+        "cached_prompt_tokens": r.cached_tokens,
+        "replica": r.replica,
+        "status": r.status,
+        "drop_reason": r.drop_reason,
+        "preemptions": r.preemptions,
+        "queue_wait_ms": (r.first_scheduled_s - r.arrival_s) * 1e3,
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "e2e_ms": e2e,
+        "slo_met": slo_met(ttft, tpot, e2e, slo),
+    })  # fmt: skip
+    if cache_hit_arrival_s is not None and len(cache_hit_arrival_s):
+        n = len(cache_hit_arrival_s)
+        hits = pd.DataFrame({
+            "arrival_s": cache_hit_arrival_s,
+            "prompt_tokens": cache_hit_prompt_tokens,
+            "output_tokens": cache_hit_output_tokens,
+            "cached_prompt_tokens": np.zeros(n, dtype=np.int64),
+            "replica": np.full(n, -1, dtype=np.int64),
+            "status": np.full(n, "cache_hit", dtype=object),
+            "drop_reason": np.full(n, "", dtype=object),
+            "preemptions": np.zeros(n, dtype=np.int64),
+            "queue_wait_ms": np.nan, "ttft_ms": np.nan, "tpot_ms": np.nan, "e2e_ms": np.nan,
+            "slo_met": np.zeros(n, dtype=bool),
+        })  # fmt: skip
+        frame = pd.concat([frame, hits], ignore_index=True)
+        frame = frame.sort_values("arrival_s", kind="stable", ignore_index=True)
+    frame["measured"] = (frame["arrival_s"] >= r.warmup_s) & (frame["arrival_s"] < r.duration_s)
+    frame.insert(0, "request_id", np.arange(len(frame)))
+    return frame
+
+
+def replicas_frame(record: SimulationRecord) -> pd.DataFrame:
+    """One row per replica, over the measurement window.
+
+    busy_fraction: share of the window an iteration was running; mean_batch_size: requests per
+    iteration (decoding + prefilling); kv_occupancy: time-average share of KV blocks in use
+    (decoders counted at half a block of rounding each); prefill/output tokens per second:
+    prompt tokens computed (prefix-cache hits excluded, recomputation included) and tokens
+    generated.
+    """
+    window = record.duration_s - record.warmup_s
+    blocks = max(record.config.replica.kv_blocks, 1)
+    rows = []
+    for i, s in enumerate(record.replica_stats):
+        rows.append({
+            "replica": i,
+            "busy_fraction": min(s.busy_s / window, 1.0),  # rounding of summed segments
+            "iterations": s.iterations,
+            "mean_batch_size": s.batch_sum / s.iterations if s.iterations else 0.0,
+            "kv_occupancy": s.kv_block_seconds / window / blocks,
+            "prefill_tokens_per_s": s.prefill_tokens / window,
+            "output_tokens_per_s": s.output_tokens / window,
+            "tokens_per_s": (s.prefill_tokens + s.output_tokens) / window,
+            "preemptions": s.preemptions,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def describe(values: np.ndarray) -> dict[str, float | None]:
+    """{mean, p50, p90, p95, p99} of the finite values (None when there are none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+    q = np.percentile(v, PERCENTILES)
+    return {"mean": float(v.mean()), **{f"p{p}": float(x) for p, x in zip(PERCENTILES, q)}}
+
+
+def slo_attainment(requests: pd.DataFrame) -> float:
+    """Share of the window's counted requests that met the SLO (NaN when there are none)."""
+    counted = requests["measured"] & (
+        requests["status"].isin(["completed", "in_flight"])
+        | (requests["drop_reason"] == "queue_full")
+    )
+    n = int(counted.sum())
+    return float(requests.loc[counted, "slo_met"].sum() / n) if n else math.nan
+
+
+def summarize(
+    record: SimulationRecord, requests: pd.DataFrame, replicas: pd.DataFrame, slo: Slo | None
+) -> dict[str, Any]:
+    """The run's headline figures (JSON-ready: floats, ints, bools, None, dicts)."""
+    window = record.duration_s - record.warmup_s
+    gpu = requests[requests["status"] != "cache_hit"]
+    measured = gpu[gpu["measured"]]
+    served = measured[measured["status"] == "completed"]
+    dropped = gpu[gpu["status"] == "dropped"]
+    growth = record.waiting_at_end - record.waiting_at_warmup
+    queue_full = int((dropped["drop_reason"] == "queue_full").sum())
+    in_flight = int((gpu["status"] == "in_flight").sum())
+    overloaded = is_overloaded(record)
+    targets = {} if slo is None else {
+        k: v for k, v in slo.model_dump().items() if v is not None and k != "attainment_target"
+    }  # fmt: skip
+    attainment = slo_attainment(requests)
+    finish_s = gpu["arrival_s"] + gpu["e2e_ms"] / 1e3
+    finished_in_window = int(finish_s.between(record.warmup_s, record.duration_s, "left").sum())
+    summary: dict[str, Any] = {
+        "requests_arrived": len(gpu),
+        "requests_completed": int((gpu["status"] == "completed").sum()),
+        "requests_dropped": len(dropped),
+        "requests_in_flight": in_flight,
+        "requests_cache_hits": int((requests["status"] == "cache_hit").sum()),
+        "requests_measured": len(measured),
+        "dropped_by_reason": {
+            "queue_full": queue_full,
+            "too_long": int((dropped["drop_reason"] == "too_long").sum()),
+        },
+        "preemptions": int(gpu["preemptions"].sum()),
+        "ttft_ms": describe(served["ttft_ms"].to_numpy()),
+        "tpot_ms": describe(served["tpot_ms"].to_numpy()),
+        "e2e_ms": describe(served["e2e_ms"].to_numpy()),
+        "queue_wait_ms": describe(served["queue_wait_ms"].to_numpy()),
+        "throughput_tokens_per_s": float(replicas["tokens_per_s"].sum()),
+        "prefill_tokens_per_s": float(replicas["prefill_tokens_per_s"].sum()),
+        "output_tokens_per_s": float(replicas["output_tokens_per_s"].sum()),
+        "completed_requests_per_s": finished_in_window / window,
+        "replica_utilization": float(replicas["busy_fraction"].mean()),
+        "mean_batch_size": float(replicas["mean_batch_size"].mean()),
+        "kv_occupancy": float(replicas["kv_occupancy"].mean()),
+        "slo_attainment": None if math.isnan(attainment) else attainment,
+        "slo_targets_ms": targets,
+        "slo_attainment_target": None if slo is None else slo.attainment_target,
+        "overloaded": overloaded,
+        "queue_growth_per_s": growth / window,
+        "mean_requests_in_system": record.mean_in_system,
+        "replicas": len(record.replica_stats),
+        "router": record.config.router,
+        "duration_s": record.duration_s,
+        "warmup_s": record.warmup_s,
+        "simulated_until_s": record.end_s,
+    }
+    return summary

@@ -1,0 +1,135 @@
+"""Iteration times for the event-driven engine, in O(1) per iteration or per run of iterations.
+
+:class:`IterationTimer` prices one iteration from its aggregates with a table look-up
+(:meth:`simulator.perf.roofline.ServingCostModel.iteration_terms`), the same arithmetic as
+``ServingCostModel.iteration_time_s`` without a numpy call per iteration.
+
+:class:`DecodeRun` is the key to speed: between two changes of a batch's membership, decode
+iterations differ only in context length (the batch's context sum grows by ``b`` per iteration),
+so the iteration time is ``fixed(b) + max(alpha * C_i, kappa * (C_i + b))`` with
+``C_i = C_0 + b * i``: piecewise linear in ``i``. Its cumulative time is a piecewise quadratic,
+summed and inverted in closed form, so a run of thousands of iterations costs one event.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simulator.perf.roofline import IterationTerms, ServingCostModel
+
+
+class IterationTimer:
+    """Seconds of one serving iteration of a replica, from its aggregates (all O(1))."""
+
+    def __init__(self, terms: IterationTerms) -> None:
+        self.max_tokens = len(terms.gemm_s) - 1
+        self.gemm = terms.gemm_s.tolist()
+        self.logits = terms.logits_s_per_row.tolist()
+        self.weights = terms.weights_s.tolist()
+        self.comm = terms.comm_s.tolist()
+        self.alpha = float(terms.attention_s_per_pair)
+        self.kappa = float(terms.kv_s_per_token)
+        self.overhead = float(terms.overhead_s)
+        b = np.arange(self.max_tokens + 1, dtype=float)
+        fixed = (
+            np.maximum(terms.gemm_s + terms.logits_s_per_row * b, terms.weights_s)
+            + terms.comm_s
+            + terms.overhead_s
+        )
+        fixed[0] = 0.0
+        #: decode-only iteration of b requests, the context-independent part, seconds
+        self.decode_fixed: list[float] = fixed.tolist()
+
+    @classmethod
+    def from_cost_model(cls, cost_model: ServingCostModel, max_tokens: int) -> IterationTimer:
+        """Timer for iterations of up to ``max_tokens`` tokens (prefill + decode)."""
+        return cls(cost_model.iteration_terms(max_tokens))
+
+    def iteration_s(
+        self,
+        prefill_tokens: int,
+        prefill_attention_pairs: float,
+        prefill_sequences: int,
+        decode_requests: int,
+        decode_context_tokens: float,
+    ) -> float:
+        """Seconds of one iteration (arguments as in ``ServingCostModel.iteration_time_s``)."""
+        t = prefill_tokens + decode_requests
+        if t <= 0:
+            return 0.0
+        g = self.gemm[t] + self.logits[t] * (decode_requests + prefill_sequences)
+        w = self.weights[t]
+        a = self.alpha * (prefill_attention_pairs + decode_context_tokens)
+        k = self.kappa * (decode_context_tokens + t)
+        return (max(w, g)) + (max(k, a)) + self.comm[t] + self.overhead
+
+    def decode_run(self, batch: int, context_tokens: float) -> DecodeRun:
+        """Decode-only iterations of ``batch`` requests whose context sum starts at
+        ``context_tokens`` (the first iteration's ``decode_context_tokens``)."""
+        return DecodeRun(self.decode_fixed[batch], self.alpha, self.kappa, batch, context_tokens)
+
+
+class DecodeRun:
+    """Closed-form times of decode iterations i = 0, 1, ... of a fixed batch of ``b`` requests.
+
+    t_i = fixed + max(alpha * (C0 + b i), kappa * (C0 + b i + b)): the KV-read branch
+    ``p + q i`` up to iteration ``split``, the attention-compute branch ``r + s i`` from there.
+    """
+
+    __slots__ = ("_head", "p", "q", "r", "s", "split")
+
+    def __init__(self, fixed: float, alpha: float, kappa: float, b: int, c0: float) -> None:
+        self.p = fixed + kappa * (c0 + b)
+        self.q = kappa * b
+        self.r = fixed + alpha * c0
+        self.s = alpha * b
+        if alpha <= kappa or b == 0:
+            self.split = math.inf
+        else:
+            crossing = kappa * b / (alpha - kappa)  # context sum where the branches meet
+            self.split = max(0, math.ceil((crossing - c0) / b))
+        self._head = 0.0 if self.split == math.inf else self._kv_elapsed(self.split)
+
+    def _kv_elapsed(self, n: float) -> float:
+        return n * self.p + self.q * n * (n - 1) / 2
+
+    def iteration_s(self, i: int) -> float:
+        """Seconds of iteration ``i`` (0-based)."""
+        if i < self.split:
+            return self.p + self.q * i
+        return self.r + self.s * i
+
+    def elapsed_s(self, n: int) -> float:
+        """Seconds of the first ``n`` iterations (0 for n = 0)."""
+        if n <= self.split:
+            return self._kv_elapsed(n)
+        m = self.split
+        return self._head + (n - m) * self.r + self.s * (n * (n - 1) - m * (m - 1)) / 2
+
+    def iterations_until(self, dt: float) -> int:
+        """Smallest n >= 0 with ``elapsed_s(n) >= dt``: the iteration boundary at or after
+        ``dt`` seconds into the run."""
+        if dt <= 0:
+            return 0
+        if dt <= self._head or self.split == math.inf:
+            n = _quadratic_root(self.q / 2, self.p - self.q / 2, dt)
+        else:
+            m = self.split
+            a = self.s / 2
+            b = self.r + self.s * (2 * m - 1) / 2
+            n = m + _quadratic_root(a, b, dt - self._head)
+        n = max(0, math.ceil(n))
+        while self.elapsed_s(n) < dt:
+            n += 1
+        while n > 0 and self.elapsed_s(n - 1) >= dt:
+            n -= 1
+        return n
+
+
+def _quadratic_root(a: float, b: float, c: float) -> float:
+    """Positive root of a x^2 + b x = c (a >= 0, b > 0, c >= 0), in the cancellation-free form."""
+    if a <= 0:
+        return c / b
+    return 2 * c / (b + math.sqrt(b * b + 4 * a * c))

@@ -1,0 +1,126 @@
+"""CLI: ``fleetsim serve`` and ``fleetsim curve``; bad input exits 2 with a message, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.inference.curve import clear_memory_cache
+from tests.conftest import SHARED_TRACE
+
+runner = CliRunner()
+SUMMARY_KEYS = {"requests_completed", "requests_dropped", "ttft_ms", "tpot_ms", "e2e_ms",
+                "queue_wait_ms", "throughput_tokens_per_s", "replica_utilization",
+                "slo_attainment"}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEETSIM_CACHE_DIR", str(tmp_path / "curves"))
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
+
+
+def test_serve_table(chat_path):
+    result = runner.invoke(app, ["serve", str(chat_path), "--deployment", "chat-8b", "--rps", "10",
+                                 "--duration-s", "60", "--replicas", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for text in ("ttft", "tpot", "e2e", "queue wait", "p95", "SLO attainment", "utilisation",
+                 "tokens/s"):  # fmt: skip
+        assert text in result.output
+
+
+def test_serve_json(chat_path):
+    args = ["serve", str(chat_path), "-d", "chat-70b", "-w", "chat", "--rps", "6", "--duration-s",
+            "60", "--seed", "3", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert SUMMARY_KEYS <= set(data)
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_wait_ms"):
+        assert set(data[key]) == {"mean", "p50", "p90", "p95", "p99"}
+    assert data["requests_completed"] > 0 and 0 <= data["slo_attainment"] <= 1
+    again = json.loads(runner.invoke(app, args).output)
+    assert again == data  # same seed, same numbers
+
+
+def test_serve_trace_csv(chat_path, tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_time_s,prompt_tokens,output_tokens\n"
+                     + "".join(f"{i * 0.25},{100 + i},{20 + i % 7}\n" for i in range(80)))  # fmt: skip
+    result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--trace", str(trace),
+                                 "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["requests_arrived"] + data["requests_cache_hits"] == 80
+    assert data["duration_s"] == pytest.approx(79 * 0.25)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["-d", "nope", "--rps", "1", "--duration-s", "5"], "no deployment named 'nope'"),
+     (["-d", "chat-8b", "-w", "nope", "--rps", "1", "--duration-s", "5"], "no workload named 'nope'"),
+     (["-d", "chat-8b", "--duration-s", "5"], "give a request rate"),
+     (["-d", "chat-8b", "--rps", "1", "--duration-s", "5", "--router", "x"], "unknown router"),
+     (["-d", "chat-8b", "--trace", "absent.csv"], "absent.csv: trace: file not found")],
+)  # fmt: skip
+def test_serve_bad_input_exit_2(chat_path, args, message):
+    result = runner.invoke(app, ["serve", str(chat_path), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_bad_trace_columns(chat_path, tmp_path):
+    trace = tmp_path / "bad.csv"
+    trace.write_text("when,prompt,out\n1,2,3\n")
+    result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--trace", str(trace)])
+    assert result.exit_code == 2
+    assert f"{trace}: columns: no arrival-time column" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_curve_json_and_plot(chat_path, tmp_path):
+    plot = tmp_path / "curve.png"
+    result = runner.invoke(app, ["curve", str(chat_path), "-d", "chat-8b", "--quick", "--json",
+                                 "--plot", str(plot)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["capacity_per_replica"] > 0
+    rates = [p["rate_per_replica"] for p in data["points"]]
+    assert rates == sorted(rates) and data["capacity_per_replica"] in rates
+    assert set(data["points"][0]["ttft_ms"]) == {"p50", "p90", "p95", "p99"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "curves"]  # no temp files
+
+
+def test_curve_table(chat_path):
+    result = runner.invoke(app, ["curve", str(chat_path), "-d", "chat-70b", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "capacity per replica" in result.output and "TTFT p95" in result.output
+
+
+def test_curve_bad_input(chat_path, tmp_path):
+    result = runner.invoke(app, ["curve", str(chat_path), "-d", "chat-8x"])
+    assert result.exit_code == 2 and "no deployment named 'chat-8x'" in result.output
+    result = runner.invoke(app, ["curve", str(chat_path), "-d", "chat-8b", "--quick", "--plot",
+                                 str(tmp_path / "c.gif")])  # fmt: skip
+    assert result.exit_code == 2 and "unsupported image type 'gif'" in result.output
+    result = runner.invoke(app, ["curve", str(chat_path), "-d", "chat-8b", "--quick", "--plot",
+                                 str(tmp_path / "no-such-dir" / "c.png")])  # fmt: skip
+    assert result.exit_code == 2 and "cannot write the plot" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(not SHARED_TRACE.exists(), reason="shared Azure trace not present")
+def test_serve_the_real_azure_trace(chat_path):
+    result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--trace",
+                                 str(SHARED_TRACE), "--replicas", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["requests_arrived"] + data["requests_cache_hits"] == 19_366
+    assert data["requests_completed"] > 0.99 * (data["requests_arrived"] - data["requests_dropped"])
