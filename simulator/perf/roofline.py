@@ -3,13 +3,18 @@
 An iteration of a continuously-batched server runs the prefill chunks it admitted and one decode
 token for every running request. Its time on a tensor-parallel replica is
 
-    max(GEMM FLOPs / achieved GEMM FLOP/s, weight bytes / achieved bandwidth)      linear layers
-  + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved bandwidth)  attention
+    max(GEMM FLOPs / achieved GEMM FLOP/s + element-wise time, weight bytes / achieved BW)
+                                                                                   linear layers
+  + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved KV bandwidth) attention
   + 2 all-reduces per layer over the interconnect (TP > 1)
-  + a fixed per-iteration overhead,
+  + a fixed per-iteration overhead + a fixed overhead per layer,
 
 with every "achieved" rate = datasheet peak x an efficiency from the calibration profile. GEMM
-efficiency rises with the token count M of the batch: eff(M) = max * M / (M + half).
+efficiency rises with the token count M of the batch: eff(M) = max * M / (M + half). The
+element-wise time is the minimum activation traffic of the unfused ops between the GEMMs
+(norms, rotary, residual adds, gated activation) x ``elementwise_traffic_factor`` at the achieved
+bandwidth: zero in the published GPU profiles (their engines fuse these ops; what is left is in
+the GEMM efficiency), measured on CPUs, where eager PyTorch runs each op as its own pass.
 
 All functions take numpy arrays (or scalars) and broadcast, so a DES can price many iterations in
 one call.
@@ -34,6 +39,36 @@ def gemm_efficiency(tokens: ArrayLike, eff: EfficiencyParameters) -> np.ndarray:
     """Fraction of peak a GEMM with ``tokens`` rows reaches (saturating curve)."""
     m = np.asarray(tokens, dtype=float)
     return eff.gemm_efficiency_max * m / (m + eff.gemm_half_saturation_tokens)
+
+
+def activation_bytes(dtype: Dtype) -> float:
+    """Bytes of one activation element: fp32 models compute in fp32, all others in bf16."""
+    return 4.0 if dtype == "fp32" else 2.0
+
+
+def elementwise_bytes_per_token_layer(
+    hidden: int, q_width: int, kv_width: int, ffn_hidden: int, element_bytes: float
+) -> float:
+    """Minimum memory traffic of one layer's element-wise ops per token, bytes.
+
+    Each activation read and written once: 2 RMSNorms (read h, write h), rotary on Q and K
+    (read and write q_width + kv_width), 2 residual adds (read 2h, write h), the SwiGLU gate
+    (read 2 x ffn, write ffn): 10 h + 2 (q_width + kv_width) + 3 ffn elements.
+    """
+    elements = 10 * hidden + 2 * (q_width + kv_width) + 3 * ffn_hidden
+    return elements * element_bytes
+
+
+def fixed_overhead_s(layers: int, eff: EfficiencyParameters) -> float:
+    """Fixed seconds of one serving iteration: per step plus per layer."""
+    return eff.iteration_overhead_s + layers * eff.layer_overhead_s
+
+
+def kv_bandwidth_efficiency(eff: EfficiencyParameters) -> float:
+    """Share of peak bandwidth attention reaches on the KV cache (default: the weights')."""
+    if eff.kv_bandwidth_efficiency is None:
+        return eff.memory_bandwidth_efficiency
+    return eff.kv_bandwidth_efficiency
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,24 @@ class ServingCostModel:
     def attention_width(self) -> int:
         """heads x head_dim: the width of Q and of the attention output."""
         return self.model.heads * self.model.attention_head_dim
+
+    @property
+    def elementwise_s_per_token(self) -> float:
+        """Seconds of the unfused element-wise ops per token (all layers; 0 by default).
+
+        Split over TP ranks like the GEMMs (norms and residual adds, replicated in practice, are
+        a minor share).
+        """
+        eff = self.efficiency
+        if eff.elementwise_traffic_factor == 0:
+            return 0.0
+        m = self.model
+        per_layer = elementwise_bytes_per_token_layer(
+            m.hidden_size, self.attention_width, m.kv_heads * m.attention_head_dim,
+            m.ffn_hidden_size, activation_bytes(self.dtype),
+        )  # fmt: skip
+        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
+        return eff.elementwise_traffic_factor * m.layers * per_layer / self.tensor_parallel / bandwidth
 
     def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
         """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched.
@@ -114,19 +167,22 @@ class ServingCostModel:
         gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
         attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
         bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
+        kv_bandwidth = self.gpu.hbm_tb_per_s * 1e12 * kv_bandwidth_efficiency(eff)
 
         gemm_flops = 2 * self.body_active_parameters * tokens + 2 * self.embedding_parameters * (
             b + seqs
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
-            gemm_compute_s = np.where(tokens > 0, gemm_flops / tp / gemm_rate, 0.0)
+            gemm_compute_s = np.where(
+                tokens > 0, gemm_flops / tp / gemm_rate + self.elementwise_s_per_token * tokens, 0.0
+            )
         weight_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
 
         attn_flops = 4 * layers * self.attention_width * (pairs + ctx)
         attn_compute_s = attn_flops / tp / (attn_peak * eff.attention_efficiency)
         kv_bytes = self.kv_bytes_per_token * (ctx + tokens)
-        kv_s = kv_bytes / tp / bandwidth
+        kv_s = kv_bytes / tp / kv_bandwidth
 
         comm_s = np.zeros_like(tokens)
         if tp > 1:
@@ -135,7 +191,7 @@ class ServingCostModel:
             comm_s = np.where(tokens > 0, 2 * layers * (eff.allreduce_latency_s + ring_bytes / link), 0)
 
         busy = np.maximum(gemm_compute_s, weight_s) + np.maximum(attn_compute_s, kv_s) + comm_s
-        return np.where(tokens > 0, busy + eff.iteration_overhead_s, 0.0)
+        return np.where(tokens > 0, busy + fixed_overhead_s(layers, eff), 0.0)
 
     # ---- convenience views ----------------------------------------------------------------
     def decode_step_s(self, batch: ArrayLike, context_tokens: ArrayLike) -> np.ndarray:
@@ -164,10 +220,13 @@ class ServingCostModel:
         gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
         attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
         bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
+        kv_bandwidth = self.gpu.hbm_tb_per_s * 1e12 * kv_bandwidth_efficiency(eff)
         with np.errstate(divide="ignore", invalid="ignore"):
             gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
             body_flops = 2 * self.body_active_parameters * tokens
-            gemm_s = np.where(tokens > 0, body_flops / tp / gemm_rate, 0.0)
+            gemm_s = np.where(
+                tokens > 0, body_flops / tp / gemm_rate + self.elementwise_s_per_token * tokens, 0.0
+            )
             logits_s = np.where(tokens > 0, 2 * self.embedding_parameters / tp / gemm_rate, 0.0)
         weights_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
         comm_s = np.zeros_like(tokens)
@@ -182,8 +241,8 @@ class ServingCostModel:
             comm_s=comm_s,
             attention_s_per_pair=4 * layers * self.attention_width / tp
             / (attn_peak * eff.attention_efficiency),
-            kv_s_per_token=self.kv_bytes_per_token / tp / bandwidth,
-            overhead_s=eff.iteration_overhead_s,
+            kv_s_per_token=self.kv_bytes_per_token / tp / kv_bandwidth,
+            overhead_s=fixed_overhead_s(layers, eff),
         )
 
 
@@ -203,7 +262,7 @@ class IterationTerms:
     to price one iteration with a table look-up instead of a vectorised call.
     """
 
-    gemm_s: np.ndarray  #: body GEMM seconds at T tokens, shape (max_tokens + 1,)
+    gemm_s: np.ndarray  #: body GEMM (+ element-wise) seconds at T tokens, shape (max_tokens + 1,)
     logits_s_per_row: np.ndarray  #: LM-head GEMM seconds per logit row at T tokens
     weights_s: np.ndarray  #: seconds to read the weights an iteration of T tokens touches
     comm_s: np.ndarray  #: tensor-parallel all-reduce seconds at T tokens
