@@ -31,6 +31,27 @@ class EfficiencyParameters(BaseModel):
     allreduce_latency_s: float = Field(ge=0, description="Fixed latency of one all-reduce.")
     iteration_overhead_s: float = Field(ge=0, description="Fixed cost of one serving step.")
     training_mfu: float = Field(gt=0, le=1, description="Model FLOPs utilisation in training.")
+    # Optional refinements, measured by `fleetsim calibrate`; the defaults leave the roofline as
+    # it was (published profiles fold these costs into the figures above).
+    kv_bandwidth_efficiency: float | None = Field(
+        default=None,
+        gt=0,
+        le=1.5,
+        description="Share of peak memory bandwidth attention reaches reading the KV cache; "
+        "default: memory_bandwidth_efficiency.",
+    )
+    elementwise_traffic_factor: float = Field(
+        default=0.0,
+        ge=0,
+        description="Time of the unfused element-wise ops between the GEMMs (RMSNorms, rotary, "
+        "residual adds, gated activation) as a multiple of their minimum memory traffic at the "
+        "achieved bandwidth; 0: fused into the GEMMs or counted in the GEMM efficiency.",
+    )
+    layer_overhead_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Fixed cost per layer of one serving step (kernel launches / op dispatch), s.",
+    )
 
 
 class CalibrationProfile(BaseModel):
