@@ -12,6 +12,7 @@ import typing
 from collections import Counter
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from simulator.catalog import BYTES_PER_ELEMENT, Catalog
@@ -320,11 +321,33 @@ def _workload_problems(scenario: Scenario) -> list[Problem]:
             problems.append(
                 Problem(("workloads", i, "routes"), f"route shares sum to {total:g} (expected 1)")
             )
+        elif any(r.schedule for r in workload.routes):
+            problems += _scheduled_share_problems(scenario, i)
     return problems
+
+
+def _scheduled_share_problems(scenario: Scenario, index: int) -> list[Problem]:
+    """Scheduled shares must still sum to 1 at every change (linear between changes)."""
+    from simulator.schedule import breakpoints, share_at_hours
+
+    routes = scenario.workloads[index].routes
+    start = scenario.horizon.start
+    points = breakpoints(routes, start)
+    totals = sum(share_at_hours(r, start, points) for r in routes)
+    bad = np.flatnonzero(np.abs(totals - 1.0) > 1e-6)
+    if not len(bad):
+        return []
+    when = (np.datetime64(start) + np.timedelta64(int(points[bad[0]] * 3600), "s")).astype("datetime64[D]")
+    return [Problem(("workloads", index, "routes"),
+                    f"scheduled route shares sum to {totals[bad[0]]:g} on {when} (expected 1 at every change)")]  # fmt: skip
 
 
 def _training_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
     problems = []
+    jobs = [j.name for j in scenario.training_jobs]
+    for i, dep in enumerate(scenario.deployments):
+        if dep.after_job is not None and dep.after_job not in jobs:
+            problems.append(Problem(("deployments", i, "after_job"), _unknown("training job", dep.after_job, jobs)))
     pools = {p.name: p for p in scenario.pools}
     for i, job in enumerate(scenario.training_jobs):
         pool = pools.get(job.pool)

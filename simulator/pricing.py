@@ -6,6 +6,8 @@ not, owned hardware amortised); here are the per-GPU-hour rates they rest on.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +121,26 @@ class PoolCost:
         return self.inference_usd + self.training_usd + self.idle_usd
 
 
+def price_segments(
+    pricing: Pricing, hour_of: Callable[[dt.date], float], hours: int
+) -> list[tuple[str, float, np.ndarray]]:
+    """(key suffix, $/GPU-hour, hour mask) for each period of constant price of ``pricing``.
+
+    Without a ``price_schedule`` there is one segment, suffix '' (so results are unchanged).
+    """
+    steps = getattr(pricing, "price_schedule", [])
+    base = float(getattr(pricing, "usd_per_gpu_hour", 0.0))
+    bounds = [0] + [min(max(int(np.ceil(hour_of(s.from_date))), 0), hours) for s in steps] + [hours]
+    prices = [base] + [s.usd_per_gpu_hour for s in steps]
+    suffixes = [""] + [f"_from_{s.from_date:%Y_%m_%d}" for s in steps]
+    out = []
+    for suffix, price, lo, hi in zip(suffixes, prices, bounds[:-1], bounds[1:], strict=True):
+        mask = np.zeros(hours, dtype=bool)
+        mask[lo:hi] = True
+        out.append((suffix, price, mask))
+    return out
+
+
 def pool_hourly_cost(
     pricing: Pricing,
     gpu: GpuSpec,
@@ -126,6 +148,7 @@ def pool_hourly_cost(
     training_gpus: np.ndarray,
     busy_gpus: np.ndarray,
     in_term: np.ndarray,
+    segments: list[tuple[str, float, np.ndarray]] | None = None,
 ) -> PoolCost:
     """Cost of each hour of a pool holding the given GPUs (hour-averaged counts).
 
@@ -144,10 +167,19 @@ def pool_hourly_cost(
     def item(name: str, key: str, price: float, used: np.ndarray, idle: np.ndarray, unit: str = "GPU-hour") -> LineItem:
         return LineItem(name, unit, key, price, used * share_inf, used * (1 - share_inf), idle)
 
+    if segments is None:
+        segments = [("", float(getattr(pricing, "usd_per_gpu_hour", 0.0)), np.ones(len(held), dtype=bool))]
+
+    def priced(name: str, used: np.ndarray, idle: np.ndarray) -> list[LineItem]:
+        """One item per price segment (the scheduled steps of usd_per_gpu_hour)."""
+        return [item(name + suffix.replace("_from_", " from ").replace("_", "-"), "usd_per_gpu_hour" + suffix,
+                     price, used * mask, idle * mask)
+                for suffix, price, mask in segments]  # fmt: skip
+
     owned = 0
     match pricing:
         case OnDemandPricing() | SpotPricing():
-            items = [item("gpu_hours", "usd_per_gpu_hour", pricing.usd_per_gpu_hour, held, zero)]
+            items = priced("gpu_hours", held, zero)
             billed = held.copy()
             energy = held_kw * pue
         case ReservedPricing():
@@ -155,7 +187,7 @@ def pool_hourly_cost(
             within = np.minimum(held, committed)
             over_price = overflow_usd_per_gpu_hour(pricing, gpu)
             items = [
-                item("committed_gpu_hours", "usd_per_gpu_hour", pricing.usd_per_gpu_hour, within, committed - within),
+                *priced("committed_gpu_hours", within, committed - within),
                 item("overflow_gpu_hours", "overflow_usd_per_gpu_hour",
                      pricing.usd_per_gpu_hour if over_price is None else over_price, held - within, zero),
             ]  # fmt: skip

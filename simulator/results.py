@@ -161,7 +161,10 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     for workload in p.scenario.workloads:
         routes = [r for r in p.routes if r.workload == workload.name]
         served = _by_month(p, sum((r.served_requests for r in routes), np.zeros(p.timeline.hours)))
-        unserved = _by_month(p, sum((r.unserved_requests for r in routes), np.zeros(p.timeline.hours)))
+        unserved = _by_month(
+            p,
+            sum((r.unserved_requests for r in routes), p.unrouted_rps[workload.name] * 3600),
+        )
         cache = _by_month(p, p.cache_hit_rps[workload.name] * 3600)
         mixture = _mixture(p, workload.name)
         q = {m: mixture.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}

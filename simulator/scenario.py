@@ -51,6 +51,44 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
+# --------------------------------------------------------------------------- schedules
+
+
+class PriceStep(Strict):
+    """From ``from`` on, GPU-hours cost ``usd_per_gpu_hour`` (e.g. a cheaper renewal)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: dt.date = Field(alias="from")
+    usd_per_gpu_hour: float = Field(ge=0)
+
+
+class SizeStep(Strict):
+    """From ``from`` on, the pool holds at most ``max_gpus``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: dt.date = Field(alias="from")
+    max_gpus: int = Field(ge=0)
+
+
+class ShareStep(Strict):
+    """From ``from`` on, a route carries ``share``, reached by a linear ramp over ``ramp_days``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: dt.date = Field(alias="from")
+    share: float = Field(ge=0, le=1)
+    ramp_days: float = Field(default=0, ge=0)
+
+
+def _ordered(steps: list[Any], what: str) -> list[Any]:
+    dates = [s.from_date for s in steps]
+    if dates != sorted(dates) or len(set(dates)) != len(dates):
+        raise ValueError(f"{what} steps must be in increasing date order")
+    return steps
+
+
 # --------------------------------------------------------------------------- pricing
 
 
@@ -59,6 +97,12 @@ class OnDemandPricing(Strict):
 
     kind: Literal["on_demand"]
     usd_per_gpu_hour: float = Field(ge=0)
+    price_schedule: list[PriceStep] = Field(default_factory=list, description="Price steps by date.")
+
+    @field_validator("price_schedule")
+    @classmethod
+    def _steps(cls, steps: list[PriceStep]) -> list[PriceStep]:
+        return _ordered(steps, "price_schedule")
 
 
 class ReservedPricing(Strict):
@@ -75,6 +119,14 @@ class ReservedPricing(Strict):
         default=None, ge=0, description="Defaults to the catalog GPU's on-demand price."
     )
     start: dt.date | None = Field(default=None, description="Term start; default horizon start.")
+    price_schedule: list[PriceStep] = Field(
+        default_factory=list, description="Committed price steps by date (e.g. at renewal)."
+    )
+
+    @field_validator("price_schedule")
+    @classmethod
+    def _steps(cls, steps: list[PriceStep]) -> list[PriceStep]:
+        return _ordered(steps, "price_schedule")
 
 
 class SpotPricing(Strict):
@@ -83,6 +135,12 @@ class SpotPricing(Strict):
     kind: Literal["spot"]
     usd_per_gpu_hour: float = Field(ge=0)
     preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
+    price_schedule: list[PriceStep] = Field(default_factory=list, description="Price steps by date.")
+
+    @field_validator("price_schedule")
+    @classmethod
+    def _steps(cls, steps: list[PriceStep]) -> list[PriceStep]:
+        return _ordered(steps, "price_schedule")
 
 
 class OwnedPricing(Strict):
@@ -121,6 +179,14 @@ class Pool(Strict):
     priority: Literal["inference", "training"] = Field(
         default="inference", description="Who gets GPUs first when the pool is short."
     )
+    max_gpus_schedule: list[SizeStep] = Field(
+        default_factory=list, description="Pool size steps by date (never above max_gpus)."
+    )
+
+    @field_validator("max_gpus_schedule")
+    @classmethod
+    def _steps(cls, steps: list[SizeStep]) -> list[SizeStep]:
+        return _ordered(steps, "max_gpus_schedule")
 
 
 # --------------------------------------------------------------------------- deployments
@@ -165,6 +231,21 @@ class Deployment(Strict):
     kv_block_tokens: int = Field(default=16, gt=0, description="KV-cache block size, tokens.")
     router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
     autoscaling: Autoscaling = Autoscaling()
+    from_date: dt.date | None = Field(
+        default=None, alias="from", description="First day it serves (default: from the start)."
+    )
+    until: dt.date | None = Field(default=None, description="First day it no longer serves.")
+    after_job: str | None = Field(
+        default=None, description="Serves only once this training job's first run has finished."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _window(self) -> Deployment:
+        if self.from_date and self.until and self.until <= self.from_date:
+            raise ValueError(f"until (={self.until}) must be after from (={self.from_date})")
+        return self
 
     @property
     def kv_dtype(self) -> WeightDtype:
@@ -214,8 +295,21 @@ class Slo(Strict):
 
 
 class Route(Strict):
+    """Share of a workload's traffic sent to a deployment; ``schedule`` changes it over time.
+
+    While a route's deployment is not serving (before ``from``/``after_job``, after ``until``),
+    its share goes to the workload's other serving routes in proportion to theirs; routes with
+    share 0 act as fallbacks when no serving route has a share.
+    """
+
     deployment: str
-    share: float = Field(gt=0, le=1)
+    share: float = Field(ge=0, le=1, description="Share at the start (before any step).")
+    schedule: list[ShareStep] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _steps(cls, steps: list[ShareStep]) -> list[ShareStep]:
+        return _ordered(steps, "schedule")
 
 
 class Workload(Strict):

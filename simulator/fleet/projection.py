@@ -21,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
 from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
-from simulator.pricing import PoolCost, pool_capacity_gpus, pool_hourly_cost
+from simulator.pricing import PoolCost, pool_capacity_gpus, pool_hourly_cost, price_segments
 from simulator.resolve import gpu_of
 from simulator.scenario import ReservedPricing, Scenario, add_months
+from simulator.schedule import hours_since, route_share_hourly, stepped
 
 CurveProvider = Callable[[Scenario, str, str], CurveLike]
 SECONDS_PER_HOUR = 3600.0
@@ -68,6 +70,7 @@ class Projection:
     timeline: Timeline
     demand_rps: dict[str, np.ndarray]  # per workload, before the response cache
     cache_hit_rps: dict[str, np.ndarray]
+    unrouted_rps: dict[str, np.ndarray]  # no serving deployment on any route: unserved
     routes: list[RouteHours]
     deployments: dict[str, DeploymentHours]
     pool_costs: dict[str, PoolCost]
@@ -93,9 +96,12 @@ def project(
     from simulator.training import simulate_training
 
     line = timeline(scenario.horizon)
-    demand, cache_hits, routes = _demand_and_routes(scenario, line, curve_provider)
-    deployments = _requested_replicas(scenario, routes, line.hours)
     capacity = _pool_capacities(scenario, line)
+    # First pass: deployments tied to a training job are not serving yet (their launch date
+    # comes from the training DES, which needs to know what serving leaves of shared pools).
+    active = _serving_windows(scenario, line, launch_hour={})
+    demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active)
+    deployments = _requested_replicas(scenario, routes, line.hours, active)
 
     inference_first = [p.name for p in scenario.pools if p.priority == "inference"]
     training_first = [p.name for p in scenario.pools if p.priority == "training"]
@@ -105,6 +111,10 @@ def project(
         for pool in inference_first
     } | {pool: capacity[pool].copy() for pool in training_first}
     training = simulate_training(scenario, available, rng)
+    if any(d.after_job for d in scenario.deployments):
+        active = _serving_windows(scenario, line, _launch_hours(scenario, training, line))
+        demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active)
+        deployments = _requested_replicas(scenario, routes, line.hours, active)
     # Training-first pools serve with what training leaves. In inference-first pools this only
     # bites where a training run that started earlier still holds GPUs that grown serving
     # demand would want: running training is never pre-empted, so serving is squeezed there.
@@ -125,12 +135,13 @@ def project(
         pool_costs[pool.name] = pool_hourly_cost(
             pool.pricing, gpu_of(scenario, pool), inf_gpus[pool.name], train_gpus[pool.name],
             busy[pool.name], _in_term(scenario, pool.name, line),
+            price_segments(pool.pricing, lambda day: hours_since(scenario.horizon.start, day), line.hours),
         )  # fmt: skip
     _attribute_inference_cost(routes, deployments, pool_costs, inf_gpus)
     job_cost = _attribute_training_cost(scenario, training, pool_costs, train_gpus)
     return Projection(
         scenario=scenario, timeline=line, demand_rps=demand, cache_hit_rps=cache_hits,
-        routes=routes, deployments=deployments, pool_costs=pool_costs,
+        unrouted_rps=unrouted, routes=routes, deployments=deployments, pool_costs=pool_costs,
         pool_inference_gpus=inf_gpus, pool_training_gpus=train_gpus, pool_busy_gpus=busy,
         job_cost_usd=job_cost, training=training,
     )  # fmt: skip
@@ -139,18 +150,64 @@ def project(
 # ---------------------------------------------------------------------- demand
 
 
+def _serving_windows(
+    scenario: Scenario, line: Timeline, launch_hour: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """Hourly fraction of each hour a deployment serves: its from/until window and, for
+    ``after_job`` deployments, from the job's first finish (never, if it has not finished)."""
+    hours = np.arange(line.hours, dtype=float)
+    out = {}
+    for dep in scenario.deployments:
+        begin = hours_since(scenario.horizon.start, dep.from_date) if dep.from_date else -np.inf
+        end = hours_since(scenario.horizon.start, dep.until) if dep.until else np.inf
+        if dep.after_job is not None:
+            begin = max(begin, launch_hour.get(dep.after_job, np.inf))
+        # the share of [h, h + 1) inside [begin, end)
+        out[dep.name] = np.clip(np.minimum(hours + 1, end) - np.maximum(hours, begin), 0.0, 1.0)
+    return out
+
+
+def _launch_hours(scenario: Scenario, training, line: Timeline) -> dict[str, float]:
+    """Hours since the horizon start at which each job's first run finished."""
+    runs = training.runs
+    out = {}
+    for job in scenario.training_jobs:
+        finished = runs.loc[(runs["job"] == job.name), "finished_at"].dropna() if len(runs) else []
+        if len(finished):
+            out[job.name] = (finished.min() - line.start) / pd.Timedelta(hours=1)
+    return out
+
+
 def _demand_and_routes(
-    scenario: Scenario, line: Timeline, curve_provider: CurveProvider
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[RouteHours]]:
-    demand, cache_hits, routes = {}, {}, []
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[RouteHours]]:
+    """Per workload its demand and cache hits; per route the demand it carries each hour.
+
+    A route's share follows its schedule; the shares of routes whose deployment is not serving
+    go to the workload's serving routes in proportion to theirs (serving routes whose share is
+    0 take it equally when no other serving route has a share); with no deployment serving, the
+    demand is unrouted and reported unserved.
+    """
+    demand, cache_hits, unrouted, routes = {}, {}, {}, []
     for workload in scenario.workloads:
         rate = hourly_requests_per_s(workload.traffic, line)
         demand[workload.name] = rate
         cache_hits[workload.name] = rate * workload.response_cache_hit_rate
         gpu_rate = rate - cache_hits[workload.name]
-        for route in workload.routes:
+        up = [active[r.deployment] for r in workload.routes]
+        raw = [route_share_hourly(r, scenario.horizon.start, line.hours) * a
+               for r, a in zip(workload.routes, up, strict=True)]  # fmt: skip
+        serving = sum(raw, np.zeros(line.hours))
+        # no serving route has a share: serving routes with share 0 act as fallbacks, equally
+        fallback = sum(up, np.zeros(line.hours))
+        raw = [np.where(serving > 0, r, a) for r, a in zip(raw, up, strict=True)]
+        total = np.where(serving > 0, serving, fallback)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(total > 0, 1.0 / np.where(total > 0, total, 1), 0.0)
+        unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
+        for route, share in zip(workload.routes, raw, strict=True):
             curve = curve_provider(scenario, route.deployment, workload.name)
-            offered = gpu_rate * route.share
+            offered = gpu_rate * share * scale
             routes.append(
                 RouteHours(
                     workload=workload.name,
@@ -160,12 +217,13 @@ def _demand_and_routes(
                     replica_equivalents=offered / sizing_capacity(curve),
                 )
             )
-    return demand, cache_hits, routes
+    return demand, cache_hits, unrouted, routes
 
 
 def _requested_replicas(
-    scenario: Scenario, routes: list[RouteHours], hours: int
+    scenario: Scenario, routes: list[RouteHours], hours: int, active: dict[str, np.ndarray]
 ) -> dict[str, DeploymentHours]:
+    """Replicas the autoscaler asks for; none while a deployment is outside its serving window."""
     out = {}
     for dep in scenario.deployments:
         equivalents = sum(
@@ -175,7 +233,7 @@ def _requested_replicas(
             name=dep.name,
             pool=dep.pool,
             gpus_per_replica=dep.tensor_parallel,
-            requested=replicas_requested(equivalents, dep.autoscaling),
+            requested=np.where(active[dep.name] > 0, replicas_requested(equivalents, dep.autoscaling), 0.0),
         )
     return out
 
@@ -196,10 +254,13 @@ def _in_term(scenario: Scenario, pool_name: str, line: Timeline) -> np.ndarray:
 
 
 def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray]:
-    return {
-        pool.name: pool_capacity_gpus(pool.pricing, pool.max_gpus, _in_term(scenario, pool.name, line))
-        for pool in scenario.pools
-    }
+    """GPUs each pool can hold per hour: pricing limits, and max_gpus steps by date."""
+    out = {}
+    for pool in scenario.pools:
+        limit = pool_capacity_gpus(pool.pricing, pool.max_gpus, _in_term(scenario, pool.name, line))
+        steps = [(s.from_date, min(s.max_gpus, pool.max_gpus)) for s in pool.max_gpus_schedule]
+        out[pool.name] = np.minimum(limit, stepped(pool.max_gpus, steps, scenario.horizon.start, line.hours))
+    return out
 
 
 def _pool_inference_gpus(deployments: dict[str, DeploymentHours], pool: str, hours: int) -> np.ndarray:

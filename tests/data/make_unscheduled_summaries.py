@@ -1,0 +1,18 @@
+"""Regenerate tests/data/unscheduled_summaries.json: python tests/data/make_unscheduled_summaries.py . > tests/data/unscheduled_summaries.json
+
+Summaries of every bundled scenario without schedules (6 months, closed-form M/M/1 curves), taken
+before scheduled changes existed; test_schedules checks that they still come out the same.
+"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from simulator.loading import load_scenario
+from simulator.runner import run, plan_names
+from tests.synthetic import mm1_provider
+out = {}
+for path in sorted(Path(sys.argv[1], "scenarios").glob("*.yaml")):
+    s = load_scenario(path)
+    s = s.model_copy(update={"horizon": s.horizon.model_copy(update={"months": 6})})
+    for plan in plan_names(s):
+        out[f"{path.stem}:{plan}"] = run(s, plan=plan, curve_provider=mm1_provider(2.0, 3000)).summary
+print(json.dumps(out, indent=1, sort_keys=True, default=str))
