@@ -23,7 +23,7 @@ _FLOAT_12 = re.compile(
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-    re.X,
+    re.VERBOSE,
 )
 
 

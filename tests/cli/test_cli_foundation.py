@@ -63,5 +63,7 @@ def test_cost_unknown_deployment(chat_path):
 
 
 def test_python_m_simulator_version():
-    done = subprocess.run([sys.executable, "-m", "simulator", "--version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "--version"], check=False, capture_output=True, text=True
+    )
     assert done.returncode == 0 and "fleetsim" in done.stdout

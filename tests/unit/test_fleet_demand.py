@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from simulator.fleet.demand import (
-    diurnal_factor, growth_factor, hourly_requests_per_s, timeline, weekly_factor,
+    diurnal_factor,
+    growth_factor,
+    hourly_requests_per_s,
+    timeline,
+    weekly_factor,
 )  # fmt: skip
 from simulator.scenario import Horizon, Traffic
 

@@ -8,7 +8,12 @@ import pytest
 from simulator.catalog import bundled_catalog
 from simulator.perf.memory import kv_bytes_per_token, kv_cache_blocks, weight_bytes
 from simulator.perf.profile import EfficiencyParameters
-from simulator.perf.roofline import ServingCostModel, gemm_efficiency, training_flops, training_time_s
+from simulator.perf.roofline import (
+    ServingCostModel,
+    gemm_efficiency,
+    training_flops,
+    training_time_s,
+)
 
 CAT = bundled_catalog()
 EFF = EfficiencyParameters(
