@@ -3,12 +3,15 @@
 Summaries of every bundled scenario without schedules (6 months, closed-form M/M/1 curves), taken
 before scheduled changes existed; test_schedules checks that they still come out the same.
 """
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 sys.path.insert(0, sys.argv[1])
 from simulator.loading import load_scenario
-from simulator.runner import run, plan_names
+from simulator.runner import plan_names, run
 from tests.synthetic import mm1_provider
+
 out = {}
 for path in sorted(Path(sys.argv[1], "scenarios").glob("*.yaml")):
     s = load_scenario(path)
