@@ -263,3 +263,57 @@ def write_training_runs(sheet: Sheet, runs: list[ReportRun]) -> None:
 
 def _timestamp(value: str | None) -> pd.Timestamp | None:
     return None if not value else pd.Timestamp(value)
+
+
+# ---------------------------------------------------------------------- deployments
+
+
+def deployment_month_table(deployments_hourly: pd.DataFrame, gpus_per_replica: dict[str, int]) -> pd.DataFrame:
+    """Per month and deployment: mean and peak replicas held, GPU-hours held and serving."""
+    if deployments_hourly.empty:
+        return pd.DataFrame(columns=["month", "deployment", "mean_replicas", "peak_replicas",
+                                     "gpu_hours_held", "gpu_hours_serving"])  # fmt: skip
+    d = deployments_hourly.assign(month=_month_key(deployments_hourly["time"]))
+    tp = d["deployment"].map(gpus_per_replica).astype(float)
+    d = d.assign(gpu_hours_held=d["replicas_held"] * tp, gpu_hours_serving=d["replicas_serving"] * tp)
+    grouped = d.groupby(["month", "deployment"], sort=False)
+    table = grouped[["gpu_hours_held", "gpu_hours_serving"]].sum()
+    table["mean_replicas"] = grouped["replicas_held"].mean()
+    table["peak_replicas"] = grouped["replicas_held"].max()
+    return table.reset_index()
+
+
+def write_deployments(sheet: Sheet, runs: list[ReportRun]) -> None:
+    """Replicas and GPU-hours of every deployment per month: launches, canaries, migrations."""
+    sheet.title(
+        "Deployments per month (replicas held and GPU-hours)",
+        "Simulated: replicas and GPU-hours. Scheduled changes show here: a deployment appears when "
+        "it starts serving (from / after_job), both sides of a canary are held while it ramps, and "
+        "a retired one drops to zero.",
+    )
+    columns = [("Run", ""), ("Month", ""), ("Deployment", ""), ("Pool", ""), ("Model", ""),
+               ("Mean replicas", "s"), ("Peak replicas", "s"), ("GPU-hours held", "s"),
+               ("GPU-hours serving", "s")]  # fmt: skip
+    _headers(sheet, columns)
+    row = FIRST_ROW
+    for run in runs:
+        deps = {d.name: d for d in run.scenario.deployments}
+        table = deployment_month_table(
+            run.result.deployments_hourly, {name: d.tensor_parallel for name, d in deps.items()}
+        )
+        for rec, month in zip(
+            table.itertuples(index=False), month_dates(list(table["month"])), strict=True
+        ):
+            dep = deps[rec.deployment]
+            sheet.write(row, 0, run.label)
+            sheet.write(row, 1, month, "month")
+            sheet.write(row, 2, rec.deployment)
+            sheet.write(row, 3, dep.pool)
+            sheet.write(row, 4, f"{dep.model} {dep.dtype} TP{dep.tensor_parallel}")
+            sheet.write(row, 5, rec.mean_replicas, "num")
+            sheet.write(row, 6, rec.peak_replicas, "num")
+            sheet.write(row, 7, rec.gpu_hours_held, "num")
+            sheet.write(row, 8, rec.gpu_hours_serving, "num")
+            row += 1
+    sheet.ws.autofilter(HEADER_ROW, 0, max(row - 1, HEADER_ROW), len(columns) - 1)
+    sheet.finish(FIRST_ROW, frozen_cols=3)

@@ -31,6 +31,7 @@ from simulator.compare import Comparison, compare
 from simulator.report.assumptions import write_assumptions
 from simulator.report.atomic import write_with
 from simulator.report.details import (
+    write_deployments,
     write_hour_of_day,
     write_latency,
     write_training_jobs,
@@ -101,7 +102,8 @@ def _write(path: Path, runs: list[ReportRun]) -> None:
         r.label: Sheet(workbook, sheet_title("Billing", r.label, taken), formats) for r in runs
     }
     details = [Sheet(workbook, name, formats) for name in
-               ("Utilisation", "Utilisation by hour", "Latency & SLO", "Training jobs", "Training runs")]  # fmt: skip
+               ("Utilisation", "Utilisation by hour", "Deployments", "Latency & SLO", "Training jobs",
+                "Training runs")]  # fmt: skip
 
     book = build_price_book([PricedRun(r.label, r.scenario, r.result.billing) for r in runs])
     shares = {r.label: input_shares(r) for r in runs}
@@ -113,9 +115,10 @@ def _write(path: Path, runs: list[ReportRun]) -> None:
     write_compare(comparison_sheet, compare([r.result.summary for r in runs]), refs)
     write_utilisation(details[0], runs)
     write_hour_of_day(details[1], runs)
-    write_latency(details[2], runs)
-    write_training_jobs(details[3], runs, layouts)
-    write_training_runs(details[4], runs)
+    write_deployments(details[2], runs)
+    write_latency(details[3], runs)
+    write_training_jobs(details[4], runs, layouts)
+    write_training_runs(details[5], runs)
     summary.ws.activate()
     workbook.close()
 
