@@ -128,9 +128,10 @@ def test_sheets_in_order(values, runs):
     assert names[:3] == ["Summary", "Compare", "Assumptions"]
     for r in runs:
         assert f"Monthly {r.label}" in names and f"Billing {r.label}" in names
-    assert names[-5:] == [
+    assert names[-6:] == [
         "Utilisation",
         "Utilisation by hour",
+        "Deployments",
         "Latency & SLO",
         "Training jobs",
         "Training runs",
@@ -319,3 +320,14 @@ def test_failed_write_leaves_the_previous_file(tmp_path, runs, monkeypatch):
         write_report(tmp_path, runs)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["report.xlsx"]
+
+
+def test_deployments_sheet_matches_hourly_replicas(values, runs):
+    ws = values["Deployments"]
+    rows = [r for r in ws.iter_rows(min_row=4, values_only=True) if r[0] is not None]
+    for run in runs:
+        d = run.result.deployments_hourly
+        tp = {dep.name: dep.tensor_parallel for dep in run.scenario.deployments}
+        expected = float((d["replicas_held"] * d["deployment"].map(tp)).sum())
+        got = sum(r[7] for r in rows if r[0] == run.label)
+        assert got == pytest.approx(expected)
