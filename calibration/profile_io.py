@@ -1,0 +1,121 @@
+"""Profiles on disk: build one from a calibration run, write it atomically, read it back.
+
+A measured profile holds the device, torch version, date, fitted parameters, the fit's MAPE,
+and under ``measurements:`` the raw points, the run's settings, the per-group fit errors and,
+when the reference check ran, its per-point accuracy. Written files are validated with
+:func:`simulator.loading.load_profile` (the scenario-file rules) before they replace the target.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calibration.accuracy import AccuracyReport
+from calibration.fit import FitResult
+from calibration.records import Measurements
+from simulator.errors import Problem, ScenarioError
+from simulator.perf.profile import CalibrationProfile, bundled_profile, bundled_profile_names
+
+
+def build_profile(
+    name: str,
+    gpu: str,
+    measurements: Measurements,
+    fit: FitResult,
+    accuracy: AccuracyReport | None = None,
+    today: date | None = None,
+) -> CalibrationProfile:
+    """The measured profile of one calibration run."""
+    settings = measurements.settings
+    data: dict[str, Any] = {"fit": fit.summary(), **measurements.to_data()}
+    if accuracy is not None:
+        data["accuracy"] = accuracy.summary()
+    return CalibrationProfile(
+        name=name,
+        gpu=gpu,
+        device=str(settings.get("device", "unknown")),
+        source="measured",
+        torch_version=settings.get("torch_version"),
+        date=(today or date.today()).isoformat(),
+        parameters=fit.parameters,
+        fit_mape=round(fit.mape, 3),
+        measurements=data,
+    )
+
+
+def with_accuracy(profile: CalibrationProfile, accuracy: AccuracyReport) -> CalibrationProfile:
+    """``profile`` with the reference check's results stored in its measurements."""
+    measurements = {**profile.measurements, "accuracy": accuracy.summary()}
+    return profile.model_copy(update={"measurements": measurements})
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, except flat mappings (one measured point) on one line each."""
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
+    flat = bool(data) and all(not isinstance(v, (dict, list)) for v in data.values())
+    return dumper.represent_mapping(
+        "tag:yaml.org,2002:map", data, flow_style=flat and len(data) > 2
+    )
+
+
+_Dumper.add_representer(dict, _represent_dict)
+
+
+def profile_yaml(profile: CalibrationProfile, comment: str = "") -> str:
+    """YAML text of ``profile``, led by ``comment`` as ``#`` lines."""
+    header = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())
+    body = yaml.dump(profile.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, width=120,
+                     allow_unicode=True)  # fmt: skip
+    return header + body
+
+
+def write_profile(profile: CalibrationProfile, path: str | Path, comment: str = "") -> Path:
+    """Write ``profile`` to ``path`` atomically (temp file in the same folder + os.replace).
+
+    The temp file is validated as a profile first; on any error the target is left untouched.
+    """
+    from simulator.loading import load_profile
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ScenarioError(
+            [Problem((), f"cannot create folder: {err.strerror}")], str(folder)
+        ) from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(profile_yaml(profile, comment))
+            f.flush()
+            os.fsync(f.fileno())
+        load_profile(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_profile(ref: str | Path) -> CalibrationProfile:
+    """A profile by file path, or by the name of a bundled profile; ScenarioError if neither."""
+    from simulator.loading import load_profile
+
+    text = str(ref)
+    if Path(text).is_file() or text.endswith((".yaml", ".yml")) or os.sep in text:
+        return load_profile(text)
+    try:
+        return bundled_profile(text)
+    except KeyError:
+        raise ScenarioError([Problem((), f"no profile file or bundled profile {text!r} "
+                                         f"(bundled: {', '.join(bundled_profile_names())})")],
+                            text) from None  # fmt: skip
