@@ -183,7 +183,61 @@ def cross_reference_problems(scenario: Scenario) -> list[Problem]:
     problems += _deployment_problems(scenario, catalog)
     problems += _workload_problems(scenario)
     problems += _training_problems(scenario, catalog)
+    problems += _adapter_problems(scenario, catalog)
     problems += _uncertainty_problems(scenario)
+    return problems
+
+
+def _adapter_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
+    """LoRA: adapters fit beside the weights; workloads address adapters their deployments
+    serve; a LoRA fine-tune's weights and optimizer state fit in its GPUs."""
+    from simulator.perf.lora import adapter_bytes, lora_training_fits
+    from simulator.perf.roofline import activation_bytes
+
+    problems = []
+    pools = {p.name: p for p in scenario.pools}
+    deployments = {d.name: d for d in scenario.deployments}
+    for i, dep in enumerate(scenario.deployments):
+        pool, model = pools.get(dep.pool), catalog.models.get(dep.model)
+        if not dep.adapters or pool is None or model is None or pool.gpu not in catalog.gpus:
+            continue
+        gpu = catalog.gpus[pool.gpu]
+        resident = dep.adapters if dep.max_adapters_per_batch is None else min(dep.adapters, dep.max_adapters_per_batch)
+        each = adapter_bytes(model, dep.adapter_rank, dep.adapter_modules, activation_bytes(dep.dtype))
+        weights = weight_bytes(model, dep.dtype)
+        have = usable_bytes(gpu, dep.tensor_parallel, dep.gpu_memory_utilization)
+        if weights < have <= weights + resident * each:
+            problems.append(Problem(
+                ("deployments", i, "adapters"),
+                f"{resident} adapters of rank {dep.adapter_rank} take {resident * each / GIB:.1f} GiB "
+                f"({each / 2**20:.0f} MiB each) but only {(have - weights) / GIB:.1f} GiB are left "
+                f"after the weights, none for the KV cache (set max_adapters_per_batch, lower "
+                f"adapter_rank, or raise tensor_parallel)",
+            ))  # fmt: skip
+    for i, workload in enumerate(scenario.workloads):
+        if not workload.adapters:
+            continue
+        for j, route in enumerate(workload.routes):
+            dep = deployments.get(route.deployment)
+            if dep is not None and dep.adapters < workload.adapters:
+                problems.append(Problem(
+                    ("workloads", i, "routes", j, "deployment"),
+                    f"workload addresses {workload.adapters} adapters but deployment {dep.name!r} "
+                    f"serves {dep.adapters} (set its adapters: to at least {workload.adapters})",
+                ))  # fmt: skip
+    for i, job in enumerate(scenario.training_jobs):
+        pool, model = pools.get(job.pool), catalog.models.get(job.model)
+        if job.method != "lora" or pool is None or model is None or pool.gpu not in catalog.gpus:
+            continue
+        fits, need, have = lora_training_fits(model, job.lora_rank, BYTES_PER_ELEMENT[job.dtype],
+                                              catalog.gpus[pool.gpu], job.gpus)  # fmt: skip
+        if not fits:
+            problems.append(Problem(
+                ("training_jobs", i, "gpus"),
+                f"LoRA fine-tune of {model.name}: frozen weights + adapter optimizer state take "
+                f"{need / GIB:.1f} GiB but {job.gpus} x {pool.gpu} leave {have / GIB:.1f} GiB "
+                f"(before activations); raise gpus",
+            ))  # fmt: skip
     return problems
 
 

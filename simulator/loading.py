@@ -58,6 +58,10 @@ def _empirical_distributions(data: dict[str, Any]) -> list[tuple[Path, dict[str,
             dist = workload.get(key)
             if isinstance(dist, dict) and dist.get("distribution") == "empirical":
                 found.append((("workloads", i, key), dist))
+        retrieval = workload.get("retrieval")
+        dist = retrieval.get("latency_ms") if isinstance(retrieval, dict) else None
+        if isinstance(dist, dict) and dist.get("distribution") == "empirical":
+            found.append((("workloads", i, "retrieval", "latency_ms"), dist))
     return found
 
 
@@ -125,7 +129,7 @@ def load_profile(path: str | FsPath) -> CalibrationProfile:
 # ---------------------------------------------------------------------- uncertainty
 
 #: Fields whose value is itself a distribution (not an uncertain number).
-_DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens"}
+_DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens", "latency_ms"}  # latency_ms: retrieval
 
 
 def extract_inline_uncertainty(data: dict[str, Any], lines: dict[Path, int]) -> list[Problem]:

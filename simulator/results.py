@@ -2,6 +2,15 @@
 
 Every figure here is a sum or quantile of the projection's hourly arrays; totals are sums of the
 monthly rows so they add up to the cent.
+
+A workload's retrieval stage (:mod:`simulator.retrieval`) appears under the pseudo-pool
+``retrieval:<workload>`` in ``monthly`` (entity kind ``retrieval``, category inference),
+``billing`` (its two lines) and ``hourly`` (cost only, no GPUs); total = the pools' costs + the
+retrieval costs. In the summary, only workloads with a retrieval stage get
+``retrieval_cost_usd`` and ``retrieval_queries`` (included in their ``cost_usd`` and $/1M
+tokens), and a top-level ``retrieval_cost_usd`` appears only when some workload has one (so the
+summaries of scenarios without retrieval are what they were). Input tokens count the retrieved
+tokens (the model's whole prompt).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import pandas as pd
 
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
+from simulator.retrieval import RETRIEVAL_ENTITY_KIND, model_prompt_tokens_mean, retrieval_pool
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -85,6 +95,9 @@ def _monthly(p: Projection) -> pd.DataFrame:
             add(pool.name, "training_job", job.name, "training", p.job_cost_usd[job.name], held)
         idle_gpus = np.maximum(cost.gpus_billed - p.pool_inference_gpus[pool.name] - p.pool_training_gpus[pool.name], 0)
         add(pool.name, "idle", "(unused)", "idle", cost.idle_usd, idle_gpus)
+    for stage in p.retrieval.values():
+        add(retrieval_pool(stage.workload), RETRIEVAL_ENTITY_KIND, stage.workload, "inference",
+            stage.cost_usd, np.zeros(p.timeline.hours))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -92,12 +105,14 @@ def _billing(p: Projection) -> pd.DataFrame:
     """Billed quantities per month with their unit prices: cost = quantity x unit price."""
     months = _month_labels(p)
     rows = []
-    for pool in p.scenario.pools:
-        for item in p.pool_costs[pool.name].items:
+    groups = [(pool.name, p.pool_costs[pool.name].items) for pool in p.scenario.pools]
+    groups += [(retrieval_pool(stage.workload), stage.items) for stage in p.retrieval.values()]
+    for group, items in groups:
+        for item in items:
             for category in ("inference", "training", "idle"):
                 quantities = _by_month(p, getattr(item, category))
                 for month, quantity in zip(months, quantities, strict=True):
-                    rows.append({"month": month, "pool": pool.name, "line_item": item.name,
+                    rows.append({"month": month, "pool": group, "line_item": item.name,
                                  "unit": item.unit, "price_key": item.price_key,
                                  "unit_price_usd": item.unit_price_usd, "category": category,
                                  "quantity": quantity, "cost_usd": quantity * item.unit_price_usd})  # fmt: skip
@@ -121,6 +136,13 @@ def _hourly(p: Projection) -> pd.DataFrame:
             "energy_kwh": cost.energy_kwh,
             "inference_usd": cost.inference_usd, "training_usd": cost.training_usd,
             "idle_usd": cost.idle_usd,
+        }))  # fmt: skip
+    for stage in p.retrieval.values():
+        zero = np.zeros(p.timeline.hours)
+        frames.append(pd.DataFrame({
+            "time": times, "pool": retrieval_pool(stage.workload),
+            "gpus_inference": zero, "gpus_training": zero, "gpus_billed": zero, "gpus_busy": zero,
+            "energy_kwh": zero, "inference_usd": stage.cost_usd, "training_usd": zero, "idle_usd": zero,
         }))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 
@@ -227,6 +249,9 @@ def _summary(
         "training_jobs": {},
         "pools": {},
     }
+    if p.retrieval:
+        kind = monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND
+        summary["retrieval_cost_usd"] = float(monthly.loc[kind, "cost_usd"].sum())
     for workload in s.workloads:
         summary["workloads"][workload.name] = _workload_summary(p, workload, monthly, latency, horizon_latency)
     for job in s.training_jobs:
@@ -267,18 +292,24 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
     cache = float(rows["requests_cache_hits"].sum())
     unserved = float(rows["requests_unserved"].sum())
     answered = served + cache
-    input_tokens = answered * workload.prompt_tokens.mean
+    prompt_mean = model_prompt_tokens_mean(workload)
+    input_tokens = answered * prompt_mean
     output_tokens = answered * workload.output_tokens.mean
     cost = float(monthly.loc[(monthly["entity_kind"] == "workload") & (monthly["entity"] == workload.name), "cost_usd"].sum())
+    retrieval = None
+    if workload.retrieval is not None:
+        mine = (monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND) & (monthly["entity"] == workload.name)
+        retrieval = float(monthly.loc[mine, "cost_usd"].sum())
+        cost += retrieval
     tokens = input_tokens + output_tokens
     baseline = None
     if p.scenario.api_baseline is not None:
         api = p.scenario.api_baseline
         all_requests = answered + unserved
-        baseline = (all_requests * workload.prompt_tokens.mean * api.usd_per_million_input_tokens
+        baseline = (all_requests * prompt_mean * api.usd_per_million_input_tokens
                     + all_requests * workload.output_tokens.mean * api.usd_per_million_output_tokens) / 1e6  # fmt: skip
     h = horizon_latency[workload.name]
-    return {
+    out = {
         "requests": answered + unserved,
         "requests_served": served,
         "requests_cache_hits": cache,
@@ -298,6 +329,10 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens > 0 else None,
         "api_baseline_cost_usd": baseline,
     }
+    if retrieval is not None:
+        out["retrieval_cost_usd"] = retrieval
+        out["retrieval_queries"] = float(p.retrieval[workload.name].queries.sum())
+    return out
 
 
 def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, Any]:

@@ -238,6 +238,20 @@ class Deployment(Strict):
     after_job: str | None = Field(
         default=None, description="Serves only once this training job's first run has finished."
     )
+    adapters: int = Field(
+        default=0, ge=0, description="LoRA adapters served on the base model (0: none)."
+    )
+    adapter_rank: int = Field(default=16, gt=0, description="LoRA rank r of the adapters.")
+    adapter_modules: Literal["attention", "all_linear"] = Field(
+        default="all_linear",
+        description="Matrices each adapter adapts: q,k,v,o ('attention') or also gate,up,down.",
+    )
+    max_adapters_per_batch: int | None = Field(
+        default=None,
+        gt=0,
+        description="Most distinct adapters in one batch (GPU adapter slots, vLLM's max_loras); "
+        "default: all adapters resident, no limit.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -312,6 +326,24 @@ class Route(Strict):
         return _ordered(steps, "schedule")
 
 
+class Retrieval(Strict):
+    """A retrieval stage (vector search, re-ranking) that runs before the model.
+
+    Its latency adds to each request's TTFT and E2E; its passages add ``retrieved_tokens`` to
+    the prompt; it costs ``usd_per_hour`` for every hour the workload is served plus
+    ``usd_per_thousand_queries`` per 1,000 requests that reach it (response-cache hits do not).
+    """
+
+    latency_ms: Distribution = Field(description="Retrieval latency per request, ms.")
+    retrieved_tokens: int = Field(default=0, ge=0, description="Tokens added to each prompt.")
+    usd_per_hour: float = Field(
+        default=0.0, ge=0, description="Hourly cost of the stage (CPU instances, vector DB)."
+    )
+    usd_per_thousand_queries: float = Field(
+        default=0.0, ge=0, description="Cost per 1,000 retrieval queries."
+    )
+
+
 class Workload(Strict):
     """Continuous inference traffic of one product or feature."""
 
@@ -323,6 +355,19 @@ class Workload(Strict):
     response_cache_hit_rate: float = Field(default=0.0, ge=0, lt=1)
     slo: Slo = Slo()
     routes: list[Route] = Field(min_length=1)
+    adapters: int = Field(
+        default=0,
+        ge=0,
+        description="Distinct LoRA adapters its requests address (0: the base model).",
+    )
+    adapter_zipf_exponent: float = Field(
+        default=0.0,
+        ge=0,
+        description="Popularity of adapter k (1-based) is proportional to k^-s; 0 = uniform.",
+    )
+    retrieval: Retrieval | None = Field(
+        default=None, description="Retrieval stage before the model (RAG); default none."
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -350,6 +395,12 @@ class TrainingJob(Strict):
     repeat_until: dt.date | None = None
     priority: int = Field(default=0, description="Higher runs first among queued jobs.")
     deadline: dt.date | None = None
+    method: Literal["full", "lora"] = Field(
+        default="full",
+        description="'full': all weights trained (6 N D); 'lora': frozen base + LoRA adapters "
+        "on every linear layer (about 4 N D, far less memory).",
+    )
+    lora_rank: int = Field(default=16, gt=0, description="LoRA rank r when method is 'lora'.")
 
 
 # --------------------------------------------------------------------------- the file

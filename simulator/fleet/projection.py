@@ -13,6 +13,11 @@ Modelling choices (documented here, reported by the summary):
   is reported as unserved requests (never silently dropped).
 - Response-cache hits never reach the GPU; they count as answered requests (tokens, API baseline)
   but not in latency or SLO statistics.
+- A workload's retrieval stage (:mod:`simulator.retrieval`) is billed per hour as its own lines
+  (queries reaching it, hours served), inference category, outside every GPU pool. Its latency
+  and tokens are in the workload's latency curves already.
+- LoRA adapters change a deployment's capacity and latency through its curves (adapter memory
+  and per-iteration overhead, :mod:`simulator.perf.lora`); nothing else here.
 """
 
 from __future__ import annotations
@@ -26,8 +31,15 @@ import pandas as pd
 from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
 from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
-from simulator.pricing import PoolCost, pool_capacity_gpus, pool_hourly_cost, price_segments
+from simulator.pricing import (
+    LineItem,
+    PoolCost,
+    pool_capacity_gpus,
+    pool_hourly_cost,
+    price_segments,
+)
 from simulator.resolve import gpu_of
+from simulator.retrieval import retrieval_line_items
 from simulator.scenario import ReservedPricing, Scenario, add_months
 from simulator.schedule import hours_since, route_share_hourly, stepped
 
@@ -63,6 +75,20 @@ class DeploymentHours:
 
 
 @dataclass
+class RetrievalHours:
+    """One workload's retrieval stage, hour by hour: queries, hours served, billed lines."""
+
+    workload: str
+    queries: np.ndarray  # requests reaching retrieval in the hour
+    hours: np.ndarray  # share of the hour the workload had a serving deployment
+    items: list[LineItem]
+
+    @property
+    def cost_usd(self) -> np.ndarray:
+        return sum((item.cost("inference") for item in self.items), np.zeros_like(self.queries))
+
+
+@dataclass
 class Projection:
     """Every hourly array of one run; :mod:`simulator.results` turns it into tables."""
 
@@ -79,6 +105,7 @@ class Projection:
     pool_busy_gpus: dict[str, np.ndarray]
     job_cost_usd: dict[str, np.ndarray]
     training: object  # simulator.training.TrainingResult
+    retrieval: dict[str, RetrievalHours] = field(default_factory=dict)  # per workload with one
 
 
 def default_curve_provider(scenario: Scenario, deployment: str, workload: str) -> CurveLike:
@@ -144,6 +171,7 @@ def project(
         unrouted_rps=unrouted, routes=routes, deployments=deployments, pool_costs=pool_costs,
         pool_inference_gpus=inf_gpus, pool_training_gpus=train_gpus, pool_busy_gpus=busy,
         job_cost_usd=job_cost, training=training,
+        retrieval=_retrieval_hours(scenario, routes, active, line.hours),
     )  # fmt: skip
 
 
@@ -321,6 +349,30 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
                 share = np.where(equivalents > 0, route.replica_equivalents / np.where(equivalents > 0, equivalents, 1), 0.0)
             busy_per_replica += share * route.busy_fraction
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
+
+
+# ---------------------------------------------------------------------- retrieval
+
+
+def _retrieval_hours(
+    scenario: Scenario, routes: list[RouteHours], active: dict[str, np.ndarray], hours: int
+) -> dict[str, RetrievalHours]:
+    """Queries and hours of each workload's retrieval stage (see :mod:`simulator.retrieval`).
+
+    Queries: the requests routed to a serving deployment (served, or unserved for lack of
+    capacity); response-cache hits and unrouted requests skip retrieval. Hours: the share of
+    each hour in which some deployment on the workload's routes serves.
+    """
+    out = {}
+    for workload in scenario.workloads:
+        if workload.retrieval is None:
+            continue
+        members = [r for r in routes if r.workload == workload.name]
+        queries = sum((r.demand_rps for r in members), np.zeros(hours)) * SECONDS_PER_HOUR
+        served = np.max([active[r.deployment] for r in workload.routes], axis=0)
+        out[workload.name] = RetrievalHours(workload.name, queries, served,
+                                            retrieval_line_items(workload.retrieval, queries, served))  # fmt: skip
+    return out
 
 
 # ---------------------------------------------------------------------- cost attribution

@@ -2,7 +2,16 @@
 
 Randomness: one ``numpy.random.Generator`` per named stream, spawned from
 ``np.random.SeedSequence(seed)`` in the fixed order of :data:`STREAMS` (seed defaults to the
-scenario's), so the same scenario and seed give identical results.
+scenario's), so the same scenario and seed give identical results. The streams of the adapter ids
+and retrieval latencies (:data:`EXTRA_STREAMS`) are derived from the same seed without spawning
+(fixed spawn keys), so workloads that use neither draw exactly what they drew before these
+existed.
+
+Adapters: a workload with ``adapters: n`` sends each request to one of n LoRA adapters, adapter k
+(1-based) with probability proportional to k^-s (``adapter_zipf_exponent`` s; 0 = uniform, the
+power-law popularity S-LoRA's evaluation uses for s > 0). A deployment serving adapters loses
+their memory from its KV cache: ``adapters`` of them, or ``max_adapters_per_batch`` when that is
+smaller (:mod:`simulator.perf.lora`).
 """
 
 from __future__ import annotations
@@ -29,13 +38,18 @@ from simulator.inference.replica import ReplicaConfig
 from simulator.inference.router import ROUTERS
 from simulator.inference.timing import IterationTimer
 from simulator.inference.trace import Trace, read_trace
-from simulator.perf.memory import kv_cache_blocks
-from simulator.perf.roofline import ServingCostModel
+from simulator.perf.lora import adapter_bytes, adapter_terms
+from simulator.perf.memory import kv_bytes_per_token, kv_cache_blocks, kv_cache_bytes
+from simulator.perf.roofline import ServingCostModel, activation_bytes
 from simulator.resolve import serving_cost_model
+from simulator.retrieval import retrieved_tokens, sample_retrieval_s
 from simulator.scenario import Deployment, Scenario, Workload
 
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
+#: Streams derived from the seed by a fixed spawn key (the seed's key + (EXTRA_KEY + i,)).
+EXTRA_STREAMS = ("adapters", "retrieval")
+EXTRA_KEY = 1 << 20
 
 #: Default warm-up: this share of the duration is excluded from statistics.
 WARMUP_SHARE = 0.1
@@ -44,7 +58,12 @@ WARMUP_SHARE = 0.1
 def streams(seed: int | np.random.SeedSequence) -> dict[str, np.random.Generator]:
     """One generator per named stream (:data:`STREAMS`)."""
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, sequence.spawn(len(STREAMS)))}
+    out = {name: np.random.default_rng(child) for name, child in zip(STREAMS, sequence.spawn(len(STREAMS)))}
+    for i, name in enumerate(EXTRA_STREAMS):
+        child = np.random.SeedSequence(sequence.entropy, spawn_key=(*sequence.spawn_key, EXTRA_KEY + i),
+                                       pool_size=sequence.pool_size)  # fmt: skip
+        out[name] = np.random.default_rng(child)
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,18 +116,44 @@ def replica_setup(
 ) -> tuple[ReplicaConfig, ServingCostModel, IterationTimer]:
     """Scheduler limits, cost model and iteration timer of one replica of ``deployment``."""
     cost_model = serving_cost_model(scenario, deployment)
-    blocks = kv_cache_blocks(
-        cost_model.model, cost_model.gpu, deployment.dtype, deployment.kv_dtype,
-        deployment.tensor_parallel, deployment.gpu_memory_utilization, deployment.kv_block_tokens,
-    )  # fmt: skip
     config = ReplicaConfig(
         max_batch_size=deployment.max_batch_size,
         max_batched_tokens=deployment.max_batched_tokens,
-        kv_blocks=blocks,
+        kv_blocks=replica_kv_blocks(cost_model, deployment),
         kv_block_tokens=deployment.kv_block_tokens,
         max_context_tokens=cost_model.model.max_context_tokens,
+        max_adapters_per_batch=deployment.max_adapters_per_batch if deployment.adapters else None,
     )
-    return config, cost_model, IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens)
+    adapters = None
+    if deployment.adapters:
+        adapters = adapter_terms(
+            cost_model.model, cost_model.gpu, cost_model.efficiency, deployment.tensor_parallel,
+            deployment.adapter_rank, deployment.adapter_modules, config.max_iteration_tokens,
+            activation_bytes(deployment.dtype),
+        )  # fmt: skip
+    timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters)
+    return config, cost_model, timer
+
+
+def resident_adapters(deployment: Deployment) -> int:
+    """Adapters held in GPU memory: all served, or the per-batch cap when smaller."""
+    cap = deployment.max_adapters_per_batch
+    return deployment.adapters if cap is None else min(deployment.adapters, cap)
+
+
+def replica_kv_blocks(cost_model: ServingCostModel, deployment: Deployment) -> int:
+    """KV-cache blocks of one replica: memory after weights and resident LoRA adapters."""
+    args = (cost_model.model, cost_model.gpu, deployment.dtype)
+    if not deployment.adapters:
+        return kv_cache_blocks(*args, deployment.kv_dtype, deployment.tensor_parallel,
+                               deployment.gpu_memory_utilization, deployment.kv_block_tokens)  # fmt: skip
+    free = kv_cache_bytes(*args, deployment.tensor_parallel, deployment.gpu_memory_utilization)
+    free -= resident_adapters(deployment) * adapter_bytes(
+        cost_model.model, deployment.adapter_rank, deployment.adapter_modules,
+        activation_bytes(deployment.dtype),
+    )  # fmt: skip
+    per_block = kv_bytes_per_token(cost_model.model, deployment.kv_dtype) * deployment.kv_block_tokens
+    return max(int(free // per_block), 0)
 
 
 def prefix_cached_tokens(prompt_tokens: np.ndarray, hit_rate: float) -> np.ndarray:
@@ -125,32 +170,74 @@ class OfferedRequests:
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     cache_hit: np.ndarray  #: bool: answered by the response cache, never reaches the GPUs
+    adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base model)
+    retrieval_s: np.ndarray | None = None  #: retrieval seconds (0 for response-cache hits)
 
     def gpu_requests(self, prefix_cache_hit_rate: float) -> RequestArrays:
+        """The requests that reach the deployment, in order of arrival there (``arrival_s`` +
+        retrieval; a stable sort, so without retrieval the order is unchanged)."""
         keep = ~self.cache_hit
-        prompt = self.prompt_tokens[keep]
+        arrival = self.arrival_s[keep]
+        retrieval = adapter = None
+        order = slice(None)
+        if self.retrieval_s is not None:
+            retrieval = self.retrieval_s[keep]
+            arrival = arrival + retrieval
+            order = np.argsort(arrival, kind="stable")
+            arrival, retrieval = arrival[order], retrieval[order]
+        prompt = self.prompt_tokens[keep][order]
+        if self.adapter is not None:
+            adapter = self.adapter[keep][order]
         return RequestArrays(
-            arrival_s=self.arrival_s[keep],
+            arrival_s=arrival,
             prompt_tokens=prompt,
-            output_tokens=self.output_tokens[keep],
+            output_tokens=self.output_tokens[keep][order],
             cached_tokens=prefix_cached_tokens(prompt, prefix_cache_hit_rate),
+            adapter=adapter,
+            retrieval_s=retrieval,
         )
+
+
+def sample_adapters(workload: Workload, rng: np.random.Generator, n: int) -> np.ndarray | None:
+    """Adapter id per request (0 .. adapters - 1, Zipf popularity; see the module docstring), or
+    None when the workload uses the base model."""
+    if not workload.adapters:
+        return None
+    rank = np.arange(1, workload.adapters + 1, dtype=float)
+    weights = rank ** -workload.adapter_zipf_exponent
+    return rng.choice(workload.adapters, size=n, p=weights / weights.sum()).astype(np.int64)
+
+
+def _stages(
+    workload: Workload | None, rngs: dict[str, np.random.Generator], cache_hit: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Adapter ids and retrieval seconds of the offered requests (None where not used)."""
+    if workload is None:
+        return None, None
+    n = len(cache_hit)
+    adapter = sample_adapters(workload, rngs["adapters"], n)
+    retrieval = None
+    if workload.retrieval is not None:
+        retrieval = np.where(cache_hit, 0.0, sample_retrieval_s(workload.retrieval, rngs["retrieval"], n))
+    return adapter, retrieval
 
 
 def sample_requests(
     workload: Workload, rate_per_s: float, duration_s: float, seed: int | np.random.SeedSequence
 ) -> OfferedRequests:
     """Arrivals at ``rate_per_s`` over ``duration_s`` with the workload's arrival process,
-    token distributions and response-cache hit rate."""
+    token distributions and response-cache hit rate, adapter ids and retrieval stage (its
+    retrieved tokens are added to every prompt)."""
     rngs = streams(seed)
     times = arrival_times_s(arrival_process(workload.traffic, rate_per_s), rngs["arrivals"], duration_s)
     n = len(times)
-    return OfferedRequests(
-        arrival_s=times,
-        prompt_tokens=sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n),
-        output_tokens=sample_token_counts(workload.output_tokens, rngs["output_tokens"], n),
-        cache_hit=rngs["response_cache"].random(n) < workload.response_cache_hit_rate,
-    )
+    prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
+    if workload.retrieval is not None:
+        prompt = prompt + retrieved_tokens(workload)
+    output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
+    cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
+    adapter, retrieval = _stages(workload, rngs, cache_hit)
+    return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval)
 
 
 def serve(
@@ -174,7 +261,9 @@ def serve(
     requests per second for ``duration_s`` seconds, or from ``trace`` (a :class:`Trace`, or a CSV
     path read with :func:`~simulator.inference.trace.read_trace`): its arrival times and token
     counts; ``rps`` then rescales the trace's time axis to that mean rate, and ``duration_s``
-    defaults to the trace's span. The workload still gives the SLO and the cache hit rates.
+    defaults to the trace's span. The workload still gives the SLO, the cache hit rates, the
+    adapter ids and the retrieval latency (a trace's prompts are taken as the model saw them:
+    retrieved tokens are not added).
 
     router: "round_robin", "least_outstanding" or "shared_queue" (default: the deployment's).
     warmup_s: start of the measurement window (default 10% of ``duration_s``). drain_s: most
@@ -204,7 +293,7 @@ def serve(
     hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
     record = simulate(config, timer, offered.gpu_requests(hit_rate), duration_s=duration,
                       warmup_s=warmup, drain_s=drain_s)  # fmt: skip
-    hits = offered.cache_hit & (offered.arrival_s < duration)
+    hits = offered.cache_hit & (offered.arrival_s < duration)  # answered at once: no retrieval
     slo = wl.slo if wl is not None else None
     requests = requests_frame(record, slo, offered.arrival_s[hits], offered.prompt_tokens[hits],
                               offered.output_tokens[hits])  # fmt: skip
@@ -241,5 +330,8 @@ def _trace_requests(
     if not duration > 0:
         raise _problem(("duration_s",), f"duration (={duration:g} s) must be > 0")
     hit_rate = workload.response_cache_hit_rate if workload is not None else 0.0
-    cache_hit = streams(seed)["response_cache"].random(len(arrival)) < hit_rate
-    return OfferedRequests(arrival, data.prompt_tokens, data.output_tokens, cache_hit), duration
+    rngs = streams(seed)
+    cache_hit = rngs["response_cache"].random(len(arrival)) < hit_rate
+    adapter, retrieval = _stages(workload, rngs, cache_hit)
+    return OfferedRequests(arrival, data.prompt_tokens, data.output_tokens, cache_hit, adapter,
+                           retrieval), duration  # fmt: skip

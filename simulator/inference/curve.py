@@ -47,7 +47,9 @@ from simulator.inference.metrics import (
 )
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
+from simulator.perf.lora import LORA_KERNEL_OVERHEAD_S
 from simulator.perf.roofline import ServingCostModel
+from simulator.retrieval import model_prompt_tokens_mean
 from simulator.scenario import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
@@ -203,7 +205,7 @@ def saturation_rate_per_s(
     Per request: its share of the decode iterations at that batch plus the marginal time of its
     computed prompt tokens added to such an iteration.
     """
-    prompt = max(1.0, workload.prompt_tokens.mean)
+    prompt = max(1.0, model_prompt_tokens_mean(workload))
     output = max(1.0, workload.output_tokens.mean)
     computed = max(1.0, prompt * (1 - workload.prefix_cache_hit_rate))
     context = prompt + output / 2
@@ -221,7 +223,7 @@ def saturation_rate_per_s(
 
 def _unloaded_e2e_s(cost_model: ServingCostModel, config: ReplicaConfig, workload: Workload) -> float:
     """E2E of a mean request at the largest batch (a generous warm-up scale)."""
-    prompt = max(1.0, workload.prompt_tokens.mean)
+    prompt = max(1.0, model_prompt_tokens_mean(workload))
     output = max(1.0, workload.output_tokens.mean)
     step = float(cost_model.decode_step_s(config.max_batch_size, prompt + output / 2))
     return float(cost_model.prefill_s(prompt)) + output * step
@@ -332,15 +334,23 @@ _ARRAYS = ("rates_per_replica", "quantile_levels", "ttft_ms", "tpot_ms", "e2e_ms
 def curve_key(
     scenario: Scenario, dep: Deployment, wl: Workload, seed: int, settings: CurveSettings
 ) -> str:
-    """Content hash of everything a curve depends on."""
+    """Content hash of everything a curve depends on.
+
+    Adapter and retrieval inputs enter only when used, so curves of scenarios without them keep
+    the keys they had before these features (their cached files stay valid).
+    """
     config, cost_model, _ = replica_setup(scenario, dep)
+    adapter_fields = {"adapters", "adapter_rank", "adapter_modules", "max_adapters_per_batch"}
+    replica = dict(config.__dict__)
+    if replica.get("max_adapters_per_batch") is None:
+        replica.pop("max_adapters_per_batch", None)
     content: dict[str, Any] = {
         "version": CURVE_VERSION,
         "model": cost_model.model.model_dump(mode="json"),
         "gpu": cost_model.gpu.model_dump(mode="json"),
         "efficiency": cost_model.efficiency.model_dump(mode="json"),
-        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool"}),
-        "replica": config.__dict__,
+        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool"} | adapter_fields),
+        "replica": replica,
         "workload": {
             "name": wl.name,
             "prompt_tokens": wl.prompt_tokens.model_dump(mode="json"),
@@ -353,6 +363,18 @@ def curve_key(
         "seed": seed,
         "settings": settings.__dict__,
     }
+    if dep.adapters:
+        content["adapters"] = {
+            **dep.model_dump(mode="json", include=adapter_fields),
+            "lora_kernel_overhead_s": LORA_KERNEL_OVERHEAD_S,
+        }
+    if wl.adapters:
+        content["workload"]["adapters"] = wl.adapters
+        content["workload"]["adapter_zipf_exponent"] = wl.adapter_zipf_exponent
+    if wl.retrieval is not None:  # its prices do not change latency
+        content["workload"]["retrieval"] = wl.retrieval.model_dump(
+            mode="json", include={"latency_ms", "retrieved_tokens"}
+        )
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -419,7 +441,8 @@ def deployment_curve(
 
     Chooses its own rate grid (see :func:`latency_curve`); ``quick`` runs shorter simulations
     (for tests). Cached in memory and on disk by a content hash of the inputs that matter (model,
-    GPU, calibration, deployment settings, token distributions, SLO, seed, settings).
+    GPU, calibration, deployment settings and adapters, token distributions, adapter spread,
+    retrieval latency and tokens, SLO, seed, settings).
     """
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload)

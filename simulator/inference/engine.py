@@ -17,10 +17,17 @@ every admitted request has finished or ``duration_s + drain_s`` is reached, whic
 requests still unfinished then are "in flight". So arrived = completed + dropped + in flight.
 Statistics use the measurement window [``warmup_s``, ``duration_s``): requests arriving in it,
 replica time inside it.
+
+Requests may carry a LoRA adapter id (``RequestArrays.adapter``; see
+:mod:`simulator.inference.replica`) and the time they spent in a retrieval stage before reaching
+the deployment (``RequestArrays.retrieval_s``, :mod:`simulator.retrieval`): ``arrival_s`` is when
+a request reaches the router; its TTFT and E2E add its retrieval time
+(:func:`simulator.inference.metrics.latencies_ms`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,10 +77,14 @@ class RequestArrays:
     prompt_tokens: np.ndarray  #: int, >= 1
     output_tokens: np.ndarray  #: int, >= 1
     cached_tokens: np.ndarray  #: prompt tokens found in the prefix cache (no compute), int
+    adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base model), int
+    retrieval_s: np.ndarray | None = None  #: seconds in retrieval before ``arrival_s``
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
-        for name in ("prompt_tokens", "output_tokens", "cached_tokens"):
+        names = ["prompt_tokens", "output_tokens", "cached_tokens"]
+        names += [name for name in ("adapter", "retrieval_s") if getattr(self, name) is not None]
+        for name in names:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries, expected {n}")
         if n and np.any(np.diff(self.arrival_s) < 0):
@@ -106,6 +117,8 @@ class SimulationRecord:
     waiting_at_warmup: int  #: requests queued (not yet admitted) at ``warmup_s``
     waiting_at_end: int  #: requests queued at ``duration_s``
     config: EngineConfig
+    adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base), if any
+    retrieval_s: np.ndarray | None = None  #: retrieval seconds before arrival, if any
 
 
 class _Engine:
@@ -223,9 +236,11 @@ def simulate(
     cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
     blocks = -(-(prompt + output) // rc.kv_block_tokens)
     too_long = (prompt >= rc.max_context_tokens) | (blocks > rc.kv_blocks)
+    adapter = None if requests.adapter is None else np.asarray(requests.adapter[:n], dtype=np.int64)
+    retrieval = None if requests.retrieval_s is None else np.asarray(requests.retrieval_s[:n], dtype=float)
 
     env = simpy.Environment()
-    table = RequestTable(prompt, output, cached)
+    table = RequestTable(prompt, output, cached, adapter)
     engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
     probes = {"warmup": 0}
     if warmup_s > 0:
@@ -240,8 +255,11 @@ def simulate(
     end_s = max(env.now, duration_s) if engine.in_system == 0 else limit
     for replica in engine.replicas:
         replica.finalize(end_s)
-    return _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
-                   end_s, probes["warmup"], waiting_at_end)  # fmt: skip
+    record = _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
+                     end_s, probes["warmup"], waiting_at_end)  # fmt: skip
+    if adapter is None and retrieval is None:
+        return record
+    return dataclasses.replace(record, adapter=adapter, retrieval_s=retrieval)
 
 
 def _record(

@@ -2,7 +2,9 @@
 
 Definitions (design.md): TTFT = arrival to first output token, queueing included; TPOT =
 (end-to-end - TTFT) / (output tokens - 1), undefined (NaN) for one-token outputs; E2E = arrival
-to last token; queue wait = arrival to first admission into a batch.
+to last token; queue wait = arrival to first admission into a batch. With a retrieval stage the
+user's request precedes the arrival at the deployment by its retrieval time, which TTFT and E2E
+include (queue wait and TPOT do not).
 
 Which requests count: those arriving in the measurement window [warmup_s, duration_s) (the
 warm-up, by default the first 10% of the duration, is left out so the empty start does not flatter
@@ -54,6 +56,9 @@ def latencies_ms(record: SimulationRecord) -> tuple[np.ndarray, np.ndarray, np.n
     r = record
     ttft = (r.first_token_s - r.arrival_s) * 1e3
     e2e = (r.finish_s - r.arrival_s) * 1e3
+    if r.retrieval_s is not None:  # from the user's request, before retrieval
+        ttft = ttft + r.retrieval_s * 1e3
+        e2e = e2e + r.retrieval_s * 1e3
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(r.output_tokens > 1, (e2e - ttft) / (r.output_tokens - 1), np.nan)
     tpot = np.where(np.isfinite(e2e), tpot, np.nan)
@@ -94,7 +99,9 @@ def requests_frame(
     Columns: request_id, arrival_s, prompt_tokens, output_tokens, cached_prompt_tokens, replica
     (-1 if never admitted), status (completed / dropped / in_flight / cache_hit), drop_reason,
     preemptions, queue_wait_ms, ttft_ms, tpot_ms, e2e_ms, measured (arrived in the window),
-    slo_met.
+    slo_met; with adapters also ``adapter`` (-1: base model); with a retrieval stage also
+    ``retrieval_ms`` (``arrival_s`` is then when the request reached the deployment, after
+    retrieval; response-cache hits skip retrieval: 0).
     """
     r = record
     ttft, tpot, e2e = latencies_ms(r)
@@ -113,6 +120,10 @@ def requests_frame(
         "e2e_ms": e2e,
         "slo_met": slo_met(ttft, tpot, e2e, slo),
     })  # fmt: skip
+    if r.adapter is not None:
+        frame.insert(5, "adapter", r.adapter)
+    if r.retrieval_s is not None:
+        frame["retrieval_ms"] = r.retrieval_s * 1e3
     if cache_hit_arrival_s is not None and len(cache_hit_arrival_s):
         n = len(cache_hit_arrival_s)
         hits = pd.DataFrame({
@@ -127,6 +138,10 @@ def requests_frame(
             "queue_wait_ms": np.nan, "ttft_ms": np.nan, "tpot_ms": np.nan, "e2e_ms": np.nan,
             "slo_met": np.zeros(n, dtype=bool),
         })  # fmt: skip
+        if r.adapter is not None:
+            hits.insert(5, "adapter", np.full(n, -1, dtype=np.int64))
+        if r.retrieval_s is not None:
+            hits["retrieval_ms"] = 0.0
         frame = pd.concat([frame, hits], ignore_index=True)
         frame = frame.sort_values("arrival_s", kind="stable", ignore_index=True)
     frame["measured"] = (frame["arrival_s"] >= r.warmup_s) & (frame["arrival_s"] < r.duration_s)
@@ -235,4 +250,8 @@ def summarize(
         "warmup_s": record.warmup_s,
         "simulated_until_s": record.end_s,
     }
+    if "retrieval_ms" in served:
+        summary["retrieval_ms"] = describe(served["retrieval_ms"].to_numpy())
+    if "adapter" in gpu:
+        summary["distinct_adapters"] = int(gpu.loc[gpu["adapter"] >= 0, "adapter"].nunique())
     return summary

@@ -30,6 +30,16 @@ Running decoders are kept as aggregates, not per-request arrays: the replica cou
 ``it``; a decoder r holds ``a_r + it`` tokens of KV during iteration ``it`` and finishes after
 iteration ``fin_r - 1``. A heap of ``(fin_r, r)`` gives the next completion, the sum of ``a_r``
 the batch's context, and the counts of ``a_r mod block`` give exact block usage in O(block).
+
+LoRA adapters: a request may name an adapter (``RequestTable.adapter``, -1 = the base model).
+The replica counts the requests per adapter in its batch and among its decoders; an iteration
+pays the adapter overhead of the distinct adapters of the requests it runs
+(:meth:`IterationTimer.adapter_s`). With ``max_adapters_per_batch`` a waiting request whose
+adapter is not in the batch while the batch already holds that many distinct adapters is
+skipped, and the scheduler looks past it for requests it can admit (up to ``max_batch_size``
+skipped requests per plan), as vLLM's scheduler does for ``max_loras``; the skipped keep their
+places in the queue. A KV shortage still stops admissions at the first request that does not
+fit.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ class ReplicaConfig:
     kv_block_tokens: int  #: tokens per block
     max_context_tokens: int = 1 << 62  #: prompt + output limit of the model
     kv_watermark: float = 0.01  #: share of blocks kept free when admitting into a busy batch
+    max_adapters_per_batch: int | None = None  #: distinct LoRA adapters in a batch (None: no cap)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_batched_tokens", "kv_block_tokens",
@@ -69,6 +80,8 @@ class ReplicaConfig:
             raise ValueError(f"kv_blocks (={self.kv_blocks}) must be >= 0")
         if not 0 <= self.kv_watermark < 1:
             raise ValueError(f"kv_watermark (={self.kv_watermark}) must be in [0, 1)")
+        if self.max_adapters_per_batch is not None and self.max_adapters_per_batch < 1:
+            raise ValueError(f"max_adapters_per_batch (={self.max_adapters_per_batch}) must be >= 1")
 
     @property
     def watermark_blocks(self) -> int:
@@ -83,8 +96,16 @@ class ReplicaConfig:
 class RequestTable:
     """Per-request state shared by the replicas: plain lists indexed by request id (fast)."""
 
-    def __init__(self, prompt: np.ndarray, output: np.ndarray, cached: np.ndarray) -> None:
+    def __init__(
+        self,
+        prompt: np.ndarray,
+        output: np.ndarray,
+        cached: np.ndarray,
+        adapter: np.ndarray | None = None,
+    ) -> None:
         n = len(prompt)
+        #: LoRA adapter id per request (-1: base model); None when no request uses one
+        self.adapter: list[int] | None = None if adapter is None else np.asarray(adapter).tolist()
         self.prompt: list[int] = prompt.tolist()
         self.output: list[int] = output.tolist()
         self.cached: list[int] = cached.tolist()
@@ -182,6 +203,31 @@ class Replica:
         self.seg_mixed_batch = 0
         self.seg_run_batch = 0
         self.seg_kv_start = 0.0
+        # LoRA adapters: requests per adapter id in the batch / among the decoders
+        self.adapter_of = table.adapter
+        self.adapter_cap = config.max_adapters_per_batch if table.adapter is not None else None
+        self.batch_adapters: dict[int, int] = {}
+        self.dec_adapters: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ adapters
+    @staticmethod
+    def _count_in(counts: dict[int, int], adapter: int) -> None:
+        if adapter >= 0:
+            counts[adapter] = counts.get(adapter, 0) + 1
+
+    @staticmethod
+    def _count_out(counts: dict[int, int], adapter: int) -> None:
+        if adapter >= 0:
+            left = counts[adapter] - 1
+            if left:
+                counts[adapter] = left
+            else:
+                del counts[adapter]
+
+    def _adapter_blocked(self, rid: int) -> bool:
+        """Whether ``rid``'s adapter cannot join the batch (the cap of distinct adapters)."""
+        a = self.adapter_of[rid]  # type: ignore[index]
+        return a >= 0 and a not in self.batch_adapters and len(self.batch_adapters) >= self.adapter_cap  # type: ignore[operator]
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int, now: float) -> None:
@@ -192,7 +238,9 @@ class Replica:
         self.outstanding += 1
         if not self.busy:
             self._plan(now)
-        elif len(waiting) == 1 and self.active < self.max_batch and self.run is not None:
+        elif self.active < self.max_batch and self.run is not None and (
+            len(waiting) == 1 or (self.adapter_cap is not None and not self._adapter_blocked(rid))
+        ):  # with an adapter cap the queue ahead may be skipped
             self._cut(now)
 
     def offer(self, now: float) -> None:
@@ -322,6 +370,9 @@ class Replica:
             self.b -= 1
             self.a_sum -= ar
             self.res_counts[ar % self.block] -= 1
+            if self.adapter_of is not None:
+                self._count_out(self.batch_adapters, self.adapter_of[rid])
+                self._count_out(self.dec_adapters, self.adapter_of[rid])
             self._finish(rid, now)
 
     def _finish(self, rid: int, now: float) -> None:
@@ -341,8 +392,12 @@ class Replica:
         g = t.gen[rid] + 1
         t.gen[rid] = g
         if g >= t.output[rid]:
+            if self.adapter_of is not None:
+                self._count_out(self.batch_adapters, self.adapter_of[rid])
             self._finish(rid, now)
             return
+        if self.adapter_of is not None:
+            self._count_in(self.dec_adapters, self.adapter_of[rid])
         ar = t.target[rid] + 1 - self.it
         fin = self.it + t.output[rid] - g
         t.a[rid] = ar
@@ -360,6 +415,10 @@ class Replica:
             seq, rid = self.order.pop()
             if t.seq[rid] == seq and t.status[rid] in (PREFILL, DECODE) and t.replica[rid] == self.index:
                 break
+        if self.adapter_of is not None:
+            self._count_out(self.batch_adapters, self.adapter_of[rid])
+            if t.status[rid] == DECODE:
+                self._count_out(self.dec_adapters, self.adapter_of[rid])
         if t.status[rid] == DECODE:
             ar = t.a[rid]
             self.b -= 1
@@ -419,8 +478,16 @@ class Replica:
         if waiting and budget > 0 and self.active < self.max_batch:
             used = self._decode_blocks_bound(self.a_sum, b, it) + self.prefill_blocks
             exact = False
+            adapter_of = self.adapter_of
+            capped = self.adapter_cap is not None
+            skipped: list[int] = []
             while waiting and budget > 0 and self.active < self.max_batch:
                 rid = waiting[0]
+                if capped and self._adapter_blocked(rid):
+                    skipped.append(waiting.popleft())  # look past it (see the module docstring)
+                    if len(skipped) >= self.max_batch:
+                        break
+                    continue
                 need = -(-target[rid] // block)
                 reserve = self.watermark if self.active else 0
                 if used + need + reserve > total:
@@ -436,6 +503,8 @@ class Replica:
                 self.active += 1
                 if self.shared:
                     self.outstanding += 1
+                if adapter_of is not None:
+                    self._count_in(self.batch_adapters, adapter_of[rid])
                 self.prefilling.append(rid)
                 t.status[rid] = PREFILL
                 seq = t.next_seq
@@ -449,6 +518,8 @@ class Replica:
                 c = min(c, budget)
                 chunks.append((rid, c))
                 budget -= c
+            if skipped:
+                waiting.extendleft(reversed(skipped))
             if len(self.order) > 4 * self.active + 64:
                 status = t.status
                 self.order = [(s, r) for s, r in self.order if t.seq[r] == s and status[r] in
@@ -493,7 +564,14 @@ class Replica:
             else:
                 merge = False
         timer = self.timer
-        self.t_first = timer.iteration_s(prefill_tokens, pairs, seqs, b, self.a_sum + b * it)
+        distinct = 0
+        adapter_of = self.adapter_of
+        if adapter_of is not None:  # adapters of the decoders and of the chunks running now
+            dec = self.dec_adapters
+            extra = {adapter_of[rid] for rid, _ in chunks} - dec.keys()
+            extra.discard(-1)
+            distinct = len(dec) + len(extra)
+        self.t_first = timer.iteration_s(prefill_tokens, pairs, seqs, b, self.a_sum + b * it, distinct)
         self.chunks = chunks
         self.seg_mixed_batch = b + len(chunks)
         self.run = None
@@ -510,7 +588,8 @@ class Replica:
             fin_min = heap[0][0] if heap and heap[0][0] < join_fin else join_fin
             k = fin_min - (it + 1)
             if k >= 1 and self._decode_blocks_bound(a2, b2, it + k) <= self.total_blocks:
-                run = self.run = timer.decode_run(b2, a2 + b2 * (it + 1))
+                # the chunks' requests all join the decoders: the same distinct adapters
+                run = self.run = timer.decode_run(b2, a2 + b2 * (it + 1), distinct)
                 self.n_planned = 1 + k
                 self.seg_run_batch = b2
                 delay += run.elapsed_s(k)
@@ -532,7 +611,7 @@ class Replica:
                     lo = mid
             k = hi - it  # stop before iteration hi; the next plan pre-empts
         self.chunks = None
-        self.run = self.timer.decode_run(b, self.a_sum + b * it)
+        self.run = self.timer.decode_run(b, self.a_sum + b * it, len(self.dec_adapters))
         self.n_planned = k
         self.seg_run_batch = b
         self._schedule(self.run.elapsed_s(k))

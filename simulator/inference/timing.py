@@ -9,6 +9,10 @@ iterations differ only in context length (the batch's context sum grows by ``b``
 so the iteration time is ``fixed(b) + max(alpha * C_i, kappa * (C_i + b))`` with
 ``C_i = C_0 + b * i``: piecewise linear in ``i``. Its cumulative time is a piecewise quadratic,
 summed and inverted in closed form, so a run of thousands of iterations costs one event.
+
+LoRA adapters (:mod:`simulator.perf.lora`) add ``adapter_s(T, D)`` to an iteration of T tokens
+whose requests use D distinct adapters; D only changes with the batch's membership, so within a
+decode run it is a constant added to ``fixed``.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ import math
 
 import numpy as np
 
+from simulator.perf.lora import AdapterTerms
 from simulator.perf.roofline import IterationTerms, ServingCostModel
 
 
 class IterationTimer:
     """Seconds of one serving iteration of a replica, from its aggregates (all O(1))."""
 
-    def __init__(self, terms: IterationTerms) -> None:
+    def __init__(self, terms: IterationTerms, adapters: AdapterTerms | None = None) -> None:
         self.max_tokens = len(terms.gemm_s) - 1
+        #: adapter overhead terms (None: the deployment serves no adapters)
+        self.adapters = adapters
+        if adapters is not None:
+            self._lora_fixed = adapters.fixed_s
+            self._lora_flops: list[float] = adapters.flops_s.tolist()
+            self._lora_bytes = adapters.bytes_s_per_adapter
         self.gemm = terms.gemm_s.tolist()
         self.logits = terms.logits_s_per_row.tolist()
         self.weights = terms.weights_s.tolist()
@@ -43,9 +54,19 @@ class IterationTimer:
         self.decode_fixed: list[float] = fixed.tolist()
 
     @classmethod
-    def from_cost_model(cls, cost_model: ServingCostModel, max_tokens: int) -> IterationTimer:
+    def from_cost_model(
+        cls, cost_model: ServingCostModel, max_tokens: int, adapters: AdapterTerms | None = None
+    ) -> IterationTimer:
         """Timer for iterations of up to ``max_tokens`` tokens (prefill + decode)."""
-        return cls(cost_model.iteration_terms(max_tokens))
+        return cls(cost_model.iteration_terms(max_tokens), adapters)
+
+    def adapter_s(self, tokens: int, distinct: int) -> float:
+        """Adapter seconds of an iteration of ``tokens`` tokens using ``distinct`` adapters."""
+        if distinct <= 0 or tokens <= 0 or self.adapters is None:
+            return 0.0
+        flops = self._lora_flops[tokens]
+        bytes_s = distinct * self._lora_bytes
+        return self._lora_fixed + (max(bytes_s, flops))
 
     def iteration_s(
         self,
@@ -54,8 +75,10 @@ class IterationTimer:
         prefill_sequences: int,
         decode_requests: int,
         decode_context_tokens: float,
+        distinct_adapters: int = 0,
     ) -> float:
-        """Seconds of one iteration (arguments as in ``ServingCostModel.iteration_time_s``)."""
+        """Seconds of one iteration (arguments as in ``ServingCostModel.iteration_time_s``,
+        plus the distinct LoRA adapters its requests use)."""
         t = prefill_tokens + decode_requests
         if t <= 0:
             return 0.0
@@ -63,12 +86,19 @@ class IterationTimer:
         w = self.weights[t]
         a = self.alpha * (prefill_attention_pairs + decode_context_tokens)
         k = self.kappa * (decode_context_tokens + t)
-        return (max(w, g)) + (max(k, a)) + self.comm[t] + self.overhead
+        base = (max(w, g)) + (max(k, a)) + self.comm[t] + self.overhead
+        if distinct_adapters > 0:
+            return base + self.adapter_s(t, distinct_adapters)
+        return base
 
-    def decode_run(self, batch: int, context_tokens: float) -> DecodeRun:
+    def decode_run(self, batch: int, context_tokens: float, distinct_adapters: int = 0) -> DecodeRun:
         """Decode-only iterations of ``batch`` requests whose context sum starts at
-        ``context_tokens`` (the first iteration's ``decode_context_tokens``)."""
-        return DecodeRun(self.decode_fixed[batch], self.alpha, self.kappa, batch, context_tokens)
+        ``context_tokens`` (the first iteration's ``decode_context_tokens``), using
+        ``distinct_adapters`` LoRA adapters."""
+        fixed = self.decode_fixed[batch]
+        if distinct_adapters > 0:
+            fixed = fixed + self.adapter_s(batch, distinct_adapters)
+        return DecodeRun(fixed, self.alpha, self.kappa, batch, context_tokens)
 
 
 class DecodeRun:

@@ -22,6 +22,7 @@ from simulator.report.prices import API_GROUP, PriceBook, PriceCell, excel_name
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.resolve import gpu_of, profile_for_pool
+from simulator.retrieval import retrieval_pool
 from simulator.training import DEFAULT_FAILURES_PER_GPU_DAY
 
 PRICE_HEADER_ROW = 4
@@ -214,6 +215,8 @@ def _price_name(book: PriceBook, run: str, path: str) -> str | None:
         group, key = parts[1], parts[3]
     elif len(parts) == 2 and parts[0] == "api_baseline":
         group, key = API_GROUP, parts[1]
+    elif len(parts) == 4 and parts[0] == "workloads" and parts[2] == "retrieval":
+        group, key = retrieval_pool(parts[1]), parts[3]
     else:
         return None
     return book.name_for(run, group, key) if book.has(run, group, key) else None

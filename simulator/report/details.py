@@ -12,6 +12,7 @@ import pandas as pd
 from simulator.report.monthly import MonthlyLayout, month_dates
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
+from simulator.retrieval import is_retrieval_pool
 
 HEADER_ROW = 3
 FIRST_ROW = HEADER_ROW + 1
@@ -32,7 +33,9 @@ def _month_key(times: pd.Series) -> pd.Series:
 
 
 def pool_month_table(hourly: pd.DataFrame) -> pd.DataFrame:
-    """Per month and pool: GPU-hours billed/inference/training/busy, peak GPUs held, kWh."""
+    """Per month and pool: GPU-hours billed/inference/training/busy, peak GPUs held, kWh
+    (retrieval stages, which hold no GPUs, are left out)."""
+    hourly = hourly[~hourly["pool"].map(is_retrieval_pool)]
     h = hourly.assign(
         month=_month_key(hourly["time"]), held=hourly["gpus_inference"] + hourly["gpus_training"]
     )

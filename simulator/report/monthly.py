@@ -8,6 +8,10 @@ cells), by workload, training job and idle (a pool-and-category cost times the s
 simulation attributed to the workload or job that month, by GPU-time), the total (SUM of the
 categories) and the cumulative total. Shares are simulated and fixed, so per-workload and per-job
 columns always add up to the total, even after a price is changed.
+
+A workload's retrieval stage bills as a pool-less group ``retrieval:<workload>`` (queries and
+hours at their named prices, inference category); on Monthly it has its own pool-and-category
+column and its own "retrieval" column beside the workloads, and is in no pool's column.
 """
 
 from __future__ import annotations
@@ -26,16 +30,17 @@ from simulator.scenario import Scenario
 HEADER_ROWS = 4  # title, note, group labels, column headers
 DATA_ROW = HEADER_ROWS  # first month's row (0-based)
 CATEGORIES = ("inference", "training", "idle")
-ENTITY_KINDS = ("workload", "deployment", "training_job", "idle", "unattributed")
+ENTITY_KINDS = ("workload", "retrieval", "deployment", "training_job", "idle", "unattributed")
 ENTITY_GROUPS = {
     "workload": "Inference by workload",
+    "retrieval": "Retrieval by workload",
     "deployment": "Inference, no workload",
     "training_job": "Training by job",
     "idle": "Idle",
     "unattributed": "Unattributed",
 }
-KIND_CATEGORY = {"workload": "inference", "deployment": "inference", "training_job": "training",
-                 "idle": "idle"}  # fmt: skip
+KIND_CATEGORY = {"workload": "inference", "retrieval": "inference", "deployment": "inference",
+                 "training_job": "training", "idle": "idle"}  # fmt: skip
 
 
 def month_dates(labels: list[str]) -> list[dt.date]:
@@ -156,7 +161,7 @@ def write_billing(
 
 
 def _billing_column(sheet: Sheet, c: BillingColumn, months: list[dt.date], last: int) -> None:
-    unit = "GPU-hours" if c.unit == "GPU-hour" else c.unit
+    unit = {"GPU-hour": "GPU-hours", "hour": "hours"}.get(c.unit, c.unit)
     sheet.header(3, c.qty_col, [f"{c.category} {unit}"], "header_sim")
     sheet.header(3, c.cost_col, [f"{c.category} $"], "header_formula")
     for i in range(len(months)):
@@ -184,6 +189,8 @@ class _Entity:
     def label(self) -> str:
         if self.kind == "idle":
             return "idle (paid, unused)"
+        if self.kind == "retrieval":
+            return f"{self.name} retrieval"
         if self.kind == "deployment":
             return (
                 f"{self.name} (deployment)"

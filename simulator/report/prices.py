@@ -4,7 +4,9 @@ Each pool's billed line items (:class:`simulator.pricing.LineItem`) name the pri
 at (``price_key``); each becomes a named cell ``<pool>_<price_key>`` (e.g.
 ``serving_usd_per_gpu_hour``, ``serving_power_usd_per_kwh``). The owned-hardware rate
 ``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells.
-API baseline prices are ``api_usd_per_million_input_tokens`` / ``..._output_tokens``.
+API baseline prices are ``api_usd_per_million_input_tokens`` / ``..._output_tokens``. A
+workload's retrieval stage bills under the pseudo-pool ``retrieval:<workload>``: its prices are
+``retrieval_<workload>_usd_per_thousand_queries`` and ``retrieval_<workload>_usd_per_hour``.
 
 Where runs (plans, scenario files) use different values for the same name, each run gets its own
 cell, the name suffixed by the run label (``serving_usd_per_gpu_hour_owned_hardware``); where
@@ -20,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from simulator.pricing import HOURS_PER_YEAR
+from simulator.retrieval import is_retrieval_pool
 from simulator.scenario import OwnedPricing, Scenario
 
 HOURS_PER_YEAR_NAME = "hours_per_year"
@@ -38,6 +41,8 @@ _UNITS = {
     "opex_fraction_per_year": "share of capex per year",
     "usd_per_million_input_tokens": "$/1M input tokens",
     "usd_per_million_output_tokens": "$/1M output tokens",
+    "usd_per_thousand_queries": "$/1k queries",
+    "usd_per_hour": "$/hour",
 }
 _LABELS = {
     ("on_demand", "usd_per_gpu_hour"): "on-demand price",
@@ -55,6 +60,8 @@ _LABELS = {
     ("owned", "opex_fraction_per_year"): "operations overhead per year",
     ("api", "usd_per_million_input_tokens"): "API baseline price, input tokens",
     ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
+    ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
+    ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
 }
 
 
@@ -123,7 +130,7 @@ def build_price_book(runs: list[PricedRun]) -> PriceBook:
     """Named cells for every price the runs' billing uses, plus the API baseline prices."""
     candidates: list[_Candidate] = []
     for run in runs:
-        candidates += _pool_candidates(run) + _api_candidates(run)
+        candidates += _pool_candidates(run) + _retrieval_candidates(run) + _api_candidates(run)
     book = PriceBook()
     if any(c.key == OWNED_KEY for c in candidates):
         book.cells.append(PriceCell(HOURS_PER_YEAR_NAME, "constants", HOURS_PER_YEAR_NAME,
@@ -195,6 +202,19 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
                 identity = (pricing.kind, float(price))
                 out.append(_Candidate(run.label, pool.name, key, pricing.kind, float(price),
                                       f"{pool.name}\0{key}", identity))  # fmt: skip
+    return out
+
+
+def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:
+    """Prices of the retrieval stages' billed lines (pseudo-pools ``retrieval:<workload>``)."""
+    billing = run.billing
+    if not len(billing):
+        return []
+    rows = billing[billing["pool"].map(is_retrieval_pool) & (billing["quantity"] != 0)]
+    out = []
+    for (group, key), price in rows.groupby(["pool", "price_key"], sort=False)["unit_price_usd"].first().items():
+        out.append(_Candidate(run.label, str(group), str(key), "retrieval", float(price),
+                              f"{group}\0{key}", (float(price),)))  # fmt: skip
     return out
 
 

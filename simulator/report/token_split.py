@@ -15,8 +15,8 @@ per workload, not a simulated figure; the workbook and summary say so.
 
 from __future__ import annotations
 
-from simulator.perf.memory import kv_cache_blocks
-from simulator.resolve import gpu_of, serving_cost_model
+from simulator.resolve import serving_cost_model
+from simulator.retrieval import model_prompt_tokens_mean
 from simulator.scenario import Deployment, Scenario, Workload
 
 #: Representative decode batch as a fraction of the deployment's ``max_batch_size``.
@@ -40,12 +40,10 @@ def gpu_time_shares(prefill_gpu_s: float, decode_gpu_s: float) -> tuple[float, f
 
 def representative_batch(scenario: Scenario, deployment: Deployment, context_tokens: float) -> int:
     """Decode batch at which a request's per-token GPU-time is priced (see the module docstring)."""
+    from simulator.inference.api import replica_kv_blocks  # adapters take KV memory
+
     cm = serving_cost_model(scenario, deployment)
-    gpu = gpu_of(scenario, scenario.pool(deployment.pool))
-    blocks = kv_cache_blocks(
-        cm.model, gpu, deployment.dtype, deployment.kv_dtype, deployment.tensor_parallel,
-        deployment.gpu_memory_utilization, deployment.kv_block_tokens,
-    )  # fmt: skip
+    blocks = replica_kv_blocks(cm, deployment)
     fits = int(blocks * deployment.kv_block_tokens // max(context_tokens, 1.0))
     wanted = int(deployment.max_batch_size * BATCH_FRACTION)
     return max(1, min(wanted, fits))
@@ -56,7 +54,7 @@ def request_gpu_seconds(
 ) -> tuple[float, float]:
     """GPU-seconds of (prefill, decode) of one mean request of ``workload`` on ``deployment``."""
     cm = serving_cost_model(scenario, deployment)
-    prompt = workload.prompt_tokens.mean
+    prompt = model_prompt_tokens_mean(workload)  # retrieved passages included
     output = workload.output_tokens.mean
     uncached = prompt * (1.0 - workload.prefix_cache_hit_rate)
     context = prompt + output / 2.0

@@ -50,6 +50,7 @@ from simulator.report.prices import API_GROUP, PriceBook, PricedRun, build_price
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, add_formats, cell_ref
 from simulator.report.token_split import workload_input_share
+from simulator.retrieval import model_prompt_tokens_mean
 
 SUMMARY_HEADER_ROW = 3
 _INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\']")
@@ -312,15 +313,24 @@ def _workload_cost_rows(
 ) -> None:
     stats = [r.result.summary["workloads"].get(name) for r in w.runs]
     cost_cells: list[tuple[str | None, Any]] = []
+    retrieval_cells: list[tuple[str | None, Any]] = []
     for r, s in zip(w.runs, stats, strict=True):
         lay = layouts[r.label]
         col = lay.col_entity.get(("workload", name))
+        rcol = lay.col_entity.get(("retrieval", name))
+        terms = [c for c in (col, rcol) if c is not None]
         cost_cells.append(
-            ("=" + lay.total_ref(col), lay.total_value(col))
-            if s and col is not None
+            ("=" + "+".join(lay.total_ref(c) for c in terms), sum(lay.total_value(c) for c in terms))
+            if s and terms
             else (None, None)
         )
+        retrieval_cells.append(
+            ("=" + lay.total_ref(rcol), lay.total_value(rcol)) if s and rcol is not None else (None, None)
+        )
     w.add(f"{name}.cost_usd", "Inference spend", "USD", "usd", "formula", cost_cells)
+    if any(cell[0] is not None for cell in retrieval_cells):
+        w.add(f"{name}.retrieval_cost_usd", "  of which retrieval (queries + hours)", "USD", "usd",
+              "formula", retrieval_cells)  # fmt: skip
     w.add(f"{name}.input_tokens", "  input tokens (answered requests)", "tokens", "int", "simulated",
           [(None, s and s["input_tokens"]) for s in stats])  # fmt: skip
     w.add(f"{name}.output_tokens", "  output tokens (answered requests)", "tokens", "int", "simulated",
@@ -384,7 +394,7 @@ def _api_rows(w: _SummaryWriter, name: str, book: PriceBook) -> None:
         s = r.result.summary["workloads"].get(name)
         ok = s is not None and r.scenario.api_baseline is not None
         wl = r.scenario.workload(name) if ok else None
-        base_in.append((None, s["requests"] * wl.prompt_tokens.mean if ok and wl else None))
+        base_in.append((None, s["requests"] * model_prompt_tokens_mean(wl) if ok and wl else None))
         base_out.append((None, s["requests"] * wl.output_tokens.mean if ok and wl else None))
     w.add(
         f"{name}.api_input_tokens",

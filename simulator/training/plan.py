@@ -7,6 +7,10 @@ Conventions (all documented for users in the engine's docstring):
 - MFU: the job's ``mfu:`` if given, else ``training_mfu`` of the pool's calibration profile
   (:func:`simulator.resolve.profile_for_pool`: the pool's profile, else the scenario's, else the
   bundled one of the pool's GPU; e.g. 0.40 for h100-sxm, from the Llama 3 paper's 38-43% BF16 MFU).
+- Compute: ``method: full`` costs :func:`simulator.perf.roofline.training_flops` (6 N D plus
+  attention); ``method: lora`` costs :func:`simulator.perf.lora.lora_training_flops` (4 N D plus
+  the adapters' 6 N_lora D plus attention: no weight gradients for the frozen base). Both run at
+  GPUs x peak for the dtype x MFU.
 - Failures: the job's ``failures_per_gpu_day`` if given, else
   :data:`~simulator.training.jobs.DEFAULT_FAILURES_PER_GPU_DAY`; pre-emptions only on spot pools
   (``pricing.preemptions_per_gpu_day``); both scaled by the job's GPUs.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from simulator.perf.lora import lora_training_flops
 from simulator.perf.roofline import training_flops, training_time_s
 from simulator.resolve import gpu_of, model_of, profile_for_pool
 from simulator.scenario import Horizon, Scenario, TrainingJob, add_months
@@ -81,9 +86,14 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
     else:
         profile = profile_for_pool(scenario, pool)
         mfu, source = profile.parameters.training_mfu, f"profile:{profile.name}"
-    work_s = training_time_s(
-        model, job.tokens, job.gpus, gpu, job.dtype, job.sequence_length_tokens, mfu
-    )
+    if job.method == "lora":
+        flops = lora_training_flops(model, job.tokens, job.sequence_length_tokens, job.lora_rank)
+        work_s = flops / (job.gpus * gpu.peak_flops_per_s(gpu.compute_dtype_for(job.dtype)) * mfu)
+    else:
+        flops = training_flops(model, job.tokens, job.sequence_length_tokens)
+        work_s = training_time_s(
+            model, job.tokens, job.gpus, gpu, job.dtype, job.sequence_length_tokens, mfu
+        )
     per_gpu_day = (
         job.failures_per_gpu_day
         if job.failures_per_gpu_day is not None
@@ -106,7 +116,7 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
         pool=pool.name,
         mfu=mfu,
         mfu_source=source,
-        flops=training_flops(model, job.tokens, job.sequence_length_tokens),
+        flops=flops,
         spec=spec,
     )
 

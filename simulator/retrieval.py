@@ -1,0 +1,73 @@
+"""The retrieval stage of a RAG workload: its latency, its tokens and its cost lines.
+
+Model (``Workload.retrieval``):
+
+- **Where it sits.** A request first meets the response cache; a hit is answered at once and
+  skips retrieval and the model (a cached answer needs no fresh passages). Every other request
+  runs retrieval, then reaches the deployment's router ``latency_ms`` later with
+  ``retrieved_tokens`` added to its prompt.
+- **Latency.** Each request draws its own retrieval latency from ``latency_ms`` (negative draws
+  of an unbounded distribution such as a normal count as 0). TTFT and E2E run from the user's
+  request, so they include it; queue wait and TPOT do not. The inference engine's per-request
+  results, the latency curves and SLO attainment all include it.
+- **Tokens.** Retrieved passages are prompt tokens like any other: prefill compute and KV cache
+  grow with them, the prefix-cache hit rate applies to the whole prompt, and they count as input
+  tokens for $/1M tokens and for the API baseline (an API would be sent them too).
+- **Cost.** Two billed lines per workload, both in the inference category with entity kind
+  ``retrieval`` (entity = the workload): ``retrieval_queries`` = requests that reach retrieval
+  (routed to a serving deployment, answered or not for lack of capacity; response-cache hits and
+  requests with no serving deployment do not query) / 1,000 x ``usd_per_thousand_queries``, and
+  ``retrieval_hours`` = hours in which the workload has a serving deployment x ``usd_per_hour``.
+  In tables that have a pool column the lines sit under the pseudo-pool ``retrieval:<workload>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.pricing import LineItem
+from simulator.scenario import Retrieval, Workload
+
+#: Prefix of the pseudo-pool that holds a workload's retrieval cost in monthly/billing/hourly.
+RETRIEVAL_POOL_PREFIX = "retrieval:"
+RETRIEVAL_ENTITY_KIND = "retrieval"
+QUERIES_ITEM = "retrieval_queries"
+HOURS_ITEM = "retrieval_hours"
+
+
+def retrieval_pool(workload: str) -> str:
+    """The pseudo-pool label of a workload's retrieval stage."""
+    return f"{RETRIEVAL_POOL_PREFIX}{workload}"
+
+
+def is_retrieval_pool(label: str) -> bool:
+    return str(label).startswith(RETRIEVAL_POOL_PREFIX)
+
+
+def retrieved_tokens(workload: Workload) -> int:
+    """Tokens retrieval adds to each prompt (0 without a retrieval stage)."""
+    return workload.retrieval.retrieved_tokens if workload.retrieval is not None else 0
+
+
+def model_prompt_tokens_mean(workload: Workload) -> float:
+    """Mean prompt the model sees: the user's prompt plus the retrieved passages."""
+    mean = workload.prompt_tokens.mean
+    return mean + workload.retrieval.retrieved_tokens if workload.retrieval is not None else mean
+
+
+def sample_retrieval_s(retrieval: Retrieval, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` retrieval latencies in seconds (negative draws count as 0)."""
+    return np.maximum(retrieval.latency_ms.sample(rng, n), 0.0) / 1e3
+
+
+def retrieval_line_items(
+    retrieval: Retrieval, queries: np.ndarray, hours: np.ndarray
+) -> list[LineItem]:
+    """The hourly billed lines of a retrieval stage: thousands of queries, and hours served."""
+    zero = np.zeros_like(queries, dtype=float)
+    return [
+        LineItem(QUERIES_ITEM, "1k queries", "usd_per_thousand_queries",
+                 float(retrieval.usd_per_thousand_queries), queries / 1e3, zero, zero),
+        LineItem(HOURS_ITEM, "hour", "usd_per_hour", float(retrieval.usd_per_hour),
+                 np.asarray(hours, dtype=float), zero, zero),
+    ]  # fmt: skip
