@@ -92,11 +92,9 @@ def _ordered(steps: list[Any], what: str) -> list[Any]:
 # --------------------------------------------------------------------------- pricing
 
 
-class OnDemandPricing(Strict):
-    """Pay for every GPU-hour held, nothing when not held."""
+class _PriceScheduled(Strict):
+    """Pricing whose ``usd_per_gpu_hour`` may step by date (e.g. a cheaper renewal)."""
 
-    kind: Literal["on_demand"]
-    usd_per_gpu_hour: float = Field(ge=0)
     price_schedule: list[PriceStep] = Field(default_factory=list, description="Price steps by date.")
 
     @field_validator("price_schedule")
@@ -105,7 +103,14 @@ class OnDemandPricing(Strict):
         return _ordered(steps, "price_schedule")
 
 
-class ReservedPricing(Strict):
+class OnDemandPricing(_PriceScheduled):
+    """Pay for every GPU-hour held, nothing when not held."""
+
+    kind: Literal["on_demand"]
+    usd_per_gpu_hour: float = Field(ge=0)
+
+
+class ReservedPricing(_PriceScheduled):
     """``committed_gpus`` paid every hour of the term, used or not; more at the overflow price."""
 
     kind: Literal["reserved"]
@@ -119,28 +124,14 @@ class ReservedPricing(Strict):
         default=None, ge=0, description="Defaults to the catalog GPU's on-demand price."
     )
     start: dt.date | None = Field(default=None, description="Term start; default horizon start.")
-    price_schedule: list[PriceStep] = Field(
-        default_factory=list, description="Committed price steps by date (e.g. at renewal)."
-    )
-
-    @field_validator("price_schedule")
-    @classmethod
-    def _steps(cls, steps: list[PriceStep]) -> list[PriceStep]:
-        return _ordered(steps, "price_schedule")
 
 
-class SpotPricing(Strict):
+class SpotPricing(_PriceScheduled):
     """Discounted capacity that the provider can take back (pre-emptions)."""
 
     kind: Literal["spot"]
     usd_per_gpu_hour: float = Field(ge=0)
     preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
-    price_schedule: list[PriceStep] = Field(default_factory=list, description="Price steps by date.")
-
-    @field_validator("price_schedule")
-    @classmethod
-    def _steps(cls, steps: list[PriceStep]) -> list[PriceStep]:
-        return _ordered(steps, "price_schedule")
 
 
 class OwnedPricing(Strict):
