@@ -204,4 +204,4 @@ def _fmt_number(value: Any) -> str:
 
 
 # Commands of the other areas register themselves on ``app`` when imported.
-from simulator.commands import calibrate, report, run, serve  # noqa: F401
+from simulator.commands import calibrate, report, run, serve, sweep  # noqa: E402,F401

@@ -119,6 +119,13 @@ def run_command(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     months: MonthsOpt = None,
+    replications: Annotated[
+        int | None,
+        typer.Option("--replications", min=1, help="Monte Carlo: N runs drawing the uncertain inputs."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Dask workers for --replications (1: in process).")
+    ] = None,
 ) -> None:
     """Project spend, latency and utilisation over the scenario's horizon.
 
@@ -129,6 +136,12 @@ def run_command(
 
     loaded = load(scenario)
     plans = plan_names(loaded) if all_plans else [plan or "base"]
+    if replications is not None:
+        from simulator.commands.sweep import run_replications
+
+        run_replications(loaded, plans, replications, as_json=as_json, quiet=quiet, months=months,
+                         out_dir=out_dir, workers=workers)  # fmt: skip
+        return
     results = run_plans(loaded, plans, quiet, months)
     if out_dir is not None:
         for result in results:

@@ -141,7 +141,7 @@ def test_optimize_with_a_search_grid_prints_and_writes_the_plan(files):
 
 
 def test_optimize_exit_1_when_nothing_meets_the_slo(files):
-    scenario, grid, tmp = files
+    scenario, grid, _ = files
     data = yaml.safe_load(scenario.read_text())
     data["workloads"][0]["slo"] = {"ttft_p95_ms": 0.01, "tpot_p95_ms": 0.01}  # impossible
     scenario.write_text(yaml.safe_dump(data, sort_keys=False))
