@@ -65,9 +65,14 @@ ProgressFn = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class Timed:
-    """A prepared point: the call to time, and how to record its seconds per call (and samples)."""
+    """A prepared point: how to make the call to time, and how to record its seconds per call.
 
-    call: Callable[[], object]
+    ``make`` allocates the point's inputs and returns the call; the session makes it anew for
+    each timed repeat and drops it after, so only one point's activations are alive at a time
+    (weight pools, shared by many points, live for the whole run).
+    """
+
+    make: Callable[[], Callable[[], object]]
     record: Callable[[float, tuple[float, ...]], None]
     #: Seconds each timed repeat lasts at least (0: one call per repeat).
     min_repeat_s: float | None = None
@@ -141,23 +146,26 @@ def _gemm_step(dtype: str, hidden: int, tokens: int, kind: str = "layer") -> Ste
 
         pool = ctx.pool(("gemm", kind, dtype, hidden), build)
         act = "bf16" if dtype == "fp8" else dtype
-        # each weight's input: [M, in] (the down projection's input is ffn wide)
-        inputs = {i: _tensor((tokens, i), act, device) for _, i in shapes}
-        cycle = itertools.cycle(pool)
-        if dtype == "fp8":
-            call = _fp8_gemms(shapes, inputs, cycle, device)
-        else:
+
+        def make() -> Callable[[], object]:
+            # each weight's input: [M, in] (the down projection's input is ffn wide)
+            inputs = {i: _tensor((tokens, i), act, device) for _, i in shapes}
+            cycle = itertools.cycle(pool)
+            if dtype == "fp8":
+                return _fp8_gemms(shapes, inputs, cycle, device)
 
             def call() -> None:
                 for (_, i), w in zip(shapes, next(cycle), strict=True):
                     F.linear(inputs[i], w)
+
+            return call
 
         def record(seconds: float, samples: tuple[float, ...]) -> None:
             point = GemmPoint(dtype, hidden, ffn, tokens, 2.0 * tokens * params,
                               float(params * width), seconds, samples, kind)  # fmt: skip
             ctx.out.gemm.append(point)
 
-        return Timed(call, record)
+        return Timed(make, record)
 
     return Step(f"GEMM {kind} {dtype} h={hidden} M={tokens}", prepare)
 
@@ -190,11 +198,12 @@ def _prefill_attention_step(dtype: str, batch: int, seq: int) -> Step:
     def prepare(ctx: Context) -> Timed:
         plan, device = ctx.plan, ctx.runtime.device
         heads, hd = plan.attention_heads, plan.head_dim
-        # [batch, seq, heads, hd] transposed, as the projections lay Q, K, V out
-        q, k, v = (_tensor((batch, seq, heads, hd), dtype, device).transpose(1, 2) for _ in "qkv")
 
-        def call() -> None:
-            F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        def make() -> Callable[[], object]:
+            # [batch, seq, heads, hd] transposed, as the projections lay Q, K, V out
+            shape = (batch, seq, heads, hd)
+            q, k, v = (_tensor(shape, dtype, device).transpose(1, 2) for _ in "qkv")
+            return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
         pairs = batch * seq * (seq + 1) / 2
         kv_bytes = 2.0 * batch * seq * heads * hd * ELEMENT_BYTES[dtype]
@@ -204,7 +213,7 @@ def _prefill_attention_step(dtype: str, batch: int, seq: int) -> Step:
                                                     4.0 * heads * hd * pairs, kv_bytes, seconds,
                                                     samples))  # fmt: skip
 
-        return Timed(call, record)
+        return Timed(make, record)
 
     return Step(f"attention prefill {dtype} b={batch} s={seq}", prepare)
 
@@ -216,17 +225,19 @@ def _decode_attention_step(dtype: str, batch: int, context: int) -> Step:
         capacity = context + 64  # a pre-allocated cache longer than the context
         kv_bytes = 2.0 * batch * context * heads * hd * ELEMENT_BYTES[dtype]
         n = _copies(kv_bytes, plan.rotate_bytes_min)
-        caches = [
-            (_tensor((batch, heads, capacity, hd), dtype, device),
-             _tensor((batch, heads, capacity, hd), dtype, device))
-            for _ in range(n)
-        ]  # fmt: skip
-        q = _tensor((batch, 1, heads, hd), dtype, device).transpose(1, 2)
-        cycle = itertools.cycle(caches)
 
-        def call() -> None:
-            k, v = next(cycle)
-            F.scaled_dot_product_attention(q, k[:, :, :context], v[:, :, :context])
+        def make() -> Callable[[], object]:
+            shape = (batch, heads, capacity, hd)
+            caches = [(_tensor(shape, dtype, device), _tensor(shape, dtype, device))
+                      for _ in range(n)]  # fmt: skip
+            q = _tensor((batch, 1, heads, hd), dtype, device).transpose(1, 2)
+            cycle = itertools.cycle(caches)
+
+            def call() -> None:
+                k, v = next(cycle)
+                F.scaled_dot_product_attention(q, k[:, :, :context], v[:, :, :context])
+
+            return call
 
         flops = 4.0 * heads * hd * batch * context
 
@@ -235,7 +246,7 @@ def _decode_attention_step(dtype: str, batch: int, context: int) -> Step:
                                    kv_bytes, seconds, samples)  # fmt: skip
             ctx.out.attention.append(point)
 
-        return Timed(call, record)
+        return Timed(make, record)
 
     return Step(f"attention decode {dtype} b={batch} ctx={context}", prepare)
 
@@ -250,24 +261,28 @@ def _elementwise_step(dtype: str, hidden: int, tokens: int) -> Step:
         heads = max(1, hidden // hd)
         ffn = plan.ffn_for(hidden)
         q_width = heads * hd
-        x = _tensor((1, tokens, hidden), dtype, device)
-        o = _tensor((1, tokens, hidden), dtype, device)
-        d = _tensor((1, tokens, hidden), dtype, device)
-        qkv = _tensor((1, tokens, 3 * q_width), dtype, device)
-        gate_up = _tensor((1, tokens, 2 * ffn), dtype, device)
-        weight = torch.ones(hidden, dtype=x.dtype, device=device)
-        cos, sin = (t.to(device) for t in rope_tables(hd, tokens, x.dtype))
 
-        def call() -> None:
-            F.rms_norm(x, (hidden,), weight, 1e-5)
-            q, k, _ = qkv.split([q_width, q_width, q_width], dim=-1)
-            apply_rope(q.view(1, tokens, heads, hd).transpose(1, 2), cos, sin)
-            apply_rope(k.view(1, tokens, heads, hd).transpose(1, 2), cos, sin)
-            h2 = x + o
-            F.rms_norm(h2, (hidden,), weight, 1e-5)
-            gate, up = gate_up.split(ffn, dim=-1)
-            F.silu(gate) * up
-            h2 + d
+        def make() -> Callable[[], object]:
+            x = _tensor((1, tokens, hidden), dtype, device)
+            o = _tensor((1, tokens, hidden), dtype, device)
+            d = _tensor((1, tokens, hidden), dtype, device)
+            qkv = _tensor((1, tokens, 3 * q_width), dtype, device)
+            gate_up = _tensor((1, tokens, 2 * ffn), dtype, device)
+            weight = torch.ones(hidden, dtype=x.dtype, device=device)
+            cos, sin = (t.to(device) for t in rope_tables(hd, tokens, x.dtype))
+
+            def call() -> None:
+                F.rms_norm(x, (hidden,), weight, 1e-5)
+                q, k, _ = qkv.split([q_width, q_width, q_width], dim=-1)
+                apply_rope(q.view(1, tokens, heads, hd).transpose(1, 2), cos, sin)
+                apply_rope(k.view(1, tokens, heads, hd).transpose(1, 2), cos, sin)
+                h2 = x + o
+                F.rms_norm(h2, (hidden,), weight, 1e-5)
+                gate, up = gate_up.split(ffn, dim=-1)
+                F.silu(gate) * up
+                h2 + d
+
+            return call
 
         per_token = elementwise_bytes_per_token_layer(hidden, q_width, q_width, ffn,
                                                       float(ELEMENT_BYTES[dtype]))  # fmt: skip
@@ -277,7 +292,7 @@ def _elementwise_step(dtype: str, hidden: int, tokens: int) -> Step:
                 ElementwisePoint(dtype, hidden, ffn, tokens, per_token * tokens, seconds, samples)
             )
 
-        return Timed(call, record)
+        return Timed(make, record)
 
     return Step(f"element-wise {dtype} h={hidden} M={tokens}", prepare)
 
@@ -313,7 +328,7 @@ def _overhead_step(dtype: str, layers: int) -> Step:
         def record(seconds: float, samples: tuple[float, ...]) -> None:
             ctx.out.overhead.append(OverheadPoint(layers, seconds, samples))
 
-        return Timed(call, record)
+        return Timed(lambda: call, record)
 
     return Step(f"overhead {layers} layers", prepare)
 
@@ -359,7 +374,7 @@ def _training_step(dtype: str, shape: TrainingShape) -> Step:
             ctx.out.training.append(TrainingPoint(dtype, shape.hidden, shape.layers, shape.batch,
                                                   shape.seq, flops, seconds, samples))  # fmt: skip
 
-        return Timed(call, record, min_repeat_s=0.0)
+        return Timed(lambda: call, record, min_repeat_s=0.0)
 
     return Step(f"training step {dtype} h={shape.hidden} {shape.batch}x{shape.seq}", prepare)
 
@@ -371,20 +386,17 @@ def _memory_step(kind: str, mib: int) -> Step:
     def prepare(ctx: Context) -> Timed:
         device = ctx.runtime.device
         n = mib * 2**20 // 4
-        src = _tensor((n,), "fp32", device)
-        dst = torch.empty_like(src)
 
-        def call() -> None:
-            if kind == "copy":
-                dst.copy_(src)
-            else:
-                src.sum()
+        def make() -> Callable[[], object]:
+            src = torch.full((n,), 0.5, device=device)
+            dst = torch.empty_like(src)
+            return (lambda: dst.copy_(src)) if kind == "copy" else src.sum
 
         def record(seconds: float, samples: tuple[float, ...]) -> None:
             moved = (2.0 if kind == "copy" else 1.0) * n * 4
             ctx.out.memory.append(MemoryPoint(kind, moved, seconds, samples))
 
-        return Timed(call, record)
+        return Timed(make, record)
 
     return Step(f"memory {kind} {mib} MiB", prepare)
 
@@ -493,6 +505,7 @@ class Session:
                                      "primary_dtype": primary, "ffn_multiple": plan.ffn_multiple,
                                      "lm_head_vocab": plan.lm_head_vocab,
                                      "repeats": plan.repeats, "min_repeat_s": plan.min_repeat_s,
+                                     "reference_repeats": plan.reference_repeats,
                                      "statistic": statistic,
                                      "timing": f"{statistic} over interleaved repeats of the "
                                                "mean time per call"})  # fmt: skip
@@ -505,7 +518,7 @@ class Session:
         self.todo = steps(plan, dtypes, primary)
         self.total = len(self.todo) * (1 + plan.repeats) + (1 if runtime.gpus > 1 else 0)
         self.done = 0
-        self.prepared: list[tuple[Step, Timed, int]] = []
+        self.prepared: list[tuple[Step, Timed, int]] = []  # step, how to time it, calls/repeat
         self.samples: list[list[float]] = []
 
     @property
@@ -521,10 +534,12 @@ class Session:
         """Allocate, warm up and size every point."""
         for step in self.todo:
             timed = step.prepare(self.ctx)
+            call = timed.make()
             for _ in range(max(self.plan.warmup, 0)):
-                timed.call()
+                call()
             floor = self.plan.min_repeat_s if timed.min_repeat_s is None else timed.min_repeat_s
-            one = self.runtime.time_calls(timed.call, 1)
+            one = self.runtime.time_calls(call, 1)
+            del call
             calls = max(1, math.ceil(floor / one)) if one > 0 else 1
             self.prepared.append((step, timed, calls))
             self._advance(f"prepare {step.label}")
@@ -533,7 +548,9 @@ class Session:
     def round(self, index: int) -> None:
         """Time every point once (repeat ``index`` + 1)."""
         for (step, timed, calls), got in zip(self.prepared, self.samples, strict=True):
-            got.append(self.runtime.time_calls(timed.call, calls) / calls)
+            call = timed.make()
+            got.append(self.runtime.time_calls(call, calls) / calls)
+            del call
             self._advance(f"repeat {index + 1}/{self.plan.repeats}: {step.label}")
 
     def finish(self) -> Measurements:

@@ -96,9 +96,9 @@ def calibrate(
     """Benchmark ``device``, fit a profile for catalog GPU ``gpu`` and, with ``check``, score it
     against the reference transformer.
 
-    With ``check`` the reference's timed rounds alternate with the micro-benchmark's (round 1
-    of each, round 2 of each, ...), so that both see the same machine even when a shared
-    host's speed drifts during the run; its timings are stored in the profile, never fitted.
+    With ``check`` the reference's timed rounds are interleaved with the micro-benchmark's
+    (spread evenly over them), so that both see the same machine even when a shared host's
+    speed drifts during the run; its timings are stored in the profile, never fitted.
     ``dtype``: the serving dtype the profile describes (default bf16 where supported);
     ``threads``: CPU threads (default :data:`~calibration.benchmark_runtime.DEFAULT_CPU_THREADS`).
     Raises KeyError for an unknown GPU, ValueError for an unsupported dtype, RuntimeError when
@@ -131,15 +131,23 @@ def calibrate(
         if check:
             model = _model_spec(reference_model, device)
             threads_used = runtime.threads if device == "cpu" else None
-            setup = ReferenceSetup(model, primary, repeats=plan.repeats, threads=threads_used)
+            repeats = min(plan.reference_repeats, plan.repeats)
+            setup = ReferenceSetup(model, primary, repeats=repeats, threads=threads_used)
             reference = ReferenceSession(setup, runtime, progress)
         timed("benchmark", bench.prepare)
         if reference is not None:
             timed("reference", reference.prepare)
+        # the reference's rounds spread evenly over the benchmark's (all of them when equal)
+        reference_rounds: set[int] = set()
+        if reference is not None:
+            k = reference.rounds
+            reference_rounds = {round(i * (plan.repeats - 1) / max(k - 1, 1)) for i in range(k)}
+        done = 0
         for r in range(plan.repeats):
             timed("benchmark", lambda r=r: bench.round(r))
-            if reference is not None:
-                timed("reference", lambda r=r: reference.round(r))
+            if reference is not None and r in reference_rounds:
+                timed("reference", lambda i=done: reference.round(i))
+                done += 1
         measurements = bench.finish()
         timings = reference.finish() if reference is not None else None
     measurements.settings["benchmark_s"] = round(clock["benchmark"], 1)
@@ -165,7 +173,7 @@ def reference_setup_for(
     )
     dtype = settings.get("primary_dtype") or ("bf16" if kind == "cuda" else "fp32")
     threads = settings.get("threads") if kind == "cpu" else None
-    repeats = settings.get("repeats") or 5
+    repeats = settings.get("reference_repeats") or 5
     model = _model_spec(reference_model, kind)
     return ReferenceSetup(model, dtype, repeats=repeats, threads=threads), kind
 

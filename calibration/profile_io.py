@@ -31,11 +31,18 @@ def build_profile(
     accuracy: AccuracyReport | None = None,
     today: date | None = None,
 ) -> CalibrationProfile:
-    """The measured profile of one calibration run."""
+    """The measured profile of one calibration run (parameters to 4 significant digits)."""
     settings = measurements.settings
     data: dict[str, Any] = {"fit": fit.summary(), **measurements.to_data()}
     if accuracy is not None:
         data["accuracy"] = accuracy.summary()
+    parameters = fit.parameters.model_copy(
+        update={
+            k: float(f"{v:.4g}")
+            for k, v in fit.parameters.model_dump().items()
+            if isinstance(v, float)
+        }
+    )
     return CalibrationProfile(
         name=name,
         gpu=gpu,
@@ -43,7 +50,7 @@ def build_profile(
         source="measured",
         torch_version=settings.get("torch_version"),
         date=(today or date.today()).isoformat(),
-        parameters=fit.parameters,
+        parameters=parameters,
         fit_mape=round(fit.mape, 3),
         measurements=data,
     )
@@ -56,24 +63,47 @@ def with_accuracy(profile: CalibrationProfile, accuracy: AccuracyReport) -> Cali
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block style, except flat mappings (one measured point) on one line each."""
+    """Block style, except one line per measured point and per list of numbers."""
 
 
-def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
-    flat = bool(data) and all(not isinstance(v, (dict, list)) for v in data.values())
-    return dumper.represent_mapping(
-        "tag:yaml.org,2002:map", data, flow_style=flat and len(data) > 2
-    )
+class _FlowDict(dict):  # type: ignore[type-arg]
+    """A mapping written on one line."""
 
 
-_Dumper.add_representer(dict, _represent_dict)
+class _FlowList(list):  # type: ignore[type-arg]
+    """A list written on one line."""
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list, tuple))
+
+
+def _flowed(data: Any) -> Any:
+    """``data`` with lists of numbers and the points in lists marked for one-line output."""
+    if isinstance(data, dict):
+        return {k: _flowed(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        if data and all(_scalar(v) for v in data):
+            return _FlowList(data)
+        if data and all(isinstance(v, dict) for v in data):
+            return [_FlowDict(_flowed(v)) for v in data]
+        return [_flowed(v) for v in data]
+    return data
+
+
+_Dumper.add_representer(
+    _FlowDict, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+)
+_Dumper.add_representer(
+    _FlowList, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
 
 
 def profile_yaml(profile: CalibrationProfile, comment: str = "") -> str:
     """YAML text of ``profile``, led by ``comment`` as ``#`` lines."""
     header = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())
-    body = yaml.dump(profile.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, width=120,
-                     allow_unicode=True)  # fmt: skip
+    body = yaml.dump(_flowed(profile.model_dump(mode="json")), Dumper=_Dumper, sort_keys=False,
+                     width=4096, allow_unicode=True)  # fmt: skip
     return header + body
 
 

@@ -159,7 +159,7 @@ class DecoderLM(nn.Module):
 
 @dataclass(frozen=True)
 class GenerationTiming:
-    """Wall times of one generate call, seconds."""
+    """Times of one generate call, seconds (on the runtime's clock)."""
 
     prefill_s: float
     decode_step_s: tuple[float, ...]
@@ -185,7 +185,8 @@ class Generator:
     ) -> GenerationTiming:
         """Prefill ``prompts`` [batch, prompt] then decode ``new_tokens`` - 1 more tokens.
 
-        ``clock()`` returns seconds (``time.perf_counter`` on CPU; a synchronising clock on GPUs).
+        ``clock()`` returns seconds (:meth:`calibration.benchmark_runtime.Runtime.clock`: thread
+        CPU time on one CPU thread, a synchronising wall clock on GPUs).
         """
         tick = clock
         t0 = tick()

@@ -261,9 +261,10 @@ def _comment(run: Any) -> str:
     ]  # fmt: skip
     if run.accuracy is not None:
         setup = run.accuracy.setup
+        how = f"{setup.get('statistic', 'lower_quartile')} of {setup.get('repeats', '?')}"
         lines += ["", (f"Accuracy against the reference transformer ({setup['model']}, "
-                       f"{setup['dtype']}, real generate loop, medians of {setup['repeats']} "
-                       "interleaved repeats), predicted by this profile:")]  # fmt: skip
+                       f"{setup['dtype']}, real generate loop, {how} interleaved repeats), "
+                       "predicted by this profile:")]  # fmt: skip
         lines += ["  " + line for line in table_lines(run.accuracy)]
         lines += ["The reference's timings are never used by the fit."]
     return "\n".join(lines)

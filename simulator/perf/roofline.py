@@ -117,7 +117,8 @@ class ServingCostModel:
             m.ffn_hidden_size, activation_bytes(self.dtype),
         )  # fmt: skip
         bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
-        return eff.elementwise_traffic_factor * m.layers * per_layer / self.tensor_parallel / bandwidth
+        per_token = eff.elementwise_traffic_factor * m.layers * per_layer
+        return per_token / self.tensor_parallel / bandwidth
 
     def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
         """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched.
