@@ -53,7 +53,7 @@ import numpy as np
 from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.memory import usable_bytes
 from simulator.perf.profile import EfficiencyParameters
-from simulator.perf.roofline import gemm_efficiency
+from simulator.perf.roofline import gemm_efficiency, matmul_parameters
 
 #: Fixed seconds of one adapter kernel (shrink or expand) per adapted matrix and layer; see the
 #: module docstring (Punica: ~2 ms per token for 448 kernels on a 7B model).
@@ -193,7 +193,7 @@ def lora_training_flops(
     """
     width = model.heads * model.attention_head_dim
     lora = adapter_active_parameters(model, rank, "all_linear")
-    per_token = 4 * model.active + 6 * lora + 6 * model.layers * width * sequence_length_tokens
+    per_token = 4 * matmul_parameters(model) + 6 * lora + 6 * model.layers * width * sequence_length_tokens
     return per_token * tokens
 
 
