@@ -25,9 +25,11 @@ app = typer.Typer(
     help=(
         "Cost and capacity planning simulator for ML GPU fleets.\n\n"
         "Examples:\n\n"
+        "  fleetsim run scenarios/chat-assistant.yaml --out out/chat\n\n"
+        "  fleetsim compare scenarios/buy-vs-rent.yaml\n\n"
+        "  fleetsim report scenarios/lifecycle.yaml -o report.xlsx --plots plots\n\n"
         "  fleetsim validate scenarios/chat-assistant.yaml\n\n"
-        "  fleetsim cost scenarios/chat-assistant.yaml --deployment chat-70b --batch 32\n\n"
-        "  fleetsim catalog gpus"
+        "  fleetsim cost scenarios/chat-assistant.yaml --deployment chat-70b --batch 32"
     ),
     no_args_is_help=True,
     add_completion=False,
