@@ -325,9 +325,9 @@ def test_failed_write_leaves_the_previous_file(tmp_path, runs, monkeypatch):
 def test_deployments_sheet_matches_hourly_replicas(values, runs):
     ws = values["Deployments"]
     rows = [r for r in ws.iter_rows(min_row=4, values_only=True) if r[0] is not None]
-    for run in runs:
-        d = run.result.deployments_hourly
-        tp = {dep.name: dep.tensor_parallel for dep in run.scenario.deployments}
+    for report_run in runs:
+        d = report_run.result.deployments_hourly
+        tp = {dep.name: dep.tensor_parallel for dep in report_run.scenario.deployments}
         expected = float((d["replicas_held"] * d["deployment"].map(tp)).sum())
-        got = sum(r[7] for r in rows if r[0] == run.label)
+        got = sum(r[7] for r in rows if r[0] == report_run.label)
         assert got == pytest.approx(expected)
