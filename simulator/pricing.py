@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.arrays import divide
 from simulator.catalog import GpuSpec
 from simulator.scenario import OnDemandPricing, OwnedPricing, Pricing, ReservedPricing, SpotPricing
 
@@ -157,9 +158,8 @@ def pool_hourly_cost(
     """
     held = inference_gpus + training_gpus
     zero = np.zeros_like(held)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share_inf = np.where(held > 0, inference_gpus / np.where(held > 0, held, 1), 0.0)
-        utilization = np.where(held > 0, np.minimum(busy_gpus / np.where(held > 0, held, 1), 1), 0.0)
+    share_inf = divide(inference_gpus, held)
+    utilization = np.minimum(divide(busy_gpus, held), 1.0)
     pue = pricing.pue if isinstance(pricing, OwnedPricing) else DEFAULT_CLOUD_PUE
     held_kw = held * _power_kw_array(gpu, utilization)
     idle_kw = power_kw(gpu, 0.0)

@@ -79,11 +79,9 @@ def _monthly(p: Projection) -> pd.DataFrame:
         for dep in (d for d in p.deployments.values() if d.pool == pool.name):
             routes = [r for r in p.routes if r.deployment == dep.name]
             held = dep.billed * dep.gpus_per_replica
-            eq_total = sum((r.replica_equivalents for r in routes), np.zeros(p.timeline.hours))
-            for route in routes:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    share = np.where(eq_total > 0, route.replica_equivalents / np.where(eq_total > 0, eq_total, 1), 1 / len(routes))
-                add(pool.name, "workload", route.workload, "inference", route.cost_usd, held * share)
+            for route in routes:  # GPU-hours split like the cost: by the route's GPU-time share
+                add(pool.name, "workload", route.workload, "inference", route.cost_usd,
+                    held * route.deployment_share)  # fmt: skip
                 routed += route.cost_usd
             if not routes:
                 add(pool.name, "deployment", dep.name, "inference", np.zeros_like(held), held)

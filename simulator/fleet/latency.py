@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from simulator.arrays import divide
+
 #: Latency values at which mixture CDFs are evaluated (quantiles are interpolated between them).
 MAX_GRID_POINTS = 4000
 
@@ -45,7 +47,7 @@ def point_weights(curve: CurveLike, load_per_replica: np.ndarray) -> np.ndarray:
     upper = np.clip(np.searchsorted(rates, x, side="right"), 1, len(rates) - 1)
     lower = upper - 1
     span = rates[upper] - rates[lower]
-    t = np.where(span > 0, (x - rates[lower]) / np.where(span > 0, span, 1), 0.0)
+    t = divide(x - rates[lower], span)
     weights = np.zeros((len(x), len(rates)))
     rows = np.arange(len(x))
     weights[rows, lower] = 1 - t  # upper == lower + 1 always
@@ -67,8 +69,7 @@ class Mixture:
         """Request-weighted SLO attainment per period (NaN where no requests)."""
         met = sum(w @ np.asarray(c.slo_attainment) for c, w in zip(self.curves, self.weights, strict=True))
         total = self.total()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, met / np.where(total > 0, total, 1), np.nan)
+        return divide(met, total, np.nan)
 
     def quantiles(self, metric: str, levels: list[float]) -> np.ndarray:
         """(periods, len(levels)) quantiles of the mixture of ``metric`` (ttft_ms, tpot_ms...)."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from simulator.arrays import divide
 from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
 from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
@@ -61,6 +62,7 @@ class RouteHours:
     point_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (hours, points)
     busy_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cost_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    deployment_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of its GPU-time
 
 
 @dataclass
@@ -230,8 +232,7 @@ def _demand_and_routes(
         fallback = sum(up, np.zeros(line.hours))
         raw = [np.where(serving > 0, r, a) for r, a in zip(raw, up, strict=True)]
         total = np.where(serving > 0, serving, fallback)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.where(total > 0, 1.0 / np.where(total > 0, total, 1), 0.0)
+        scale = divide(1.0, total)
         unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
         for route, share in zip(workload.routes, raw, strict=True):
             curve = curve_provider(scenario, route.deployment, workload.name)
@@ -329,8 +330,7 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
         if not members:
             continue
         equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep.billed))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            utilisation = np.where(dep.serving > 0, equivalents / np.where(dep.serving > 0, dep.serving, 1), np.inf)
+        utilisation = divide(equivalents, dep.serving, np.inf)
         busy_per_replica = np.zeros_like(dep.billed)
         for route in members:
             curve = route.curve
@@ -345,8 +345,7 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
             finite_load = np.where(np.isfinite(load), load, top)
             route.point_weights = point_weights(curve, finite_load)
             route.busy_fraction = route.point_weights @ np.asarray(curve.busy_fraction, dtype=float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(equivalents > 0, route.replica_equivalents / np.where(equivalents > 0, equivalents, 1), 0.0)
+            share = divide(route.replica_equivalents, equivalents)
             busy_per_replica += share * route.busy_fraction
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
 
@@ -391,16 +390,14 @@ def _attribute_inference_cost(
     for dep in deployments.values():
         members = [r for r in routes if r.deployment == dep.name]
         pool_gpus = pool_inference_gpus[dep.pool]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dep_share = np.where(pool_gpus > 0, dep.billed * dep.gpus_per_replica / np.where(pool_gpus > 0, pool_gpus, 1), 0.0)
+        dep_share = divide(dep.billed * dep.gpus_per_replica, pool_gpus)
         dep_cost = pool_costs[dep.pool].inference_usd * dep_share
         equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep_cost))
         shares = [r.demand_rps.mean() for r in members]
         fallback = [s / sum(shares) if sum(shares) > 0 else 1 / len(members) for s in shares]
         for route, fb in zip(members, fallback, strict=True):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(equivalents > 0, route.replica_equivalents / np.where(equivalents > 0, equivalents, 1), fb)
-            route.cost_usd = dep_cost * share
+            route.deployment_share = divide(route.replica_equivalents, equivalents, fb)
+            route.cost_usd = dep_cost * route.deployment_share
 
 
 def _attribute_training_cost(
@@ -414,7 +411,6 @@ def _attribute_training_cost(
         if held is None:
             out[job.name] = np.zeros_like(pool_held)
             continue
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(pool_held > 0, held / np.where(pool_held > 0, pool_held, 1), 0.0)
+        share = divide(held, pool_held)
         out[job.name] = pool_costs[job.pool].training_usd * share
     return out
