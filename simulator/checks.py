@@ -180,6 +180,7 @@ def cross_reference_problems(scenario: Scenario) -> list[Problem]:
     problems: list[Problem] = []
     problems += _duplicate_names(scenario)
     problems += _pool_problems(scenario, catalog)
+    problems += _refresh_problems(scenario, catalog)
     problems += _deployment_problems(scenario, catalog)
     problems += _workload_problems(scenario)
     problems += _training_problems(scenario, catalog)
@@ -342,18 +343,57 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
                     f"{pool.name!r} max_gpus={pool.max_gpus}",
                 )
             )
-        need = weight_bytes(model, dep.dtype)
-        have = usable_bytes(gpu, dep.tensor_parallel, dep.gpu_memory_utilization)
-        if need >= have:
-            problems.append(
-                Problem(
-                    ("deployments", i, "tensor_parallel"),
-                    f"{model.name} weights at {dep.dtype} take {need / GIB:.1f} GiB but "
-                    f"{dep.tensor_parallel} x {gpu.name} leave {have / GIB:.1f} GiB usable: "
-                    f"short by {(need - have) / GIB:.1f} GiB (raise tensor_parallel, quantize "
-                    f"below {BYTES_PER_ELEMENT[dep.dtype]:g} bytes/weight, or use a larger GPU)",
-                )
-            )
+        short = _weights_do_not_fit(dep, model, gpu)
+        if short:
+            problems.append(Problem(("deployments", i, "tensor_parallel"), short))
+    return problems
+
+
+def _weights_do_not_fit(dep, model, gpu) -> str | None:
+    """Why ``dep``'s weights do not fit on ``tensor_parallel`` x ``gpu``, or None if they do."""
+    need = weight_bytes(model, dep.dtype)
+    have = usable_bytes(gpu, dep.tensor_parallel, dep.gpu_memory_utilization)
+    if need < have:
+        return None
+    return (
+        f"{model.name} weights at {dep.dtype} take {need / GIB:.1f} GiB but "
+        f"{dep.tensor_parallel} x {gpu.name} leave {have / GIB:.1f} GiB usable: "
+        f"short by {(need - have) / GIB:.1f} GiB (raise tensor_parallel, quantize "
+        f"below {BYTES_PER_ELEMENT[dep.dtype]:g} bytes/weight, or use a larger GPU)"
+    )
+
+
+def _refresh_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
+    """Hardware refresh steps: known GPU and profile, inside the horizon, sizes within the pool,
+    and every deployment of the pool still fits on the new GPU."""
+    problems = []
+    known_profiles = bundled_profile_names()
+    for i, pool in enumerate(scenario.pools):
+        for j, step in enumerate(pool.refresh):
+            at = ("pools", i, "refresh", j)
+            if step.from_date <= scenario.horizon.start:
+                problems.append(Problem((*at, "from"), f"refresh date {step.from_date} must be after "
+                                        f"the horizon start {scenario.horizon.start}"))  # fmt: skip
+            if isinstance(step.calibration, str) and step.calibration not in known_profiles:
+                problems.append(Problem((*at, "calibration"),
+                                        _unknown("calibration profile", step.calibration, known_profiles)))  # fmt: skip
+            pricing = step.pricing
+            for kind, field in (("reserved", "committed_gpus"), ("owned", "gpus")):
+                count = getattr(pricing, field, None) if getattr(pricing, "kind", "") == kind else None
+                if count and count > pool.max_gpus:
+                    problems.append(Problem((*at, "pricing", field),
+                                            f"{count} {kind} GPUs exceed max_gpus={pool.max_gpus}"))  # fmt: skip
+            gpu = catalog.gpus.get(step.gpu)
+            if gpu is None:
+                problems.append(Problem((*at, "gpu"), _unknown("GPU", step.gpu, list(catalog.gpus))))
+                continue
+            for k, dep in enumerate(scenario.deployments):
+                model = catalog.models.get(dep.model)
+                short = _weights_do_not_fit(dep, model, gpu) if dep.pool == pool.name and model else None
+                if short:
+                    problems.append(Problem(("deployments", k, "tensor_parallel"),
+                                            f"after pool {pool.name!r} moves to {gpu.name} on "
+                                            f"{step.from_date}: {short}"))  # fmt: skip
     return problems
 
 

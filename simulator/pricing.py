@@ -154,7 +154,8 @@ def pool_hourly_cost(
     """Cost of each hour of a pool holding the given GPUs (hour-averaged counts).
 
     The GPUs held are shared between inference and training in proportion to what each holds;
-    what is paid but held by nobody (unused commitment, idle owned GPUs) is idle.
+    what is paid but held by nobody (unused commitment, idle owned GPUs) is idle. ``in_term``
+    marks the hours the commitment is paid: a reserved term, the hours owned GPUs are in place.
     """
     held = inference_gpus + training_gpus
     zero = np.zeros_like(held)
@@ -196,8 +197,9 @@ def pool_hourly_cost(
         case OwnedPricing():
             peak = int(np.ceil(held.max() - 1e-9)) if len(held) else 0
             owned = pricing.gpus if pricing.gpus is not None else peak
-            within = np.minimum(held, owned)
-            idle_owned = owned - within
+            owned_held = np.where(in_term, float(owned), 0.0)
+            within = np.minimum(held, owned_held)
+            idle_owned = owned_held - within
             fixed = owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing)
             over_price = overflow_usd_per_gpu_hour(pricing, gpu) or 0.0
             within_kwh = within * _power_kw_array(gpu, utilization) * pue
@@ -207,7 +209,7 @@ def pool_hourly_cost(
                      idle_owned * idle_kw * pue, unit="kWh"),
                 item("overflow_gpu_hours", "overflow_usd_per_gpu_hour", over_price, held - within, zero),
             ]  # fmt: skip
-            billed = np.maximum(held, float(owned))
+            billed = np.maximum(held, owned_held)
             energy = (held_kw + idle_owned * idle_kw) * pue
         case _:
             raise TypeError(f"unknown pricing {pricing!r}")

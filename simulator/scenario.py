@@ -157,6 +157,33 @@ Pricing = Annotated[
 ]
 
 
+class GpuRefresh(Strict):
+    """From ``from`` on, the pool's GPUs are of another catalog type (a hardware refresh).
+
+    The pool keeps its name, size limits, deployments and jobs; capacity curves, training speed,
+    power and prices follow the new GPU. Owned GPUs retired at the refresh are sold at
+    ``residual_usd_per_gpu``: the rest of their book value is written off on that day.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: dt.date = Field(alias="from", description="First day on the new GPUs.")
+    gpu: str = Field(description="Catalog GPU name of the new hardware.")
+    pricing: Pricing | None = Field(
+        default=None,
+        description="How the new GPUs are bought; default: the terms in force before (an owned "
+        "pool buys new GPUs at the same capex, a reserved commitment carries over).",
+    )
+    calibration: str | CalibrationProfile | None = Field(
+        default=None, description="Profile of the new GPUs; default: the new GPU's bundled one."
+    )
+    residual_usd_per_gpu: float = Field(
+        default=0.0,
+        ge=0,
+        description="Sale value of each retired owned GPU (0: written off entirely).",
+    )
+
+
 class Pool(Strict):
     """GPU capacity of one kind and how it is bought."""
 
@@ -174,10 +201,19 @@ class Pool(Strict):
         default_factory=list, description="Pool size steps by date (never above max_gpus)."
     )
 
+    refresh: list[GpuRefresh] = Field(
+        default_factory=list, description="GPU type changes by date (hardware refresh)."
+    )
+
     @field_validator("max_gpus_schedule")
     @classmethod
     def _steps(cls, steps: list[SizeStep]) -> list[SizeStep]:
         return _ordered(steps, "max_gpus_schedule")
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh_steps(cls, steps: list[GpuRefresh]) -> list[GpuRefresh]:
+        return _ordered(steps, "refresh")
 
 
 # --------------------------------------------------------------------------- deployments

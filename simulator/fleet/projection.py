@@ -23,7 +23,8 @@ Modelling choices (documented here, reported by the summary):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+import datetime as dt
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,10 @@ from simulator.pricing import (
     pool_hourly_cost,
     price_segments,
 )
+from simulator.refresh import Era, pool_eras, scenario_at, write_off_item
 from simulator.resolve import gpu_of
 from simulator.retrieval import retrieval_line_items
-from simulator.scenario import ReservedPricing, Scenario, add_months
+from simulator.scenario import Pool, Pricing, ReservedPricing, Scenario, add_months
 from simulator.schedule import hours_since, route_share_hourly, stepped
 
 CurveProvider = Callable[[Scenario, str, str], CurveLike]
@@ -161,11 +163,8 @@ def project(
         busy[pool.name] = train_gpus[pool.name] + sum(
             (d.busy_gpus for d in deployments.values() if d.pool == pool.name), np.zeros(line.hours)
         )
-        pool_costs[pool.name] = pool_hourly_cost(
-            pool.pricing, gpu_of(scenario, pool), inf_gpus[pool.name], train_gpus[pool.name],
-            busy[pool.name], _in_term(scenario, pool.name, line),
-            price_segments(pool.pricing, lambda day: hours_since(scenario.horizon.start, day), line.hours),
-        )  # fmt: skip
+        pool_costs[pool.name] = _pool_cost(scenario, pool, line, inf_gpus[pool.name],
+                                           train_gpus[pool.name], busy[pool.name])  # fmt: skip
     _attribute_inference_cost(routes, deployments, pool_costs, inf_gpus)
     job_cost = _attribute_training_cost(scenario, training, pool_costs, train_gpus)
     return Projection(
@@ -235,17 +234,23 @@ def _demand_and_routes(
         scale = divide(1.0, total)
         unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
         for route, share in zip(workload.routes, raw, strict=True):
-            curve = curve_provider(scenario, route.deployment, workload.name)
             offered = gpu_rate * share * scale
-            routes.append(
-                RouteHours(
-                    workload=workload.name,
-                    deployment=route.deployment,
-                    curve=curve,
-                    demand_rps=offered,
-                    replica_equivalents=offered / sizing_capacity(curve),
+            eras = pool_eras(scenario, scenario.pool(scenario.deployment(route.deployment).pool), line.hours)
+            for era in eras:
+                if len(eras) > 1 and era.first_hour >= era.end_hour:
+                    continue
+                # one route per GPU era of its pool: the era's curve carries the era's demand
+                curve = curve_provider(scenario_at(scenario, era.start), route.deployment, workload.name)
+                carried = offered if len(eras) == 1 else np.where(era.mask(line.hours), offered, 0.0)
+                routes.append(
+                    RouteHours(
+                        workload=workload.name,
+                        deployment=route.deployment,
+                        curve=curve,
+                        demand_rps=carried,
+                        replica_equivalents=carried / sizing_capacity(curve),
+                    )
                 )
-            )
     return demand, cache_hits, unrouted, routes
 
 
@@ -270,12 +275,12 @@ def _requested_replicas(
 # ---------------------------------------------------------------------- capacity
 
 
-def _in_term(scenario: Scenario, pool_name: str, line: Timeline) -> np.ndarray:
-    """Hours inside a reserved pool's term (all hours for other pricing kinds)."""
-    pricing = scenario.pool(pool_name).pricing
+def _in_term(pricing: Pricing, contract_start: dt.date, line: Timeline) -> np.ndarray:
+    """Hours inside a reserved term (all hours for other pricing kinds); the term starts at
+    its ``start``, else when the pricing took effect (the horizon start, or a refresh)."""
     if not isinstance(pricing, ReservedPricing):
         return np.ones(line.hours, dtype=bool)
-    start = pricing.start or scenario.horizon.start
+    start = pricing.start or contract_start
     first = line.hour_of(start)
     last = line.hour_of(add_months(start, pricing.term_months))
     hours = np.arange(line.hours)
@@ -283,10 +288,14 @@ def _in_term(scenario: Scenario, pool_name: str, line: Timeline) -> np.ndarray:
 
 
 def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray]:
-    """GPUs each pool can hold per hour: pricing limits, and max_gpus steps by date."""
+    """GPUs each pool can hold per hour: pricing limits (of the GPUs in place), max_gpus steps."""
     out = {}
     for pool in scenario.pools:
-        limit = pool_capacity_gpus(pool.pricing, pool.max_gpus, _in_term(scenario, pool.name, line))
+        limit = np.zeros(line.hours)
+        for era in pool_eras(scenario, pool, line.hours):
+            era_limit = pool_capacity_gpus(era.pool.pricing, pool.max_gpus,
+                                           _in_term(era.pool.pricing, era.contract_start, line))  # fmt: skip
+            limit = np.where(era.mask(line.hours), era_limit, limit)
         steps = [(s.from_date, min(s.max_gpus, pool.max_gpus)) for s in pool.max_gpus_schedule]
         out[pool.name] = np.minimum(limit, stepped(pool.max_gpus, steps, scenario.horizon.start, line.hours))
     return out
@@ -317,6 +326,51 @@ def _allocate(
         )
         for d in members:
             d.billed = fitted[d.name]
+
+
+# ---------------------------------------------------------------------- cost
+
+
+def _pool_cost(
+    scenario: Scenario, pool: Pool, line: Timeline, inference_gpus: np.ndarray,
+    training_gpus: np.ndarray, busy_gpus: np.ndarray,
+) -> PoolCost:  # fmt: skip
+    """The pool's hourly cost: one pricing per GPU era (see :mod:`simulator.refresh`)."""
+    eras = pool_eras(scenario, pool, line.hours)
+    if len(eras) == 1:
+        return _era_cost(scenario, eras[0], line, inference_gpus, training_gpus, busy_gpus)
+    parts = []
+    for era in eras:
+        mask = era.mask(line.hours)
+        cost = _era_cost(scenario, era, line, inference_gpus * mask, training_gpus * mask, busy_gpus * mask)
+        items = [replace(i, name=f"{i.name} ({era.pool.gpu})", price_key=i.price_key + era.suffix)
+                 for i in cost.items] if era.step is not None else list(cost.items)  # fmt: skip
+        written_off = write_off_item(era, cost.owned_gpus, line.hours)
+        parts.append(replace(cost, items=items + ([written_off] if written_off else [])))
+    return PoolCost(
+        items=[item for part in parts for item in part.items],
+        gpus_billed=sum((part.gpus_billed for part in parts), np.zeros(line.hours)),
+        energy_kwh=sum((part.energy_kwh for part in parts), np.zeros(line.hours)),
+        owned_gpus=max(part.owned_gpus for part in parts),
+    )
+
+
+def _era_cost(
+    scenario: Scenario, era: Era, line: Timeline, inference_gpus: np.ndarray,
+    training_gpus: np.ndarray, busy_gpus: np.ndarray,
+) -> PoolCost:  # fmt: skip
+    """Cost of one era's pricing. Owned GPUs are paid only within the era; a reserved
+    commitment from the era's start to its term's end (or to the era's end if the next era
+    keeps the same terms, which then pays the rest)."""
+    pricing = era.pool.pricing
+    hours = np.arange(line.hours)
+    in_force = _in_term(pricing, era.contract_start, line) & (hours >= era.first_hour)
+    if era.pricing_continues or not isinstance(pricing, ReservedPricing):
+        in_force &= hours < era.end_hour
+    return pool_hourly_cost(
+        pricing, gpu_of(scenario, era.pool), inference_gpus, training_gpus, busy_gpus, in_force,
+        price_segments(pricing, lambda day: hours_since(scenario.horizon.start, day), line.hours),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- serving

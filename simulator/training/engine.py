@@ -20,6 +20,8 @@ Semantics (what the results mean):
 - **Runs.** Releases, deadlines, MFU and failure defaults: see :mod:`simulator.training.plan`;
   the run's wall time (checkpoints, interruptions, restarts): :mod:`simulator.training.jobs`.
   Runs of one periodic job are independent: a run may start while the previous one still runs.
+- **Hardware refresh.** A run is planned (speed, MFU) on the GPUs its pool has when it starts
+  (:mod:`simulator.refresh`) and keeps that speed to its end.
 - **Horizon end.** A run still running has ``finished_at`` NaT (status ``running``) and its
   held hours counted up to the horizon end; a run never started (status ``queued``) holds
   nothing. Jobs without a run released inside the horizon (start on or after its end) have no
@@ -41,6 +43,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from simulator.refresh import era_of_hour, pool_eras, scenario_at
 from simulator.scenario import Scenario
 from simulator.training.hourly import add_interval
 from simulator.training.jobs import SECONDS_PER_HOUR, RunOutcome, simulate_run
@@ -106,6 +109,8 @@ class TrainingEngine:
                 f"(known: {sorted(self.pools)})"
             )
         self.plans = [plan_job(scenario, i) for i in range(len(scenario.training_jobs))]
+        self._eras = {pool.name: pool_eras(scenario, pool, self.hours) for pool in scenario.pools}
+        self._era_plans: dict[tuple[int, int], JobPlan] = {}
         self.runs: list[list[_Run]] = []
         for plan, job_rng in zip(self.plans, rng.spawn(len(self.plans)), strict=True):
             released = releases(plan.job, scenario.horizon)
@@ -192,8 +197,21 @@ class TrainingEngine:
 
         self._after(at - now, check)
 
+    def _plan_at(self, plan: JobPlan, now_s: float) -> JobPlan:
+        """The job planned on the GPUs its pool has at ``now_s`` (a hardware refresh changes
+        them; a run keeps the GPUs it started on)."""
+        eras = self._eras[plan.pool]
+        if len(eras) == 1:
+            return plan
+        era = era_of_hour(eras, (now_s + _TIME_TOLERANCE_S) / SECONDS_PER_HOUR)
+        key = (plan.index, era.index)
+        if key not in self._era_plans:
+            self._era_plans[key] = plan_job(scenario_at(self.scenario, era.start), plan.index)
+        return self._era_plans[key]
+
     def _start(self, run: _Run, pool: _Pool) -> None:
         now = self.env.now
+        run.plan = self._plan_at(run.plan, now)
         outcome = simulate_run(run.plan.spec, run.rng, limit_s=self.horizon_s - now)
         run.started_s, run.outcome = now, outcome
         pool.held += run.gpus
