@@ -81,6 +81,12 @@ def scenario_at(scenario: Scenario, day: dt.date) -> Scenario:
     return scenario.model_copy(update={"pools": [pool_at(p, day) for p in scenario.pools]})
 
 
+def gpus_between(pool: Pool, first: dt.date, end: dt.date) -> list[str]:
+    """The GPU types the pool has at some time in [first, end), in order."""
+    names = [pool_at(pool, first).gpu] + [s.gpu for s in pool.refresh if first < s.from_date < end]
+    return list(dict.fromkeys(names))
+
+
 def _hour_of(start: dt.date, day: dt.date, hours: int) -> int:
     return min(max(int(np.ceil(hours_since(start, day))), 0), hours)
 
@@ -134,6 +140,17 @@ def write_off_item(era: Era, owned_gpus: int, hours: int) -> LineItem | None:
     quantity = np.zeros(hours)
     quantity[era.end_hour] = float(owned_gpus)
     zero = np.zeros(hours)
-    gpu = era.pool.gpu
-    return LineItem(f"{WRITE_OFF_LINE} {gpu} {retired:%Y-%m-%d}", "GPU",
-                    f"{WRITE_OFF_KEY}_{gpu}_{retired:%Y_%m_%d}", price, zero, zero, quantity)  # fmt: skip
+    return LineItem(write_off_line_name(era), "GPU", write_off_key(era), price, zero, zero, quantity)
+
+
+def write_off_key(era: Era) -> str:
+    """Price key of the write-off per GPU at the refresh ending ``era``."""
+    day = era.next_step.from_date if era.next_step is not None else era.start
+    return f"{WRITE_OFF_KEY}_{era.pool.gpu}_{day:%Y_%m_%d}"
+
+
+def write_off_line_name(era: Era) -> str:
+    """Billing line of the write-off at the refresh ending ``era`` (e.g. 'refresh_write_off
+    h100-sxm 2028-06-01')."""
+    day = era.next_step.from_date if era.next_step is not None else era.start
+    return f"{WRITE_OFF_LINE} {era.pool.gpu} {day:%Y-%m-%d}"

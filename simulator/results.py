@@ -23,9 +23,15 @@ import pandas as pd
 
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
+from simulator.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
 from simulator.retrieval import RETRIEVAL_ENTITY_KIND, model_prompt_tokens_mean, retrieval_pool
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+def write_off_entity(pool: str) -> str:
+    """Monthly idle entity of the book value a pool writes off at its hardware refreshes."""
+    return f"(refresh write-off {pool})"
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,20 @@ def _monthly(p: Projection) -> pd.DataFrame:
             held = p.training.gpus_held_by_job.get(job.name, np.zeros(p.timeline.hours))
             add(pool.name, "training_job", job.name, "training", p.job_cost_usd[job.name], held)
         idle_gpus = np.maximum(cost.gpus_billed - p.pool_inference_gpus[pool.name] - p.pool_training_gpus[pool.name], 0)
-        add(pool.name, "idle", "(unused)", "idle", cost.idle_usd, idle_gpus)
+        written_off = _write_off_usd(cost.items, p.timeline.hours)
+        add(pool.name, "idle", "(unused)", "idle", cost.idle_usd - written_off, idle_gpus)
+        if pool.refresh:
+            add(pool.name, "idle", write_off_entity(pool.name), "idle", written_off, np.zeros_like(idle_gpus))
     for stage in p.retrieval.values():
         add(retrieval_pool(stage.workload), RETRIEVAL_ENTITY_KIND, stage.workload, "inference",
             stage.cost_usd, np.zeros(p.timeline.hours))  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _write_off_usd(items, hours: int) -> np.ndarray:
+    """Hourly cost of a pool's refresh write-off lines (see :mod:`simulator.refresh`)."""
+    lines = [i.cost("idle") for i in items if i.name.startswith(WRITE_OFF_LINE)]
+    return sum(lines, np.zeros(hours))
 
 
 def _billing(p: Projection) -> pd.DataFrame:
@@ -268,7 +283,27 @@ def _summary(
             "energy_kwh": float(rows["energy_kwh"].sum()),
             "cost_usd": float(monthly.loc[monthly["pool"] == pool.name, "cost_usd"].sum()),
         }
+        if pool.refresh:
+            summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool, monthly)
     return summary
+
+
+def _refresh_summary(p: Projection, pool, monthly: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each GPU era of a refreshed pool: its GPU, pricing, cost and the write-off ending it."""
+    hourly_cost = p.pool_costs[pool.name]
+    out = []
+    for era in pool_eras(p.scenario, pool, p.timeline.hours):
+        mask = era.mask(p.timeline.hours)
+        name = write_off_line_name(era)
+        write_off = sum((float(i.cost("idle").sum()) for i in hourly_cost.items if i.name == name), 0.0)
+        out.append({
+            "from": era.start.isoformat(),
+            "gpu": era.pool.gpu,
+            "pricing": era.pool.pricing.kind,
+            "gpu_hours_billed": float(hourly_cost.gpus_billed[mask].sum()),
+            "write_off_usd": write_off,
+        })  # fmt: skip
+    return out
 
 
 def _fiscal_years(p: Projection, monthly: pd.DataFrame) -> dict[str, float]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from simulator.report.monthly import MonthlyLayout, month_dates
 from simulator.report.runs import ReportRun
+from simulator.refresh import gpus_between
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.retrieval import is_retrieval_pool
 
@@ -292,15 +293,16 @@ def write_deployments(sheet: Sheet, runs: list[ReportRun]) -> None:
         "Deployments per month (replicas held and GPU-hours)",
         "Simulated: replicas and GPU-hours. Scheduled changes show here: a deployment appears when "
         "it starts serving (from / after_job), both sides of a canary are held while it ramps, and "
-        "a retired one drops to zero.",
+        "a retired one drops to zero; a pool's hardware refresh shows in the GPU column.",
     )
     columns = [("Run", ""), ("Month", ""), ("Deployment", ""), ("Pool", ""), ("Model", ""),
-               ("Mean replicas", "s"), ("Peak replicas", "s"), ("GPU-hours held", "s"),
+               ("GPU", ""), ("Mean replicas", "s"), ("Peak replicas", "s"), ("GPU-hours held", "s"),
                ("GPU-hours serving", "s")]  # fmt: skip
     _headers(sheet, columns)
     row = FIRST_ROW
     for run in runs:
         deps = {d.name: d for d in run.scenario.deployments}
+        pools = {p.name: p for p in run.scenario.pools}
         table = deployment_month_table(
             run.result.deployments_hourly, {name: d.tensor_parallel for name, d in deps.items()}
         )
@@ -313,10 +315,12 @@ def write_deployments(sheet: Sheet, runs: list[ReportRun]) -> None:
             sheet.write(row, 2, rec.deployment)
             sheet.write(row, 3, dep.pool)
             sheet.write(row, 4, f"{dep.model} {dep.dtype} TP{dep.tensor_parallel}")
-            sheet.write(row, 5, rec.mean_replicas, "num")
-            sheet.write(row, 6, rec.peak_replicas, "num")
-            sheet.write(row, 7, rec.gpu_hours_held, "num")
-            sheet.write(row, 8, rec.gpu_hours_serving, "num")
+            next_month = (pd.Timestamp(month) + pd.offsets.MonthBegin(1)).date()
+            sheet.write(row, 5, " -> ".join(gpus_between(pools[dep.pool], month, next_month)))
+            sheet.write(row, 6, rec.mean_replicas, "num")
+            sheet.write(row, 7, rec.peak_replicas, "num")
+            sheet.write(row, 8, rec.gpu_hours_held, "num")
+            sheet.write(row, 9, rec.gpu_hours_serving, "num")
             row += 1
     sheet.ws.autofilter(HEADER_ROW, 0, max(row - 1, HEADER_ROW), len(columns) - 1)
     sheet.finish(FIRST_ROW, frozen_cols=3)

@@ -188,7 +188,7 @@ class _Entity:
     @property
     def label(self) -> str:
         if self.kind == "idle":
-            return "idle (paid, unused)"
+            return "idle (paid, unused)" if self.name == "(unused)" else f"idle {self.name}"
         if self.kind == "retrieval":
             return f"{self.name} retrieval"
         if self.kind == "deployment":

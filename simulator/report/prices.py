@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from simulator.pricing import HOURS_PER_YEAR
+from simulator.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
 from simulator.retrieval import is_retrieval_pool
 from simulator.scenario import OwnedPricing, Scenario
 
@@ -43,6 +44,7 @@ _UNITS = {
     "usd_per_million_output_tokens": "$/1M output tokens",
     "usd_per_thousand_queries": "$/1k queries",
     "usd_per_hour": "$/hour",
+    WRITE_OFF_KEY: "$ per GPU",
 }
 _LABELS = {
     ("on_demand", "usd_per_gpu_hour"): "on-demand price",
@@ -62,7 +64,22 @@ _LABELS = {
     ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
+    ("owned", WRITE_OFF_KEY): "book value less residual per GPU, written off at the refresh",
 }
+
+
+def base_key(key: str) -> str:
+    """The pricing field a price key names, without its date or hardware-era suffix
+    ('usd_per_gpu_hour_b200_from_2028_06_01' -> 'usd_per_gpu_hour')."""
+    known = sorted(_UNITS, key=len, reverse=True)
+    return next((k for k in known if key == k or key.startswith(k + "_")), key)
+
+
+def _label(kind: str, key: str, era_note: str) -> str:
+    label = _LABELS.get((kind, base_key(key)), key)
+    suffix = key.removeprefix(base_key(key))
+    dated = re.sub(r"(\d{4})_(\d{2})_(\d{2})", r"\1-\2-\3", suffix.strip("_")).replace("_", " ")
+    return f"{label} ({era_note or dated})" if suffix else label
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,7 @@ class _Candidate:
     value: float
     decision: str  # candidates with the same decision key share names or are all suffixed
     identity: tuple[Any, ...]
+    era_note: str = ""  # 'b200 from 2028-06-01' for the prices of a refreshed pool's later GPUs
 
 
 def excel_name(text: str) -> str:
@@ -144,8 +162,8 @@ def build_price_book(runs: list[PricedRun]) -> PriceBook:
         wanted = base if shared[c.decision] else excel_name(f"{base}_{c.run}")
         if wanted not in by_name:
             wanted = _unique(wanted, taken)
-            by_name[wanted] = PriceCell(wanted, c.group, c.key, _LABELS.get((c.kind, c.key), c.key),
-                                        _UNITS.get(c.key, "$"), c.value, ())  # fmt: skip
+            by_name[wanted] = PriceCell(wanted, c.group, c.key, _label(c.kind, c.key, c.era_note),
+                                        _UNITS.get(base_key(c.key), "$"), c.value, ())  # fmt: skip
         cell = by_name[wanted]
         by_name[wanted] = PriceCell(**{**cell.__dict__, "runs": cell.runs + (c.run,)})
         book.names[(c.run, c.group, c.key)] = wanted
@@ -199,10 +217,22 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
                     _Candidate(run.label, pool.name, key, "owned", float(price), decision, parts)
                 )
             else:
-                identity = (pricing.kind, float(price))
-                out.append(_Candidate(run.label, pool.name, key, pricing.kind, float(price),
-                                      f"{pool.name}\0{key}", identity))  # fmt: skip
+                kind, note = _era_of_key(run.scenario, pool, key)
+                identity = (kind, float(price))
+                out.append(_Candidate(run.label, pool.name, key, kind, float(price),
+                                      f"{pool.name}\0{key}", identity, note))  # fmt: skip
     return out
+
+
+def _era_of_key(scenario: Scenario, pool, key: str) -> tuple[str, str]:
+    """Pricing kind and era note of a pool's price key (the GPU era whose suffix it ends with)."""
+    for era in pool_eras(scenario, pool, 0):
+        if era.next_step is not None and key == write_off_key(era):
+            return "owned", f"{era.pool.gpu} retired {era.next_step.from_date}"
+    for era in reversed(pool_eras(scenario, pool, 0)):
+        if era.suffix and key.endswith(era.suffix):
+            return era.pool.pricing.kind, f"{era.pool.gpu} from {era.start}"
+    return pool.pricing.kind, ""
 
 
 def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:

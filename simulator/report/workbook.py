@@ -50,6 +50,7 @@ from simulator.report.prices import API_GROUP, PriceBook, PricedRun, build_price
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, add_formats, cell_ref
 from simulator.report.token_split import workload_input_share
+from simulator.results import write_off_entity
 from simulator.retrieval import model_prompt_tokens_mean
 
 SUMMARY_HEADER_ROW = 3
@@ -274,6 +275,16 @@ def _pool_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
             "input",
             [(None, s.get("pricing")) for s in stats],
         )
+        w.add(f"{pool}.gpu", "  GPU (and refreshes)", "", "text", "input",
+              [(None, _gpu_text(s)) for s in stats])  # fmt: skip
+        if any(s.get("refresh") for s in stats):
+            cells = []
+            for r in w.runs:
+                lay = layouts[r.label]
+                col = lay.col_entity.get(("idle", write_off_entity(pool)))
+                cells.append(("=" + lay.total_ref(col), lay.total_value(col)) if col is not None else (None, None))
+            w.add(f"{pool}.refresh_write_off_usd", "  book value written off at refreshes",
+                  "USD", "usd", "formula", cells)  # fmt: skip
         w.add(
             f"{pool}.peak_gpus",
             "  peak GPUs held",
@@ -295,6 +306,15 @@ def _pool_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
               [(None, s.get("gpu_hours_billed")) for s in stats])  # fmt: skip
         w.add(f"{pool}.mean_utilization", "  utilisation (busy / billed)", "%", "pct", "simulated",
               [(None, s.get("mean_utilization")) for s in stats])  # fmt: skip
+
+
+def _gpu_text(pool_summary: dict[str, Any]) -> str | None:
+    """'h100-sxm', or 'h100-sxm; b200 from 2028-06-01' for a refreshed pool."""
+    if not pool_summary:
+        return None
+    eras = pool_summary.get("refresh") or []
+    later = [f"{e['gpu']} from {e['from']}" for e in eras[1:]]
+    return "; ".join([pool_summary.get("gpu", ""), *later])
 
 
 def _workload_rows(

@@ -32,7 +32,8 @@ OWNED = {"kind": "owned", "capex_usd_per_gpu": 20000, "lifetime_years": 4,
 def report_scenario_data() -> dict:
     """Two pools (reserved serving with overflow, on-demand training), two workloads sharing one
     deployment, two training jobs, an API baseline, a fiscal year starting in February, and
-    plans that change a shared price (owned hardware) and a per-plan price (pricier)."""
+    plans that change a shared price (owned hardware), a per-plan price (pricier), and owned
+    hardware refreshed in place to B200 (refresh: its write-off and B200 lines)."""
     data = minimal_scenario_dict()
     data["fiscal_year_start_month"] = 2
     data["pools"] = [
@@ -58,6 +59,8 @@ def report_scenario_data() -> dict:
     data["plans"] = [
         {"name": "owned", "set": {"pools.serving.pricing": OWNED}},
         {"name": "pricier", "set": {"pools.train-pool.pricing.usd_per_gpu_hour": 4.0}},
+        {"name": "refresh", "set": {"pools.serving.pricing": OWNED, "pools.serving.refresh": [
+            {"from": "2027-02-01", "gpu": "b200", "residual_usd_per_gpu": 5000}]}},
     ]
     return data
 
@@ -211,6 +214,7 @@ def test_monthly_rows_add_up_and_match_the_simulation(values, runs):
             by_category = sum(row[cols[c] - 1].value for c in ("inference", "training", "idle"))
             by_pool = sum(row[cols[p.name] - 1].value for p in r.scenario.pools)
             entities = ["chat", "batch", "ft", "ft2", "idle (paid, unused)"]
+            entities += [c for c in cols if str(c).startswith("idle (refresh write-off") and ":" not in str(c)]
             by_entity = sum(row[cols[e] - 1].value for e in entities)
             assert by_category == pytest.approx(total, abs=1e-6)
             assert by_pool == pytest.approx(total, abs=1e-6)
@@ -290,13 +294,14 @@ def test_compare_sheet(values, runs):
     recommended = next(iter(c.value for c in ws[3] if c.value))
     assert "Cheapest run meeting every SLO" in recommended
     header = [c.value for c in ws[4]]
-    assert header[2:5] == [r.label for r in runs]
+    assert header[2 : 2 + len(runs)] == [r.label for r in runs]
     lifetime = next(
         row for row in ws.iter_rows(min_row=5, values_only=True) if row[0] == "lifetime spend"
     )
     for j, r in enumerate(runs):
         assert lifetime[2 + j] == pytest.approx(r.result.summary["total_cost_usd"], abs=0.005)
-    assert lifetime[5] == pytest.approx(lifetime[3] - lifetime[2], abs=1e-6)
+    first_delta = 2 + len(runs)  # deltas against the first run follow the runs' columns
+    assert lifetime[first_delta] == pytest.approx(lifetime[3] - lifetime[2], abs=1e-6)
 
 
 def test_layout_formats_and_page_setup(values):
@@ -335,5 +340,5 @@ def test_deployments_sheet_matches_hourly_replicas(values, runs):
         d = report_run.result.deployments_hourly
         tp = {dep.name: dep.tensor_parallel for dep in report_run.scenario.deployments}
         expected = float((d["replicas_held"] * d["deployment"].map(tp)).sum())
-        got = sum(r[7] for r in rows if r[0] == report_run.label)
+        got = sum(r[8] for r in rows if r[0] == report_run.label)
         assert got == pytest.approx(expected)
