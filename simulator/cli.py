@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +45,12 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+OnDateOpt = Annotated[
+    datetime | None,
+    typer.Option("--on", formats=["%Y-%m-%d"], show_default=False,
+                 help="Use the GPUs each pool has on this date, after its hardware refreshes "
+                 "(default: the horizon start)."),
+]  # fmt: skip
 
 
 def _version(value: bool) -> None:
@@ -72,11 +79,14 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load(path: Path) -> Any:
+def load(path: Path, on: datetime | None = None) -> Any:
+    """The validated scenario; with ``on``, its pools as in force on that date."""
     from simulator.loading import load_scenario
+    from simulator.refresh import scenario_at
 
     with user_errors():
-        return load_scenario(path)
+        scenario = load_scenario(path)
+    return scenario if on is None else scenario_at(scenario, on.date())
 
 
 def print_json(data: Any) -> None:
@@ -180,12 +190,13 @@ def cost(
     prompt: Annotated[
         int | None, typer.Option(help="Prompt tokens for the prefill figure (default: context).")
     ] = None,
+    on: OnDateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost-model figures for one replica: iteration times, tokens/s and $ per 1M tokens."""
     from simulator.costing import replica_cost_figures
 
-    loaded = load(scenario)
+    loaded = load(scenario, on)
     with user_errors():
         figures = replica_cost_figures(loaded, deployment, batch, context, prompt or context)
     if as_json:
@@ -206,4 +217,4 @@ def _fmt_number(value: Any) -> str:
 
 
 # Commands of the other areas register themselves on ``app`` when imported.
-from simulator.commands import calibrate, report, run, serve, sweep  # noqa: E402,F401
+from simulator.commands import calibrate, report, run, serve, sweep  # noqa: F401

@@ -19,11 +19,18 @@ def _base_curve_provider() -> Any:
 
 
 def _recording(provider: Any, store: dict[tuple[str, str], Any]) -> Any:
-    """A curve provider that keeps every curve it hands out (the latency plots reuse them)."""
+    """A curve provider that keeps every curve it hands out (the latency plots reuse them).
+
+    After a pool's hardware refresh a deployment has one curve per GPU: the later ones are kept
+    as '<deployment> (<gpu>)'.
+    """
+    first_gpu: dict[str, str] = {}
 
     def record(scenario: Any, deployment: str, workload: str) -> Any:
         curve = provider(scenario, deployment, workload)
-        store[(deployment, workload)] = curve
+        gpu = scenario.pool(scenario.deployment(deployment).pool).gpu
+        label = deployment if first_gpu.setdefault(deployment, gpu) == gpu else f"{deployment} ({gpu})"
+        store[(label, workload)] = curve
         return curve
 
     return record

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.cli import app, err, load, out, print_json, table, user_errors
+from simulator.cli import OnDateOpt, app, err, load, out, print_json, table, user_errors
 from simulator.errors import Problem, ScenarioError
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
@@ -78,6 +78,7 @@ def serve_command(
         typer.Option("--router", help="round_robin, least_outstanding or shared_queue "
                      "(default: the deployment's)."),
     ] = None,
+    on: OnDateOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -88,7 +89,7 @@ def serve_command(
     """
     from simulator.inference import read_trace, serve
 
-    loaded = load(scenario)
+    loaded = load(scenario, on)
     with _scenario_errors(scenario):
         trace_data = read_trace(trace) if trace is not None else None
         with _progress("simulating...", quiet):
@@ -157,6 +158,7 @@ def curve_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the curve as an image (PNG, SVG, PDF).")
     ] = None,
+    on: OnDateOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -167,7 +169,7 @@ def curve_command(
     from simulator.inference.api import find_deployment, find_workload
     from simulator.inference.curve import deployment_curve
 
-    loaded = load(scenario)
+    loaded = load(scenario, on)
     with _scenario_errors(scenario):
         dep = find_deployment(loaded, deployment)
         wl = find_workload(loaded, dep, workload)

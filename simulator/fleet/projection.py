@@ -22,8 +22,8 @@ Modelling choices (documented here, reported by the summary):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -236,8 +236,10 @@ def _demand_and_routes(
         for route, share in zip(workload.routes, raw, strict=True):
             offered = gpu_rate * share * scale
             eras = pool_eras(scenario, scenario.pool(scenario.deployment(route.deployment).pool), line.hours)
+            serving = active[route.deployment]
             for era in eras:
-                if len(eras) > 1 and era.first_hour >= era.end_hour:
+                # later GPU eras the deployment never serves in need no curve
+                if era.index > 0 and not np.any(serving[era.first_hour : era.end_hour] > 0):
                     continue
                 # one route per GPU era of its pool: the era's curve carries the era's demand
                 curve = curve_provider(scenario_at(scenario, era.start), route.deployment, workload.name)

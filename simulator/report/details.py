@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from simulator.refresh import gpus_between
 from simulator.report.monthly import MonthlyLayout, month_dates
 from simulator.report.runs import ReportRun
-from simulator.refresh import gpus_between
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.retrieval import is_retrieval_pool
 
