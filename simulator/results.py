@@ -85,10 +85,15 @@ def _monthly(p: Projection) -> pd.DataFrame:
         for dep in (d for d in p.deployments.values() if d.pool == pool.name):
             routes = [r for r in p.routes if r.deployment == dep.name]
             held = dep.billed * dep.gpus_per_replica
-            for route in routes:  # GPU-hours split like the cost: by the route's GPU-time share
-                add(pool.name, "workload", route.workload, "inference", route.cost_usd,
-                    held * route.deployment_share)  # fmt: skip
-                routed += route.cost_usd
+            by_workload: dict[str, list] = {}  # a refreshed pool has one route per GPU era
+            for route in routes:
+                by_workload.setdefault(route.workload, []).append(route)
+            for workload, members in by_workload.items():
+                # GPU-hours split like the cost: by the route's GPU-time share
+                cost_usd = sum((r.cost_usd for r in members), np.zeros(p.timeline.hours))
+                share = sum((r.deployment_share for r in members), np.zeros(p.timeline.hours))
+                add(pool.name, "workload", workload, "inference", cost_usd, held * share)
+                routed += cost_usd
             if not routes:
                 add(pool.name, "deployment", dep.name, "inference", np.zeros_like(held), held)
         unrouted = cost.inference_usd - routed

@@ -123,6 +123,8 @@ def test_owned_capex_plus_write_off_is_purchase_less_residual():
     pool = result.summary["pools"]["gpus"]
     assert [e["gpu"] for e in pool["refresh"]] == ["h100-sxm", "b200"]
     assert pool["refresh"][0]["write_off_usd"] == pytest.approx(write_off["cost_usd"].sum())
+    keys = ["month", "pool", "entity_kind", "entity", "category"]
+    assert not result.monthly.duplicated(keys).any()  # one row per workload, across GPU eras
     idle = result.monthly[result.monthly["entity"] == "(refresh write-off gpus)"]
     assert idle["cost_usd"].sum() == pytest.approx(write_off["cost_usd"].sum())
 
