@@ -293,21 +293,18 @@ def _pool_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
                     _unknown("calibration profile", pool.calibration, known_profiles),
                 )
             )
-        pricing = pool.pricing
-        if getattr(pricing, "kind", "") == "reserved" and pricing.committed_gpus > pool.max_gpus:
-            problems.append(
-                Problem(
-                    ("pools", i, "pricing", "committed_gpus"),
-                    f"{pricing.committed_gpus} committed GPUs exceed max_gpus={pool.max_gpus}",
-                )
-            )
-        if getattr(pricing, "kind", "") == "owned" and pricing.gpus and pricing.gpus > pool.max_gpus:
-            problems.append(
-                Problem(
-                    ("pools", i, "pricing", "gpus"),
-                    f"{pricing.gpus} owned GPUs exceed max_gpus={pool.max_gpus}",
-                )
-            )
+        problems += _pricing_size_problems(pool.pricing, pool.max_gpus, ("pools", i, "pricing"))
+    return problems
+
+
+def _pricing_size_problems(pricing: Any, max_gpus: int, at: tuple[Any, ...]) -> list[Problem]:
+    """A reserved commitment or owned GPU count larger than the pool can hold."""
+    problems = []
+    if getattr(pricing, "kind", "") == "reserved" and pricing.committed_gpus > max_gpus:
+        problems.append(Problem((*at, "committed_gpus"),
+                                f"{pricing.committed_gpus} committed GPUs exceed max_gpus={max_gpus}"))  # fmt: skip
+    if getattr(pricing, "kind", "") == "owned" and pricing.gpus and pricing.gpus > max_gpus:
+        problems.append(Problem((*at, "gpus"), f"{pricing.gpus} owned GPUs exceed max_gpus={max_gpus}"))
     return problems
 
 
@@ -377,12 +374,7 @@ def _refresh_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
             if isinstance(step.calibration, str) and step.calibration not in known_profiles:
                 problems.append(Problem((*at, "calibration"),
                                         _unknown("calibration profile", step.calibration, known_profiles)))  # fmt: skip
-            pricing = step.pricing
-            for kind, field in (("reserved", "committed_gpus"), ("owned", "gpus")):
-                count = getattr(pricing, field, None) if getattr(pricing, "kind", "") == kind else None
-                if count and count > pool.max_gpus:
-                    problems.append(Problem((*at, "pricing", field),
-                                            f"{count} {kind} GPUs exceed max_gpus={pool.max_gpus}"))  # fmt: skip
+            problems += _pricing_size_problems(step.pricing, pool.max_gpus, (*at, "pricing"))
             gpu = catalog.gpus.get(step.gpu)
             if gpu is None:
                 problems.append(Problem((*at, "gpu"), _unknown("GPU", step.gpu, list(catalog.gpus))))

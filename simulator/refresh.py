@@ -135,8 +135,7 @@ def write_off_item(era: Era, owned_gpus: int, hours: int) -> LineItem | None:
         return None
     if not owned_gpus:
         return None
-    retired = era.next_step.from_date
-    price = book_value_usd_per_gpu(pricing, era.start, retired) - era.next_step.residual_usd_per_gpu
+    price = book_value_usd_per_gpu(pricing, era.start, era.next_step.from_date) - era.next_step.residual_usd_per_gpu
     quantity = np.zeros(hours)
     quantity[era.end_hour] = float(owned_gpus)
     zero = np.zeros(hours)
@@ -144,13 +143,13 @@ def write_off_item(era: Era, owned_gpus: int, hours: int) -> LineItem | None:
 
 
 def write_off_key(era: Era) -> str:
-    """Price key of the write-off per GPU at the refresh ending ``era``."""
-    day = era.next_step.from_date if era.next_step is not None else era.start
-    return f"{WRITE_OFF_KEY}_{era.pool.gpu}_{day:%Y_%m_%d}"
+    """Price key of the write-off per GPU at the refresh ending ``era`` (which must have one)."""
+    assert era.next_step is not None
+    return f"{WRITE_OFF_KEY}_{era.pool.gpu}_{era.next_step.from_date:%Y_%m_%d}"
 
 
 def write_off_line_name(era: Era) -> str:
-    """Billing line of the write-off at the refresh ending ``era`` (e.g. 'refresh_write_off
-    h100-sxm 2028-06-01')."""
-    day = era.next_step.from_date if era.next_step is not None else era.start
-    return f"{WRITE_OFF_LINE} {era.pool.gpu} {day:%Y-%m-%d}"
+    """Billing line of the write-off at the refresh ending ``era`` (which must have one), e.g.
+    'refresh_write_off h100-sxm 2028-06-01'."""
+    assert era.next_step is not None
+    return f"{WRITE_OFF_LINE} {era.pool.gpu} {era.next_step.from_date:%Y-%m-%d}"

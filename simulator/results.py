@@ -289,17 +289,17 @@ def _summary(
             "cost_usd": float(monthly.loc[monthly["pool"] == pool.name, "cost_usd"].sum()),
         }
         if pool.refresh:
-            summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool, monthly)
+            summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool)
     return summary
 
 
-def _refresh_summary(p: Projection, pool, monthly: pd.DataFrame) -> list[dict[str, Any]]:
+def _refresh_summary(p: Projection, pool) -> list[dict[str, Any]]:
     """Each GPU era of a refreshed pool: its GPU, pricing, cost and the write-off ending it."""
     hourly_cost = p.pool_costs[pool.name]
     out = []
     for era in pool_eras(p.scenario, pool, p.timeline.hours):
         mask = era.mask(p.timeline.hours)
-        name = write_off_line_name(era)
+        name = write_off_line_name(era) if era.next_step is not None else None
         write_off = sum((float(i.cost("idle").sum()) for i in hourly_cost.items if i.name == name), 0.0)
         out.append({
             "from": era.start.isoformat(),

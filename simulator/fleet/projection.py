@@ -218,6 +218,8 @@ def _demand_and_routes(
     demand is unrouted and reported unserved.
     """
     demand, cache_hits, unrouted, routes = {}, {}, {}, []
+    eras_of = {pool.name: pool_eras(scenario, pool, line.hours) for pool in scenario.pools}
+    scenario_on = {era.start: scenario_at(scenario, era.start) for eras in eras_of.values() for era in eras}
     for workload in scenario.workloads:
         rate = hourly_requests_per_s(workload.traffic, line)
         demand[workload.name] = rate
@@ -235,15 +237,14 @@ def _demand_and_routes(
         unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
         for route, share in zip(workload.routes, raw, strict=True):
             offered = gpu_rate * share * scale
-            eras = pool_eras(scenario, scenario.pool(scenario.deployment(route.deployment).pool), line.hours)
             serving = active[route.deployment]
-            for era in eras:
+            for era in eras_of[scenario.deployment(route.deployment).pool]:
                 # later GPU eras the deployment never serves in need no curve
                 if era.index > 0 and not np.any(serving[era.first_hour : era.end_hour] > 0):
                     continue
                 # one route per GPU era of its pool: the era's curve carries the era's demand
-                curve = curve_provider(scenario_at(scenario, era.start), route.deployment, workload.name)
-                carried = offered if len(eras) == 1 else np.where(era.mask(line.hours), offered, 0.0)
+                curve = curve_provider(scenario_on[era.start], route.deployment, workload.name)
+                carried = np.where(era.mask(line.hours), offered, 0.0)
                 routes.append(
                     RouteHours(
                         workload=workload.name,
@@ -338,11 +339,8 @@ def _pool_cost(
     training_gpus: np.ndarray, busy_gpus: np.ndarray,
 ) -> PoolCost:  # fmt: skip
     """The pool's hourly cost: one pricing per GPU era (see :mod:`simulator.refresh`)."""
-    eras = pool_eras(scenario, pool, line.hours)
-    if len(eras) == 1:
-        return _era_cost(scenario, eras[0], line, inference_gpus, training_gpus, busy_gpus)
     parts = []
-    for era in eras:
+    for era in pool_eras(scenario, pool, line.hours):
         mask = era.mask(line.hours)
         cost = _era_cost(scenario, era, line, inference_gpus * mask, training_gpus * mask, busy_gpus * mask)
         items = [replace(i, name=f"{i.name} ({era.pool.gpu})", price_key=i.price_key + era.suffix)

@@ -226,10 +226,11 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
 
 def _era_of_key(scenario: Scenario, pool, key: str) -> tuple[str, str]:
     """Pricing kind and era note of a pool's price key (the GPU era whose suffix it ends with)."""
-    for era in pool_eras(scenario, pool, 0):
+    eras = pool_eras(scenario, pool, 0)
+    for era in eras:
         if era.next_step is not None and key == write_off_key(era):
             return "owned", f"{era.pool.gpu} retired {era.next_step.from_date}"
-    for era in reversed(pool_eras(scenario, pool, 0)):
+    for era in reversed(eras):
         if era.suffix and key.endswith(era.suffix):
             return era.pool.pricing.kind, f"{era.pool.gpu} from {era.start}"
     return pool.pricing.kind, ""
