@@ -31,10 +31,10 @@ import simpy
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simulator.distributions import Lognormal, sample_token_counts
 from simulator.inference.api import replica_setup
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate
-from simulator.loading import load_scenario
+from simulator.scenario.distributions import Lognormal, sample_token_counts
+from simulator.scenario.loading import load_scenario
 from tests.inference_support import UNIT_ITERATION_S, unit_scenario
 
 

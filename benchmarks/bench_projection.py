@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simulator.checks import validate_scenario_data  # noqa: E402
-from simulator.loading import load_scenario  # noqa: E402
-from simulator.runner import run  # noqa: E402
-from tests.synthetic import mm1_provider  # noqa: E402
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import load_scenario
+from tests.synthetic import mm1_provider
 
 
 def big_scenario() -> dict:

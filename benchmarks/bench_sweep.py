@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import cloudpickle
 
-from simulator.loading import load_scenario
+from simulator.scenario.loading import load_scenario
 from simulator.sweep.grid import PlanSpec, expand, parse_grid
 from simulator.sweep.runner import Execution, Executor, plan_tasks, sweep
 from simulator.sweep.tasks import CACHE_ENV, run_task

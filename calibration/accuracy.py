@@ -2,7 +2,8 @@
 
 The reference (:mod:`calibration.reference_model`) is a Llama-style decoder whose shapes are a
 catalog :class:`~simulator.catalog.ModelSpec` (``tiny-cpu`` on CPUs). It runs its real generation
-loop at every batch size x prompt length of :class:`ReferenceSetup`, timing the prefill and each
+loop at every batch size x prompt length of
+:class:`~calibration.reference_setup.ReferenceSetup`, timing the prefill and each
 decode step, and one training step (forward + backward + AdamW). The cost model predicts the same
 from the spec, the catalog GPU and a calibration profile:
 
@@ -22,48 +23,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from calibration.fit import mape
-from calibration.stats import DEFAULT_STATISTIC, Statistic
-from simulator.catalog import Dtype, GpuSpec, ModelSpec
+from calibration.reference_setup import ReferenceSetup, Timing
+from simulator.catalog import GpuSpec
 from simulator.perf.profile import CalibrationProfile
 from simulator.perf.roofline import ServingCostModel, training_time_s
 
 #: Acceptance: the aim, and the limit the validation test enforces (MAPE, percent).
 TARGET_MAPE = 10.0
 LIMIT_MAPE = 20.0
-
-
-@dataclass(frozen=True)
-class ReferenceSetup:
-    """What the reference run measures."""
-
-    model: ModelSpec
-    dtype: Dtype
-    batches: tuple[int, ...] = (1, 8, 32)
-    prompts: tuple[int, ...] = (128, 512)
-    #: Tokens generated per request (the first comes from the prefill).
-    new_tokens: int = 16
-    train_batch: int = 4
-    train_seq: int = 256
-    #: Timed repeats per point, interleaved across points (see :mod:`calibration.stats`).
-    repeats: int = 3
-    statistic: Statistic = DEFAULT_STATISTIC
-    threads: int | None = None
-
-    def describe(self) -> dict[str, object]:
-        data = asdict(self)
-        data["model"] = self.model.name
-        return data
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Measured seconds of one reference point."""
-
-    kind: str  #: "prefill", "decode" or "training"
-    batch: int
-    tokens: int  #: prompt length (prefill, decode) or sequence length (training)
-    seconds: float  #: the statistic of the samples (decode: per step, then the mean over steps)
-    samples: tuple[float, ...] = ()  #: one per repeat (decode: the repeat's mean step time)
 
 
 @dataclass(frozen=True)
@@ -152,15 +119,6 @@ def compare(
         for t in timings
     )
     return AccuracyReport(points, setup.describe(), profile.name)
-
-
-def measure_reference(
-    setup: ReferenceSetup, device: str = "cpu", progress: object = None
-) -> list[Timing]:
-    """Run the reference model (imports torch) and return its timings."""
-    from calibration.reference_model import measure
-
-    return measure(setup, device, progress)  # type: ignore[arg-type]
 
 
 def _ms(seconds: float) -> str:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from calibration.accuracy import AccuracyReport, ReferenceSetup, compare, measure_reference
+from calibration.accuracy import AccuracyReport, compare
 from calibration.fit import FitResult, fit
 from calibration.plan import BenchmarkPlan, DeviceKind, plan_for
 from calibration.profile_io import build_profile
 from calibration.records import Measurements
+from calibration.reference_setup import ReferenceSetup, Timing
 from simulator.catalog import Dtype, GpuSpec, ModelSpec, bundled_catalog
 from simulator.perf.profile import CalibrationProfile, EfficiencyParameters, bundled_profile
 
@@ -190,3 +191,12 @@ def check(
     setup = setup or chosen
     timings = measure_reference(setup, kind, progress)
     return compare(setup, timings, _gpu_spec(profile.gpu), profile)
+
+
+def measure_reference(
+    setup: ReferenceSetup, device: str = "cpu", progress: object = None
+) -> list[Timing]:
+    """Run the reference model (imports torch) and return its timings."""
+    from calibration.reference_model import measure
+
+    return measure(setup, device, progress)  # type: ignore[arg-type]

@@ -3,13 +3,12 @@
 A measured profile holds the device, torch version, date, fitted parameters, the fit's MAPE,
 and under ``measurements:`` the raw points, the run's settings, the per-group fit errors and,
 when the reference check ran, its per-point accuracy. Written files are validated with
-:func:`simulator.loading.load_profile` (the scenario-file rules) before they replace the target.
+:func:`simulator.scenario.loading.load_profile` (the scenario-file rules) before they replace the target.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ import yaml
 from calibration.accuracy import AccuracyReport
 from calibration.fit import FitResult
 from calibration.records import Measurements
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
+from simulator.common.files import OutputError, write_atomic
 from simulator.perf.profile import CalibrationProfile, bundled_profile, bundled_profile_names
 
 
@@ -108,37 +108,25 @@ def profile_yaml(profile: CalibrationProfile, comment: str = "") -> str:
 
 
 def write_profile(profile: CalibrationProfile, path: str | Path, comment: str = "") -> Path:
-    """Write ``profile`` to ``path`` atomically (temp file in the same folder + os.replace).
+    """Write ``profile`` to ``path`` atomically (:func:`simulator.common.files.write_atomic`).
 
     The temp file is validated as a profile first; on any error the target is left untouched.
     """
-    from simulator.loading import load_profile
+    from simulator.scenario.loading import load_profile
 
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
+    def write(temp: Path) -> None:
+        temp.write_text(profile_yaml(profile, comment), encoding="utf-8")
+        load_profile(temp)
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ScenarioError(
-            [Problem((), f"cannot create folder: {err.strerror}")], str(folder)
-        ) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(profile_yaml(profile, comment))
-            f.flush()
-            os.fsync(f.fileno())
-        load_profile(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        return write_atomic(path, write)
+    except OutputError as error:
+        raise ScenarioError([Problem((), str(error))], str(path)) from None
 
 
 def read_profile(ref: str | Path) -> CalibrationProfile:
     """A profile by file path, or by the name of a bundled profile; ScenarioError if neither."""
-    from simulator.loading import load_profile
+    from simulator.scenario.loading import load_profile
 
     text = str(ref)
     if Path(text).is_file() or text.endswith((".yaml", ".yml")) or os.sep in text:

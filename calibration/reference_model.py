@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from calibration.accuracy import ReferenceSetup, Timing
 from calibration.benchmark_runtime import DTYPES, Runtime, configured
+from calibration.reference_setup import ReferenceSetup, Timing
 from calibration.stats import summarize
 from simulator.catalog import ModelSpec
 

@@ -2,8 +2,8 @@
 
 Python API (the CLI is a thin layer over these):
 
-- ``load_scenario(path)`` -> validated :class:`~simulator.scenario.Scenario`
-- ``run(scenario, plan=None, seed=None)`` -> :class:`~simulator.results.Result`
+- ``load_scenario(path)`` -> validated :class:`~simulator.scenario.schema.Scenario`
+- ``run(scenario, plan=None, seed=None)`` -> :class:`~simulator.results.result.Result`
 - ``serve(scenario, deployment, ...)`` runs the inference engine alone
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from simulator.errors import Problem, ScenarioError
-from simulator.loading import load_scenario, scenario_for_plan
-from simulator.runner import run
-from simulator.scenario import Scenario
+from simulator.common.errors import Problem, ScenarioError
+from simulator.results.runner import run
+from simulator.scenario.loading import load_scenario, scenario_for_plan
+from simulator.scenario.schema import Scenario
 
 
 def serve(*args, **kwargs):

@@ -1,5 +1,5 @@
 """``python -m simulator`` runs the fleetsim command line."""
 
-from simulator.cli import app
+from simulator.cli.main import app
 
 app(prog_name="fleetsim")

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from simulator.checks import validate_scenario_data
-from simulator.scenario import Scenario
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.schema import Scenario
 from tests.conftest import ROOT
 
 #: Seconds of one iteration of the "unit" deployment (the calibration overhead; the roofline
@@ -108,7 +108,7 @@ def erlang_c_mean_wait_s(servers: int, arrival_rate: float, mean_service_s: floa
 
 def rounded_exponential_moments(mean: float) -> tuple[float, float]:
     """E[K] and E[K^2] of K = max(1, round(X)), X ~ Exp(mean): the token counts
-    :func:`simulator.distributions.sample_token_counts` draws from an exponential."""
+    :func:`simulator.scenario.distributions.sample_token_counts` draws from an exponential."""
     k = np.arange(1, int(60 * mean) + 2, dtype=float)
     p = np.exp(-(k - 0.5) / mean) - np.exp(-(k + 0.5) / mean)
     p[0] = 1 - math.exp(-1.5 / mean)  # X < 1.5 rounds to 0 or 1, raised to 1

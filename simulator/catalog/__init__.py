@@ -3,6 +3,8 @@
 Bundled entries live in ``gpus.yaml`` and ``models.yaml`` beside this module (package data, every
 number with its public source in a comment). Scenario files may add their own entries under
 ``catalog:``; those are merged over the bundled ones by name.
+
+Layer 2 of design.md. May import ``common`` only.
 """
 
 from __future__ import annotations

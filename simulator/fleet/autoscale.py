@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from simulator.scenario import Autoscaling
+from simulator.scenario.schema import Autoscaling
 
 
 def replicas_requested(replica_equivalents: np.ndarray, policy: Autoscaling) -> np.ndarray:

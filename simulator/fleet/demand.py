@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.scenario import Horizon, Traffic, add_months
+from simulator.scenario.schema import Horizon, Traffic, add_months
 
 AVERAGE_DAYS_PER_MONTH = 365.2425 / 12
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from simulator.arrays import divide
+from simulator.common.arrays import divide
 
 #: Latency values at which mixture CDFs are evaluated (quantiles are interpolated between them).
 MAX_GRID_POINTS = 4000

@@ -13,7 +13,7 @@ Modelling choices (documented here, reported by the summary):
   is reported as unserved requests (never silently dropped).
 - Response-cache hits never reach the GPU; they count as answered requests (tokens, API baseline)
   but not in latency or SLO statistics.
-- A workload's retrieval stage (:mod:`simulator.retrieval`) is billed per hour as its own lines
+- A workload's retrieval stage (:mod:`simulator.economics.retrieval`) is billed per hour as its own lines
   (queries reaching it, hours served), inference category, outside every GPU pool. Its latency
   and tokens are in the workload's latency curves already.
 - LoRA adapters change a deployment's capacity and latency through its curves (adapter memory
@@ -29,22 +29,22 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from simulator.arrays import divide
-from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
-from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
-from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
-from simulator.pricing import (
+from simulator.common.arrays import divide
+from simulator.economics.pricing import (
     LineItem,
     PoolCost,
     pool_capacity_gpus,
     pool_hourly_cost,
     price_segments,
 )
-from simulator.refresh import Era, pool_eras, scenario_at, write_off_item
-from simulator.resolve import gpu_of
-from simulator.retrieval import retrieval_line_items
-from simulator.scenario import Pool, Pricing, ReservedPricing, Scenario, add_months
-from simulator.schedule import hours_since, route_share_hourly, stepped
+from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
+from simulator.economics.retrieval import retrieval_line_items
+from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
+from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
+from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
+from simulator.scenario.resolve import gpu_of
+from simulator.scenario.schedule import hours_since, route_share_hourly, stepped
+from simulator.scenario.schema import Pool, Pricing, ReservedPricing, Scenario, add_months
 
 CurveProvider = Callable[[Scenario, str, str], CurveLike]
 SECONDS_PER_HOUR = 3600.0
@@ -94,7 +94,7 @@ class RetrievalHours:
 
 @dataclass
 class Projection:
-    """Every hourly array of one run; :mod:`simulator.results` turns it into tables."""
+    """Every hourly array of one run; :mod:`simulator.results.result` turns it into tables."""
 
     scenario: Scenario
     timeline: Timeline
@@ -338,7 +338,7 @@ def _pool_cost(
     scenario: Scenario, pool: Pool, line: Timeline, inference_gpus: np.ndarray,
     training_gpus: np.ndarray, busy_gpus: np.ndarray,
 ) -> PoolCost:  # fmt: skip
-    """The pool's hourly cost: one pricing per GPU era (see :mod:`simulator.refresh`)."""
+    """The pool's hourly cost: one pricing per GPU era (see :mod:`simulator.economics.refresh`)."""
     parts = []
     for era in pool_eras(scenario, pool, line.hours):
         mask = era.mask(line.hours)
@@ -410,7 +410,7 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
 def _retrieval_hours(
     scenario: Scenario, routes: list[RouteHours], active: dict[str, np.ndarray], hours: int
 ) -> dict[str, RetrievalHours]:
-    """Queries and hours of each workload's retrieval stage (see :mod:`simulator.retrieval`).
+    """Queries and hours of each workload's retrieval stage (see :mod:`simulator.economics.retrieval`).
 
     Queries: the requests routed to a serving deployment (served, or unserved for lack of
     capacity); response-cache hits and unrouted requests skip retrieval. Hours: the share of

@@ -1,4 +1,4 @@
-"""The inference engine: a discrete-event simulation of serving replicas (layer 4 of design.md).
+"""Layer 4, the inference engine: a discrete-event simulation of serving replicas.
 
 - :func:`serve` simulates a deployment's replicas serving a workload or a trace and returns a
   :class:`ServeResult` (``requests`` and ``replicas`` DataFrames, ``summary`` dict).
@@ -10,6 +10,8 @@ Modules: ``arrivals`` (arrival processes), ``trace`` (trace files), ``router`` (
 ``replica`` (the continuous-batching scheduler), ``timing`` (iteration times, closed-form decode
 runs), ``engine`` (the simpy simulation), ``metrics`` (DataFrames, summary, SLO), ``api``
 (``serve``), ``curve`` (latency curves, capacity, caching).
+
+May import ``common``, ``catalog``, ``perf``, ``scenario`` and ``economics``; not ``training``.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.distributions import sample_token_counts
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
+from simulator.economics.retrieval import retrieved_tokens, sample_retrieval_s
 from simulator.inference.arrivals import arrival_process, arrival_times_s
 from simulator.inference.engine import (
     DEFAULT_MAX_QUEUE_PER_REPLICA,
@@ -41,9 +41,9 @@ from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
 from simulator.perf.memory import kv_bytes_per_token, kv_cache_blocks, kv_cache_bytes
 from simulator.perf.roofline import ServingCostModel, activation_bytes
-from simulator.resolve import serving_cost_model
-from simulator.retrieval import retrieved_tokens, sample_retrieval_s
-from simulator.scenario import Deployment, Scenario, Workload
+from simulator.scenario.distributions import sample_token_counts
+from simulator.scenario.resolve import serving_cost_model
+from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from simulator.scenario import Traffic
+from simulator.scenario.schema import Traffic
 
 
 class ArrivalProcess(Protocol):

@@ -14,8 +14,8 @@ in time, the same token counts), which keeps attainment close to monotone in the
 :func:`deployment_curve` chooses everything itself and caches curves by a content hash of their
 inputs, in memory and on disk (directory ``$FLEETSIM_CACHE_DIR``, default
 ``~/.cache/fleetsim/curves``; set it to ``off`` or an empty string to disable disk caching, an
-unwritable directory is skipped silently). Files are written atomically (temp file +
-``os.replace``).
+unwritable directory is skipped silently). Files are written atomically
+(:func:`simulator.common.files.write_atomic`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simulator.common.files import OutputError, write_atomic
+from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.inference.api import (
     find_deployment,
     find_workload,
@@ -49,8 +50,7 @@ from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
 from simulator.perf.lora import LORA_KERNEL_OVERHEAD_S
 from simulator.perf.roofline import ServingCostModel
-from simulator.retrieval import model_prompt_tokens_mean
-from simulator.scenario import Deployment, Scenario, Workload
+from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
 CURVE_VERSION = 1
@@ -406,11 +406,10 @@ def _load(path: Path) -> LatencyCurve | None:
 
 
 def _save(path: Path, curve: LatencyCurve) -> None:
-    temp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".npz",
-                                         delete=False) as handle:  # fmt: skip
+    """Cache ``curve`` at ``path``; a cache that cannot be written is skipped silently."""
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as handle:
             np.savez(
                 handle,
                 deployment=np.array(curve.deployment),
@@ -419,14 +418,11 @@ def _save(path: Path, curve: LatencyCurve) -> None:
                 capacity_per_replica=np.array(curve.capacity_per_replica),
                 **{name: getattr(curve, name) for name in _ARRAYS},
             )
-            temp = handle.name
-        os.replace(temp, path)
-    except OSError:
-        if temp is not None:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+
+    try:
+        write_atomic(path, write)
+    except (OSError, OutputError):
+        pass
 
 
 def deployment_curve(

@@ -20,7 +20,7 @@ replica time inside it.
 
 Requests may carry a LoRA adapter id (``RequestArrays.adapter``; see
 :mod:`simulator.inference.replica`) and the time they spent in a retrieval stage before reaching
-the deployment (``RequestArrays.retrieval_s``, :mod:`simulator.retrieval`): ``arrival_s`` is when
+the deployment (``RequestArrays.retrieval_s``, :mod:`simulator.economics.retrieval`): ``arrival_s`` is when
 a request reaches the router; its TTFT and E2E add its retrieval time
 (:func:`simulator.inference.metrics.latencies_ms`).
 """

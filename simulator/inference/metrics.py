@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.inference.engine import SimulationRecord
-from simulator.scenario import Slo
+from simulator.scenario.schema import Slo
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -20,7 +20,7 @@ So the Azure LLM inference traces (``TIMESTAMP,ContextTokens,GeneratedTokens``),
 ``arrival_time_s,prompt_tokens,output_tokens`` files all read as they are. Datetime arrivals are
 made relative to the first request (it arrives at 0 s); numeric seconds are kept as written.
 Rows are sorted by arrival time. Token counts below 1 are raised to 1 (a request has at least one
-prompt and one output token), as :func:`simulator.distributions.sample_token_counts` does.
+prompt and one output token), as :func:`simulator.scenario.distributions.sample_token_counts` does.
 
 :func:`parse_trace` is pure (a DataFrame in, arrays out); :func:`read_trace` is the thin I/O layer
 the CLI calls. Engines take the arrays.
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
 
 _ARRIVAL_S = ("arrivaltimes", "arrivals", "arrivaltime", "arrival", "timestamps", "timestamp",
               "times", "time", "arrivaltimesec", "timestampsec")  # fmt: skip

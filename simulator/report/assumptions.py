@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from simulator.pricing import DEFAULT_CLOUD_PUE
+from simulator.economics.pricing import DEFAULT_CLOUD_PUE
+from simulator.economics.retrieval import retrieval_pool
 from simulator.report.prices import API_GROUP, PriceBook, PriceCell, excel_name
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
-from simulator.resolve import gpu_of, profile_for_pool
-from simulator.retrieval import retrieval_pool
+from simulator.scenario.resolve import gpu_of, profile_for_pool
 from simulator.training import DEFAULT_FAILURES_PER_GPU_DAY
 
 PRICE_HEADER_ROW = 4

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from simulator.refresh import gpus_between
+from simulator.economics.refresh import gpus_between
+from simulator.economics.retrieval import is_retrieval_pool
 from simulator.report.monthly import MonthlyLayout, month_dates
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
-from simulator.retrieval import is_retrieval_pool
 
 HEADER_ROW = 3
 FIRST_ROW = HEADER_ROW + 1

@@ -25,7 +25,7 @@ from xlsxwriter.utility import xl_col_to_name
 
 from simulator.report.prices import PriceBook
 from simulator.report.sheet import Sheet, cell_ref
-from simulator.scenario import Scenario
+from simulator.scenario.schema import Scenario
 
 HEADER_ROWS = 4  # title, note, group labels, column headers
 DATA_ROW = HEADER_ROWS  # first month's row (0-based)

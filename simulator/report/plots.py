@@ -23,10 +23,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from simulator.report.atomic import write_with
+from simulator.common.files import write_atomic
 from simulator.report.details import hour_of_day_utilisation
 from simulator.report.runs import ReportRun
-from simulator.scenario import Slo
+from simulator.scenario.schema import Slo
 
 CATEGORY_COLOURS = {"inference": "#4472C4", "training": "#ED7D31", "idle": "#A5A5A5"}
 DPI = 120
@@ -57,7 +57,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG, atomically."""
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     return Path(path)
 
 

@@ -1,6 +1,6 @@
 """The named price cells of the workbook: every price a run's cost is linear in.
 
-Each pool's billed line items (:class:`simulator.pricing.LineItem`) name the price they are paid
+Each pool's billed line items (:class:`simulator.economics.pricing.LineItem`) name the price they are paid
 at (``price_key``); each becomes a named cell ``<pool>_<price_key>`` (e.g.
 ``serving_usd_per_gpu_hour``, ``serving_power_usd_per_kwh``). The owned-hardware rate
 ``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells.
@@ -21,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.pricing import HOURS_PER_YEAR
-from simulator.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
-from simulator.retrieval import is_retrieval_pool
-from simulator.scenario import OwnedPricing, Scenario
+from simulator.economics.pricing import HOURS_PER_YEAR
+from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
+from simulator.economics.retrieval import is_retrieval_pool
+from simulator.scenario.schema import OwnedPricing, Scenario
 
 HOURS_PER_YEAR_NAME = "hours_per_year"
 OWNED_KEY = "owned_usd_per_gpu_hour"
@@ -261,7 +261,7 @@ def _api_candidates(run: PricedRun) -> list[_Candidate]:
 
 
 def owned_usd_per_gpu_hour(capex: float, lifetime_years: float, opex_fraction: float) -> float:
-    """The owned rate as the workbook's formula computes it (see simulator.pricing)."""
+    """The owned rate as the workbook's formula computes it (see simulator.economics.pricing)."""
     return capex / (lifetime_years * HOURS_PER_YEAR) + capex * opex_fraction / HOURS_PER_YEAR
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.results import Result
-from simulator.scenario import Scenario
+from simulator.results.result import Result
+from simulator.scenario.schema import Scenario
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ per workload, not a simulated figure; the workbook and summary say so.
 
 from __future__ import annotations
 
-from simulator.resolve import serving_cost_model
-from simulator.retrieval import model_prompt_tokens_mean
-from simulator.scenario import Deployment, Scenario, Workload
+from simulator.economics.retrieval import model_prompt_tokens_mean
+from simulator.scenario.resolve import serving_cost_model
+from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Representative decode batch as a fraction of the deployment's ``max_batch_size``.
 BATCH_FRACTION = 0.25

@@ -5,7 +5,7 @@ Sheets, in order:
 - **Summary**: runs side by side: lifetime spend, inference / training / idle, per fiscal year,
   per pool, per workload ($/1M tokens, input vs output, API baseline and the ratio to it, SLO),
   per training job; a table and line chart of cumulative spend per run.
-- **Compare**: :func:`simulator.compare.compare` of the runs, deltas against the first.
+- **Compare**: :func:`simulator.results.compare.compare` of the runs, deltas against the first.
 - **Assumptions**: every price in a named cell (edit these), and every simulated input.
 - **Monthly <run>** and **Billing <run>**, one pair per run (see :mod:`simulator.report.monthly`):
   Billing holds quantities x named prices, Monthly sums them by category, pool, workload and job.
@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from xlsxwriter.workbook import Workbook
 
-from simulator.compare import Comparison, compare
+from simulator.common.files import write_atomic
+from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.report.assumptions import write_assumptions
-from simulator.report.atomic import write_with
 from simulator.report.details import (
     write_deployments,
     write_hour_of_day,
@@ -50,8 +50,8 @@ from simulator.report.prices import API_GROUP, PriceBook, PricedRun, build_price
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, add_formats, cell_ref
 from simulator.report.token_split import workload_input_share
-from simulator.results import write_off_entity
-from simulator.retrieval import model_prompt_tokens_mean
+from simulator.results.compare import Comparison, compare
+from simulator.results.result import write_off_entity
 
 SUMMARY_HEADER_ROW = 3
 _INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\']")
@@ -61,7 +61,7 @@ def write_workbook(target: str | Path, runs: list[ReportRun]) -> Path:
     """Write the workbook of ``runs`` to ``target`` (temp file + rename: never a partial file)."""
     if not runs:
         raise ValueError("a workbook needs at least one run")
-    write_with(target, lambda tmp: _write(tmp, runs))
+    write_atomic(target, lambda tmp: _write(tmp, runs))
     return Path(target)
 
 

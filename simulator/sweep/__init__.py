@@ -7,6 +7,8 @@
 - :mod:`~simulator.sweep.montecarlo`: replications of uncertain inputs, P10/P50/P90 and CIs.
 - :mod:`~simulator.sweep.optimize`: the cheapest plan meeting every SLO.
 - :mod:`~simulator.sweep.workbook`: the sweep's xlsx report.
+
+May import every layer up to ``report``; only the CLI imports it.
 """
 
 from __future__ import annotations

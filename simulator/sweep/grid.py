@@ -39,11 +39,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.checks import display_path, validate_scenario_data
-from simulator.errors import Problem, ScenarioError
-from simulator.loading import read_text, scenario_data, set_by_path
-from simulator.scenario import Scenario
-from simulator.yamlio import Path, line_of, parse_yaml
+from simulator.common.errors import Problem, ScenarioError
+from simulator.scenario.checks import display_path, validate_scenario_data
+from simulator.scenario.loading import read_text
+from simulator.scenario.paths import scenario_data, set_by_path
+from simulator.scenario.schema import Scenario
+from simulator.scenario.yamlio import Path, line_of, parse_yaml
 
 RESERVED_KEYS = ("description", "fixed", "pricing", "alternatives", "replications")
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.loading import scenario_for_plan
-from simulator.scenario import Scenario
+from simulator.scenario.loading import scenario_for_plan
+from simulator.scenario.schema import Scenario
 from simulator.sweep.grid import PlanSpec
 from simulator.sweep.runner import Executor, OnDone, sweep
 from simulator.sweep.tasks import ENGINE_CURVES

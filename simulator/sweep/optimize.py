@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.errors import ScenarioError
-from simulator.loading import get_by_path, scenario_data
-from simulator.scenario import Scenario
+from simulator.common.errors import ScenarioError
+from simulator.scenario.paths import get_by_path, scenario_data
+from simulator.scenario.schema import Scenario
 from simulator.sweep import space
 from simulator.sweep.grid import PlanSpec, apply_overrides
 from simulator.sweep.runner import Executor, OnDone, sweep

@@ -33,9 +33,9 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from simulator.errors import ScenarioError
-from simulator.loading import scenario_data
-from simulator.scenario import Scenario
+from simulator.common.errors import ScenarioError
+from simulator.scenario.paths import scenario_data
+from simulator.scenario.schema import Scenario
 from simulator.sweep.grid import PlanSpec, apply_overrides, problems_text
 from simulator.sweep.pareto import mark_pareto
 from simulator.sweep.tasks import (
@@ -204,8 +204,8 @@ def curve_jobs(tasks: list[TaskSpec]) -> dict[str, tuple[dict[str, Any], tuple[s
     Only for engine curves with the disk cache on; each plan's curves as written (replications
     whose sampled inputs change a curve build their own).
     """
-    from simulator.checks import validate_scenario_data
     from simulator.inference.curve import DEFAULT_SETTINGS, QUICK_SETTINGS, cache_dir, curve_key
+    from simulator.scenario.checks import validate_scenario_data
 
     jobs: dict[str, tuple[dict[str, Any], tuple[str, str], Any, str | None, list[int]]] = {}
     seen: set[int] = set()
@@ -306,9 +306,9 @@ def rows_frame(rows: list[Row], plans: list[PlanSpec]) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, target: str | Path) -> Path:
     """Write the sweep rows as Parquet, atomically (temp file + rename)."""
-    from simulator.report.atomic import write_with
+    from simulator.common.files import write_atomic
 
-    write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_atomic(target, lambda tmp: frame.to_parquet(tmp, index=False))
     return Path(target)
 
 

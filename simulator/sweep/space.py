@@ -22,8 +22,15 @@ from pydantic import TypeAdapter
 
 from simulator.catalog import Catalog, GpuSpec
 from simulator.perf.memory import usable_bytes, weight_bytes
-from simulator.resolve import catalog_for
-from simulator.scenario import Deployment, OnDemandPricing, Pool, Pricing, ReservedPricing, Scenario
+from simulator.scenario.resolve import catalog_for
+from simulator.scenario.schema import (
+    Deployment,
+    OnDemandPricing,
+    Pool,
+    Pricing,
+    ReservedPricing,
+    Scenario,
+)
 
 DEFAULT_GPUS = ("h100-sxm", "h200", "b200")
 TP_DEGREES = (1, 2, 4, 8)

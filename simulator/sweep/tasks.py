@@ -1,7 +1,7 @@
 """What a worker does: run one plan (one replication) and return one flat row of figures.
 
 Tasks are plain picklable objects: the plan's *validated* scenario as plain data
-(:func:`~simulator.loading.scenario_data`), the replication's seed sequence, the curve source and
+(:func:`~simulator.scenario.loading.scenario_data`), the replication's seed sequence, the curve source and
 the curve-cache directory (passed explicitly, so workers on other machines or started before the
 variable was set use the same on-disk cache). Results come back as small dicts. A task never
 raises for a bad plan: the row says ``status: error`` and why.
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
-from simulator.scenario import Scenario
+from simulator.common.errors import ScenarioError
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.schema import Scenario
 
 #: The environment variable of the on-disk latency-curve cache (see simulator.inference.curve).
 CACHE_ENV = "FLEETSIM_CACHE_DIR"
@@ -102,7 +102,7 @@ def run_task(spec: TaskSpec, after: Any = None) -> dict[str, Any]:
     try:
         with cache_env(spec.cache_dir):
             scenario, run_seed, provider = prepare(spec)
-            from simulator.runner import run
+            from simulator.results.runner import run
 
             result = run(scenario, seed=run_seed, curve_provider=provider)
     except ScenarioError as err:
@@ -114,7 +114,7 @@ def run_task(spec: TaskSpec, after: Any = None) -> dict[str, Any]:
 
 def prepare(spec: TaskSpec) -> tuple[Scenario, int, Callable[..., Any]]:
     """The scenario to run (sampled for a replication), its run seed and curve provider."""
-    from simulator.loading import sample_scenario
+    from simulator.scenario.loading import sample_scenario
 
     scenario = validate_scenario_data(spec.scenario, None, f"plan {spec.plan_id}")
     provider = spec.curves

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.report.atomic import write_with
+from simulator.common.files import write_atomic
 from simulator.sweep.montecarlo import summaries
 
 
@@ -48,5 +48,5 @@ def write_sweep_workbook(frame: pd.DataFrame, target: str | Path) -> Path:
                 sheet.autofilter(0, 0, max(len(data), 1), max(len(data.columns) - 1, 0))
                 sheet.autofit()
 
-    write_with(target, write)
+    write_atomic(target, write)
     return Path(target)

@@ -1,9 +1,11 @@
-"""Training jobs engine: a job-level DES of training runs sharing GPU pools.
+"""Layer 4, the training engine: a job-level DES of training runs sharing GPU pools.
 
 ``simulate_training(scenario, available_gpus_by_pool, rng) -> TrainingResult`` is the entry point
 (the fleet projection calls it); :mod:`~simulator.training.engine` documents queueing, capacity and
 horizon semantics, :mod:`~simulator.training.plan` releases, deadlines and defaults, and
 :mod:`~simulator.training.jobs` the checkpoint/failure/restart runtime model.
+
+May import ``common``, ``catalog``, ``perf``, ``scenario`` and ``economics``; not ``inference``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Semantics (what the results mean):
   the run's wall time (checkpoints, interruptions, restarts): :mod:`simulator.training.jobs`.
   Runs of one periodic job are independent: a run may start while the previous one still runs.
 - **Hardware refresh.** A run is planned (speed, MFU) on the GPUs its pool has when it starts
-  (:mod:`simulator.refresh`) and keeps that speed to its end.
+  (:mod:`simulator.economics.refresh`) and keeps that speed to its end.
 - **Horizon end.** A run still running has ``finished_at`` NaT (status ``running``) and its
   held hours counted up to the horizon end; a run never started (status ``queued``) holds
   nothing. Jobs without a run released inside the horizon (start on or after its end) have no
@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from simulator.refresh import era_of_hour, pool_eras, scenario_at
-from simulator.scenario import Scenario
+from simulator.economics.refresh import era_of_hour, pool_eras, scenario_at
+from simulator.scenario.schema import Scenario
 from simulator.training.hourly import add_interval
 from simulator.training.jobs import SECONDS_PER_HOUR, RunOutcome, simulate_run
 from simulator.training.plan import JobPlan, Release, horizon_hours, plan_job, releases

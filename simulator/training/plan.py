@@ -5,7 +5,7 @@ Conventions (all documented for users in the engine's docstring):
 - Every date is the instant 00:00 of that day; engine time is seconds since
   ``horizon.start`` 00:00.
 - MFU: the job's ``mfu:`` if given, else ``training_mfu`` of the pool's calibration profile
-  (:func:`simulator.resolve.profile_for_pool`: the pool's profile, else the scenario's, else the
+  (:func:`simulator.scenario.resolve.profile_for_pool`: the pool's profile, else the scenario's, else the
   bundled one of the pool's GPU; e.g. 0.40 for h100-sxm, from the Llama 3 paper's 38-43% BF16 MFU).
 - Compute: ``method: full`` costs :func:`simulator.perf.roofline.training_flops` (6 N D plus
   attention); ``method: lora`` costs :func:`simulator.perf.lora.lora_training_flops` (4 N D plus
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from simulator.perf.lora import lora_training_flops
 from simulator.perf.roofline import training_flops, training_time_s
-from simulator.resolve import gpu_of, model_of, profile_for_pool
-from simulator.scenario import Horizon, Scenario, TrainingJob, add_months
+from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
+from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.training.jobs import (
     DEFAULT_FAILURES_PER_GPU_DAY,
     SECONDS_PER_DAY,

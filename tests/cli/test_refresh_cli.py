@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from simulator.cli import app
+from simulator.cli.main import app
 from tests.conftest import ROOT
 
 runner = CliRunner()

@@ -14,8 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import simulator.commands.report  # noqa: F401  (registers `report` until cli.py imports it)
-from simulator.cli import app
+from simulator.cli.main import app
 from simulator.fleet import projection
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from simulator.cli import app
+from simulator.cli.main import app
 from tests.conftest import SCENARIOS
 
 runner = CliRunner()

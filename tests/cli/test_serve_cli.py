@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from simulator.cli import app
+from simulator.cli.main import app
 from simulator.inference.curve import clear_memory_cache
 from tests.conftest import SHARED_TRACE
 

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import simulator.commands.report  # noqa: F401  (registers `report` until cli.py imports it)
-from simulator.cli import app
-from simulator.loading import load_scenario
+from simulator.cli.main import app
+from simulator.scenario.loading import load_scenario
 from tests.conftest import ROOT
 
 runner = CliRunner()

@@ -11,9 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import simulator.commands.sweep  # noqa: F401  (registers the commands)
-from simulator.cli import app
-from simulator.loading import load_scenario
+from simulator.cli.main import app
+from simulator.scenario.loading import load_scenario
 from tests.conftest import minimal_scenario_dict
 
 runner = CliRunner()
@@ -169,7 +168,7 @@ def test_run_with_replications_prints_ranges_and_json(files):
 
 def test_run_replications_function(files, capsys):
     """The function behind `fleetsim run --replications` (what run.py calls)."""
-    from simulator.commands.sweep import run_replications
+    from simulator.cli.replications import run_replications
 
     scenario, _, _ = files
     run_replications(load_scenario(scenario), ["base"], 2, as_json=True, workers=1)

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, sys.argv[1])
-from simulator.loading import load_scenario
-from simulator.runner import plan_names, run
+from simulator.results.runner import plan_names, run
+from simulator.scenario.loading import load_scenario
 from tests.synthetic import mm1_provider
 
 out = {}

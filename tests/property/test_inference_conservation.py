@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
-from simulator.resolve import serving_cost_model
+from simulator.scenario.resolve import serving_cost_model
 from tests.inference_support import chat_scenario, unit_scenario
 
 COST_MODELS = {

@@ -9,10 +9,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
-from simulator.loading import scenario_data
-from simulator.yamlio import parse_yaml
+from simulator.common.errors import ScenarioError
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.paths import scenario_data
+from simulator.scenario.yamlio import parse_yaml
 from tests.conftest import minimal_scenario_dict
 
 names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)

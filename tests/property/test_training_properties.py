@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.scenario import Scenario
+from simulator.scenario.schema import Scenario
 from simulator.training import RunSpec, simulate_run, simulate_training
 
 HOUR = 3600.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.checks import validate_scenario_data
 from simulator.inference import serve
 from simulator.inference.api import sample_adapters, streams
 from simulator.inference.curve import QUICK_SETTINGS, curve_key
@@ -19,7 +18,8 @@ from simulator.inference.engine import EngineConfig, RequestArrays, simulate
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
 from simulator.perf.lora import AdapterTerms
-from simulator.resolve import serving_cost_model
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.resolve import serving_cost_model
 from tests.conftest import minimal_scenario_dict
 from tests.inference_support import UNIT_ITERATION_S, unit_scenario
 

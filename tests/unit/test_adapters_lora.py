@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from simulator.catalog import bundled_catalog
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
+from simulator.common.errors import ScenarioError
 from simulator.inference.api import replica_kv_blocks, replica_setup
 from simulator.inference.timing import IterationTimer
 from simulator.perf.lora import (
@@ -24,7 +23,8 @@ from simulator.perf.lora import (
 )
 from simulator.perf.memory import kv_bytes_per_token
 from simulator.perf.roofline import training_flops
-from simulator.resolve import serving_cost_model
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.resolve import serving_cost_model
 from simulator.training.plan import plan_job
 from tests.conftest import minimal_scenario_dict
 

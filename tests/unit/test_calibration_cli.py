@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-import simulator.commands.calibrate as command
+import simulator.cli.calibrate as command
 from calibration import pipeline
 from calibration.accuracy import AccuracyPoint, AccuracyReport
 from calibration.fit import fit
 from calibration.plan import plan_for
-from simulator.cli import app
-from simulator.loading import load_profile
+from simulator.cli.main import app
+from simulator.scenario.loading import load_profile
 from tests.unit.test_calibration_fit import BASE, GPU, synthetic
 from tests.unit.test_calibration_profile_io import profile, report
 

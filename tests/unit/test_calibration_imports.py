@@ -32,7 +32,7 @@ def test_torch_free_modules_import_without_torch():
         """
         import calibration, calibration.accuracy, calibration.fit, calibration.pipeline
         import calibration.plan, calibration.profile_io, calibration.records, calibration.stats
-        import simulator, simulator.cli, simulator.perf.roofline
+        import calibration.reference_setup, simulator, simulator.cli.main, simulator.perf.roofline
         assert "torch" not in sys.modules
         print("ok")
         """
@@ -44,7 +44,7 @@ def test_torch_free_modules_import_without_torch():
 def test_calibrate_without_torch_says_how_to_install_it():
     result = run_without_torch(
         """
-        from simulator.cli import app
+        from simulator.cli.main import app
         app(["calibrate", "--quick"], prog_name="fleetsim")
         """
     )

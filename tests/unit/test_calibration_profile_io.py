@@ -12,9 +12,9 @@ from calibration.accuracy import LIMIT_MAPE, AccuracyPoint, AccuracyReport, tabl
 from calibration.fit import fit
 from calibration.profile_io import build_profile, read_profile, write_profile
 from calibration.records import Measurements
-from simulator.errors import ScenarioError
-from simulator.loading import load_profile
+from simulator.common.errors import ScenarioError
 from simulator.perf.profile import bundled_profile
+from simulator.scenario.loading import load_profile
 from tests.unit.test_calibration_fit import BASE, GPU, synthetic
 
 

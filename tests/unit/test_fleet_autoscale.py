@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
-from simulator.scenario import Autoscaling
+from simulator.scenario.schema import Autoscaling
 
 
 def test_requested_respects_target_and_bounds():

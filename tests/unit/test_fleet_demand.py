@@ -14,7 +14,7 @@ from simulator.fleet.demand import (
     timeline,
     weekly_factor,
 )  # fmt: skip
-from simulator.scenario import Horizon, Traffic
+from simulator.scenario.schema import Horizon, Traffic
 
 
 @pytest.mark.parametrize("peak", [1.0, 1.3, 1.8, 3.0])

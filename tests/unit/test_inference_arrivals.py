@@ -13,7 +13,7 @@ from simulator.inference.arrivals import (
     arrival_process,
     arrival_times_s,
 )
-from simulator.scenario import Traffic
+from simulator.scenario.schema import Traffic
 
 
 def assert_moments(samples: np.ndarray, mean: float, variance: float, z: float = 4.0) -> None:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.errors import ScenarioError
+from simulator.common.errors import ScenarioError
 from simulator.inference import Trace, serve
 from simulator.inference.api import replica_setup
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
-from simulator.resolve import serving_cost_model
+from simulator.scenario.resolve import serving_cost_model
 from tests.inference_support import UNIT_ITERATION_S, chat_scenario, unit_scenario
 
 DT = UNIT_ITERATION_S

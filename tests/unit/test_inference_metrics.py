@@ -7,7 +7,7 @@ import pytest
 
 from simulator.inference import serve
 from simulator.inference.metrics import describe, slo_met
-from simulator.scenario import Slo
+from simulator.scenario.schema import Slo
 from tests.inference_support import chat_scenario, unit_scenario
 
 

@@ -9,14 +9,14 @@ import pytest
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
-from simulator.loading import load_scenario
+from simulator.scenario.loading import load_scenario
 from tests.conftest import ROOT
 from tests.unit.inference_reference import reference_replica
 
 
 @pytest.fixture(scope="module")
 def cost_model():
-    from simulator.resolve import serving_cost_model
+    from simulator.scenario.resolve import serving_cost_model
 
     scenario = load_scenario(ROOT / "scenarios" / "chat-assistant.yaml")
     return serving_cost_model(scenario, "chat-8b")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.inference.timing import DecodeRun, IterationTimer
-from simulator.resolve import serving_cost_model
+from simulator.scenario.resolve import serving_cost_model
 from tests.inference_support import chat_dict
 
 
@@ -23,7 +23,7 @@ def _cost_models():
     ]  # fmt: skip
     data["pools"].append({"name": "cpu", "gpu": "cpu-local", "max_gpus": 1,
                           "pricing": {"kind": "on_demand", "usd_per_gpu_hour": 0}})  # fmt: skip
-    from simulator.checks import validate_scenario_data
+    from simulator.scenario.checks import validate_scenario_data
 
     scenario = validate_scenario_data(data)
     return {d.name: serving_cost_model(scenario, d) for d in scenario.deployments}

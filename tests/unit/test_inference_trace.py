@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.errors import ScenarioError
+from simulator.common.errors import ScenarioError
 from simulator.inference.trace import parse_trace, read_trace
 from tests.conftest import SHARED_TRACE
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_for_plan
 from simulator.report import plots
 from simulator.report.runs import ReportRun
-from simulator.runner import run
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import scenario_for_plan
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import MM1Curve, mm1_provider
 

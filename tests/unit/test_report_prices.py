@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_for_plan
-from simulator.pricing import (
+from simulator.economics.pricing import (
     HOURS_PER_YEAR,
     owned_capex_usd_per_gpu_hour,
     owned_opex_usd_per_gpu_hour,
@@ -15,8 +13,10 @@ from simulator.report.monthly import fiscal_year
 from simulator.report.prices import PricedRun, build_price_book, excel_name, owned_usd_per_gpu_hour
 from simulator.report.sheet import wrapped_lines
 from simulator.report.workbook import sheet_title
-from simulator.runner import run
-from simulator.scenario import OwnedPricing
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import scenario_for_plan
+from simulator.scenario.schema import OwnedPricing
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
 

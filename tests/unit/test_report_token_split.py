@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.checks import validate_scenario_data
 from simulator.report.token_split import (
     BATCH_FRACTION,
     gpu_time_shares,
@@ -12,7 +11,8 @@ from simulator.report.token_split import (
     request_gpu_seconds,
     workload_input_share,
 )
-from simulator.resolve import serving_cost_model
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.resolve import serving_cost_model
 from tests.conftest import minimal_scenario_dict
 
 

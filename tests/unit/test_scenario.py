@@ -7,10 +7,11 @@ import textwrap
 
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
-from simulator.loading import load_scenario, scenario_for_plan, set_by_path
-from simulator.scenario import ReservedPricing, add_months
+from simulator.common.errors import ScenarioError
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import load_scenario, scenario_for_plan
+from simulator.scenario.paths import set_by_path
+from simulator.scenario.schema import ReservedPricing, add_months
 from tests.conftest import SCENARIOS, minimal_scenario_dict
 
 
@@ -192,7 +193,7 @@ def test_inline_distribution_becomes_uncertain_input(tmp_path):
 def test_sampled_scenarios_follow_the_distribution(tmp_path):
     import numpy as np
 
-    from simulator.loading import sample_scenario
+    from simulator.scenario.loading import sample_scenario
 
     text = BASE.replace("usd_per_gpu_hour: 3.0", "usd_per_gpu_hour: {distribution: uniform, low: 2, high: 4}")
     s = load_scenario(write(tmp_path, text))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
+from simulator.common.errors import ScenarioError
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.yamlio import parse_yaml
 from simulator.sweep.grid import (
     apply_overrides,
     column_values,
@@ -15,7 +16,6 @@ from simulator.sweep.grid import (
     short_names,
     without_overridden,
 )
-from simulator.yamlio import parse_yaml
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_for_plan
-from simulator.runner import run
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import scenario_for_plan
 from simulator.sweep import space
 from simulator.sweep.grid import PlanSpec
 from simulator.sweep.optimize import failure_reasons, optimize

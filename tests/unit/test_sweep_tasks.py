@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_data
-from simulator.runner import run
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.paths import scenario_data
 from simulator.sweep.tasks import (
     CACHE_ENV,
     CurveSource,

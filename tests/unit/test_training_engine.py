@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from simulator.perf.roofline import training_flops
-from simulator.resolve import gpu_of, model_of
-from simulator.scenario import Scenario
+from simulator.scenario.resolve import gpu_of, model_of
+from simulator.scenario.schema import Scenario
 from simulator.training import TrainingResult, simulate_training
 from simulator.training.hourly import add_interval
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from simulator.perf.roofline import training_time_s
-from simulator.resolve import gpu_of, model_of
-from simulator.scenario import Scenario
+from simulator.scenario.resolve import gpu_of, model_of
+from simulator.scenario.schema import Scenario
 from simulator.training.jobs import DEFAULT_FAILURES_PER_GPU_DAY
 from simulator.training.plan import horizon_hours, plan_job, releases
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from calibration.accuracy import LIMIT_MAPE, table_lines
 from calibration.pipeline import CalibrationRun, calibrate
 from calibration.profile_io import write_profile
-from simulator.loading import load_profile
+from simulator.scenario.loading import load_profile
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from simulator.costing import replica_cost_figures
+from simulator.economics.costing import replica_cost_figures
 from simulator.inference import serve
 from tests.inference_support import chat_scenario
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.checks import validate_scenario_data
-from simulator.runner import run
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.checks import validate_scenario_data
 from simulator.inference import serve
 from simulator.inference.curve import QUICK_SETTINGS, curve_key, latency_curve
+from simulator.scenario.checks import validate_scenario_data
 from tests.conftest import minimal_scenario_dict
 
 FIXED_120 = {"distribution": "fixed", "value": 120}

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.runner import run
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
 

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_for_plan
 from simulator.report.runs import ReportRun
-from simulator.runner import plan_names, run
+from simulator.results.runner import plan_names, run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import scenario_for_plan
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
 from tests.validation.test_workbook_values import SPEND, load, summary_table, write_report

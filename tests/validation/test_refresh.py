@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
-from simulator.pricing import HOURS_PER_YEAR
-from simulator.refresh import WRITE_OFF_LINE, pool_at, scenario_at
-from simulator.resolve import gpu_of
-from simulator.runner import run
+from simulator.common.errors import ScenarioError
+from simulator.economics.pricing import HOURS_PER_YEAR
+from simulator.economics.refresh import WRITE_OFF_LINE, pool_at, scenario_at
+from simulator.results.runner import run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.resolve import gpu_of
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import MM1Curve
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.checks import validate_scenario_data
-from simulator.errors import ScenarioError
-from simulator.loading import load_scenario
-from simulator.runner import plan_names, run
+from simulator.common.errors import ScenarioError
+from simulator.results.runner import plan_names, run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import load_scenario
 from tests.conftest import ROOT, minimal_scenario_dict
 from tests.synthetic import mm1_provider
 

@@ -15,7 +15,7 @@ import cloudpickle
 import pandas as pd
 import pytest
 
-from simulator.checks import validate_scenario_data
+from simulator.scenario.checks import validate_scenario_data
 from simulator.sweep.grid import expand, parse_grid
 from simulator.sweep.runner import Execution, Executor, sweep
 from simulator.sweep.tasks import CACHE_ENV, CurveSource, run_task

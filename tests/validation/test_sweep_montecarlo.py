@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.checks import validate_scenario_data
+from simulator.scenario.checks import validate_scenario_data
 from simulator.sweep.montecarlo import replicate, stats
 from simulator.sweep.runner import Execution, Executor, replication_seeds
 from tests.synthetic import mm1_provider

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.scenario import Scenario
+from simulator.scenario.schema import Scenario
 from simulator.training import RunSpec, simulate_run, simulate_training
 from simulator.training.jobs import DEFAULT_FAILURES_PER_GPU_DAY
 from simulator.training.plan import plan_job

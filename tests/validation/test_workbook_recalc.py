@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.pricing import HOURS_PER_YEAR
+from simulator.economics.pricing import HOURS_PER_YEAR
 from tests.validation.test_workbook_values import (
     SPEND,
     assert_spend_matches_summary,

@@ -14,13 +14,13 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from simulator.checks import validate_scenario_data
-from simulator.loading import scenario_for_plan
-from simulator.pricing import HOURS_PER_YEAR
+from simulator.economics.pricing import HOURS_PER_YEAR
 from simulator.report import workbook as workbook_module
 from simulator.report.runs import ReportRun
 from simulator.report.workbook import write_workbook
-from simulator.runner import plan_names, run
+from simulator.results.runner import plan_names, run
+from simulator.scenario.checks import validate_scenario_data
+from simulator.scenario.loading import scenario_for_plan
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
 

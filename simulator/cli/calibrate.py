@@ -14,8 +14,9 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from simulator.cli import app, err, out, print_json, table, user_errors
-from simulator.errors import Problem, ScenarioError
+from simulator.cli.app import app
+from simulator.cli.options import err, out, print_json, table, user_errors
+from simulator.common.errors import Problem, ScenarioError
 
 TORCH_MISSING = (
     "fleetsim calibrate needs PyTorch: install the 'calibrate' extra: "

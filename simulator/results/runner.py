@@ -1,13 +1,13 @@
-"""The main job as a function: ``run(scenario, plan, seed)`` -> :class:`~simulator.results.Result`."""
+"""The main job as a function: ``run(scenario, plan, seed)`` -> :class:`~simulator.results.result.Result`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from simulator.fleet.projection import CurveProvider, default_curve_provider, project
-from simulator.loading import scenario_for_plan
-from simulator.results import Result, build_result
-from simulator.scenario import Scenario
+from simulator.results.result import Result, build_result
+from simulator.scenario.loading import scenario_for_plan
+from simulator.scenario.schema import Scenario
 
 
 def run(

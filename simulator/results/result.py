@@ -3,7 +3,7 @@
 Every figure here is a sum or quantile of the projection's hourly arrays; totals are sums of the
 monthly rows so they add up to the cent.
 
-A workload's retrieval stage (:mod:`simulator.retrieval`) appears under the pseudo-pool
+A workload's retrieval stage (:mod:`simulator.economics.retrieval`) appears under the pseudo-pool
 ``retrieval:<workload>`` in ``monthly`` (entity kind ``retrieval``, category inference),
 ``billing`` (its two lines) and ``hourly`` (cost only, no GPUs); total = the pools' costs + the
 retrieval costs. In the summary, only workloads with a retrieval stage get
@@ -21,10 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.economics.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
+from simulator.economics.retrieval import (
+    RETRIEVAL_ENTITY_KIND,
+    model_prompt_tokens_mean,
+    retrieval_pool,
+)
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
-from simulator.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
-from simulator.retrieval import RETRIEVAL_ENTITY_KIND, model_prompt_tokens_mean, retrieval_pool
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -114,7 +118,7 @@ def _monthly(p: Projection) -> pd.DataFrame:
 
 
 def _write_off_usd(items, hours: int) -> np.ndarray:
-    """Hourly cost of a pool's refresh write-off lines (see :mod:`simulator.refresh`)."""
+    """Hourly cost of a pool's refresh write-off lines (see :mod:`simulator.economics.refresh`)."""
     lines = [i.cost("idle") for i in items if i.name.startswith(WRITE_OFF_LINE)]
     return sum(lines, np.zeros(hours))
 

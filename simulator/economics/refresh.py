@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.pricing import HOURS_PER_YEAR, LineItem
-from simulator.scenario import GpuRefresh, OwnedPricing, Pool, Scenario
-from simulator.schedule import hours_since
+from simulator.economics.pricing import HOURS_PER_YEAR, LineItem
+from simulator.scenario.schedule import hours_since
+from simulator.scenario.schema import GpuRefresh, OwnedPricing, Pool, Scenario
 
 WRITE_OFF_LINE = "refresh_write_off"
 WRITE_OFF_KEY = "refresh_write_off_usd_per_gpu"

@@ -15,11 +15,12 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from simulator.checks import display_path, validate_scenario_data
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
 from simulator.perf.profile import CalibrationProfile
-from simulator.scenario import Scenario
-from simulator.yamlio import Path, line_of, parse_yaml
+from simulator.scenario.checks import display_path, validate_scenario_data
+from simulator.scenario.paths import get_by_path, scenario_data, set_by_path
+from simulator.scenario.schema import Scenario
+from simulator.scenario.yamlio import Path, line_of, parse_yaml
 
 
 def read_text(path: str | FsPath) -> str:
@@ -140,7 +141,7 @@ def extract_inline_uncertainty(data: dict[str, Any], lines: dict[Path, int]) -> 
     """
     from pydantic import TypeAdapter
 
-    from simulator.distributions import Distribution
+    from simulator.scenario.distributions import Distribution
 
     adapter = TypeAdapter(Distribution)
     problems: list[Problem] = []
@@ -176,7 +177,7 @@ def _walk(node: Any, path: Path = ()) -> Any:
 
 
 def _named_path(data: Any, path: Path) -> str:
-    from simulator.checks import display_path
+    from simulator.scenario.checks import display_path
 
     return ".".join(str(p) for p in display_path(path, data))
 
@@ -203,28 +204,7 @@ def sample_scenario(scenario: Scenario, rng: Any) -> Scenario:
     return validate_scenario_data(data, None, f"{scenario.name} (sampled inputs)")
 
 
-def get_by_path(data: Any, dotted: str) -> Any:
-    """The value at a dotted path (list items by name or index); KeyError if absent."""
-    node = data
-    for depth, part in enumerate(dotted.split(".")):
-        where = ".".join(dotted.split(".")[: depth + 1])
-        if isinstance(node, dict):
-            if part not in node:
-                raise KeyError(f"no field {where!r}")
-            node = node[part]
-        elif isinstance(node, list):
-            node = node[_list_index(node, part, where)]
-        else:
-            raise KeyError(f"no field {where!r}")
-    return node
-
-
 # ---------------------------------------------------------------------- plans
-
-
-def scenario_data(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as plain data that validates back to an equal scenario."""
-    return scenario.model_dump(mode="python", by_alias=True)
 
 
 def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
@@ -248,41 +228,6 @@ def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
         return validate_scenario_data(data, None, f"plan {plan!r}")
     except ScenarioError as err:
         raise ScenarioError(err.problems, f"plan {plan!r} (after its overrides)") from None
-
-
-def set_by_path(data: Any, dotted: str, value: Any) -> None:
-    """Replace the value at ``a.b.name.c`` (list items by name or index); KeyError if absent."""
-    parts = dotted.split(".")
-    node = data
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, dict):
-            if part not in node:
-                known = ", ".join(sorted(map(str, node))) or "none"
-                raise KeyError(f"no field {where!r} to set (fields here: {known})")
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
-        elif isinstance(node, list):
-            index = _list_index(node, part, where)
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-        else:
-            raise KeyError(f"{'.'.join(parts[:depth])!r} is a value, not a section: cannot set {where!r}")
-
-
-def _list_index(items: list[Any], part: str, where: str) -> int:
-    for index, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == part:
-            return index
-    if part.isdigit() and int(part) < len(items):
-        return int(part)
-    names = ", ".join(str(i.get("name")) for i in items if isinstance(i, dict)) or "none"
-    raise KeyError(f"no item named {part!r} at {where!r} (names: {names})")
 
 
 def dump_yaml(data: Any) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -12,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.cli import OnDateOpt, app, err, load, out, print_json, table, user_errors
-from simulator.errors import Problem, ScenarioError
+from simulator.cli.app import app
+from simulator.cli.options import OnDateOpt, err, load, out, print_json, table, user_errors
+from simulator.common.errors import Problem, ScenarioError
+from simulator.common.files import OutputError, write_atomic
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 DeploymentOpt = Annotated[str, typer.Option("--deployment", "-d", help="Deployment name.")]
@@ -268,18 +268,11 @@ def _write_plot(curve: Any, slo: Any, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{curve.deployment} / {curve.workload}: latency vs load (one replica)")
-    directory = path.parent if str(path.parent) else Path(".")
-    temp = None
     try:
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", suffix=f".{suffix}",
-                                         delete=False) as handle:  # fmt: skip
-            temp = handle.name
-            fig.savefig(handle, format=suffix, dpi=120)
-        os.replace(temp, path)
-    except OSError as error:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
-        raise ScenarioError([Problem(("plot",), f"cannot write the plot: {error.strerror or error}")],
+        write_atomic(path, lambda temp: fig.savefig(temp, format=suffix, dpi=120),
+                     create_folders=False)  # fmt: skip
+    except OutputError as error:
+        raise ScenarioError([Problem(("plot",), f"cannot write the plot: {error}")],
                             str(path)) from None  # fmt: skip
     finally:
         plt.close(fig)

@@ -2,7 +2,7 @@
 
 Every model is frozen and forbids unknown keys (typos must not pass silently). Units are in the
 field names. Cross-references (catalog names, routes, pools, memory fit) are checked by
-:func:`simulator.checks.cross_reference_problems`, which knows the catalog; this module checks
+:func:`simulator.scenario.checks.cross_reference_problems`, which knows the catalog; this module checks
 only what a single object can know about itself.
 """
 
@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.catalog import GpuSpec, ModelSpec
-from simulator.distributions import Distribution
 from simulator.perf.profile import CalibrationProfile
+from simulator.scenario.distributions import Distribution
 
 
 class Strict(BaseModel):

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from simulator.cli import JsonOpt, ScenarioArg, app, load, out, print_json, table, user_errors
-
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")]
-
-
-def progress(quiet: bool) -> Progress:
-    """A progress display on a terminal; silent with --quiet or when output is not a TTY."""
-    return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        disable=quiet or not sys.stderr.isatty(), transient=True,
-    )  # fmt: skip
+from simulator.cli.app import app
+from simulator.cli.options import (
+    JsonOpt,
+    MonthsOpt,
+    QuietOpt,
+    ScenarioArg,
+    load,
+    out,
+    pct,
+    print_json,
+    progress,
+    table,
+    usd,
+    user_errors,
+)
 
 
 def run_plans(scenario: Any, plans: list[str], quiet: bool, months: int | None = None) -> list[Any]:
     """Run each plan with a progress line; input errors exit 2. ``months`` shortens the horizon."""
-    from simulator.runner import run
+    from simulator.results.runner import run
 
     if months is not None:
         horizon = scenario.horizon.model_copy(update={"months": months})
@@ -37,19 +39,6 @@ def run_plans(scenario: Any, plans: list[str], quiet: bool, months: int | None =
             results.append(run(scenario, plan=plan))
             bar.advance(task)
     return results
-
-
-MonthsOpt = Annotated[
-    int | None, typer.Option("--months", min=1, help="Shorten the horizon to this many months.")
-]
-
-
-def usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.0f}"
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def summary_tables(summary: dict[str, Any]) -> list[Any]:
@@ -132,12 +121,12 @@ def run_command(
     Example: fleetsim run scenarios/chat-assistant.yaml --out out/chat
     """
     from simulator.report.files import write_result_files
-    from simulator.runner import plan_names
+    from simulator.results.runner import plan_names
 
     loaded = load(scenario)
     plans = plan_names(loaded) if all_plans else [plan or "base"]
     if replications is not None:
-        from simulator.commands.sweep import run_replications
+        from simulator.cli.replications import run_replications
 
         run_replications(loaded, plans, replications, as_json=as_json, quiet=quiet, months=months,
                          out_dir=out_dir, workers=workers)  # fmt: skip
@@ -174,7 +163,7 @@ def compare_command(
     fleetsim compare a.yaml b.yaml --json
     """
     summaries = [r.summary for r in run_comparison(scenarios, plans, quiet)]
-    from simulator.compare import compare
+    from simulator.results.compare import compare
 
     comparison = compare(summaries)
     if as_json:
@@ -185,7 +174,7 @@ def compare_command(
 
 def run_comparison(scenarios: list[Path], plans: str | None, quiet: bool) -> list[Any]:
     """Run the chosen plans of one scenario, or the base of each of several files."""
-    from simulator.runner import plan_names
+    from simulator.results.runner import plan_names
 
     if len(scenarios) == 1:
         loaded = load(scenarios[0])
@@ -201,7 +190,7 @@ def run_comparison(scenarios: list[Path], plans: str | None, quiet: bool) -> lis
 
 def comparison_table(comparison: Any) -> Any:
     """Rich table: metrics as rows, runs as columns, deltas against the first run."""
-    from simulator.compare import Comparison
+    from simulator.results.compare import Comparison
 
     assert isinstance(comparison, Comparison)
     columns = ["metric"] + [

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.arrays import divide
 from simulator.catalog import GpuSpec
-from simulator.scenario import OnDemandPricing, OwnedPricing, Pricing, ReservedPricing, SpotPricing
+from simulator.common.arrays import divide
+from simulator.scenario.schema import (
+    OnDemandPricing,
+    OwnedPricing,
+    Pricing,
+    ReservedPricing,
+    SpotPricing,
+)
 
 HOURS_PER_YEAR = 365.25 * 24
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.cli import app, err, load, out, user_errors
-from simulator.commands.run import QuietOpt, progress
+from simulator.cli.app import app
+from simulator.cli.options import QuietOpt, err, load, out, progress, user_errors
 
 
 def _base_curve_provider() -> Any:
@@ -37,7 +37,7 @@ def _recording(provider: Any, store: dict[tuple[str, str], Any]) -> Any:
 
 
 def _chosen_plans(loaded: Any, plans: str | None, several_files: bool) -> list[str]:
-    from simulator.runner import plan_names
+    from simulator.results.runner import plan_names
 
     if plans:
         return [p.strip() for p in plans.split(",") if p.strip()]
@@ -47,9 +47,9 @@ def _chosen_plans(loaded: Any, plans: str | None, several_files: bool) -> list[s
 def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[Any]:
     """Run the chosen plans of one scenario (default: base + every plan), or of several files
     (default: base of each), as :class:`~simulator.report.runs.ReportRun`; input errors exit 2."""
-    from simulator.compare import run_label
     from simulator.report.runs import ReportRun
-    from simulator.runner import run
+    from simulator.results.compare import run_label
+    from simulator.results.runner import run
 
     loaded = [(path, load(path)) for path in scenarios]
     several = len({s.name for _, s in loaded}) > 1
@@ -76,8 +76,8 @@ def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[A
 
 def _plan_of(scenario: Any, plan: str, path: Path) -> Any:
     """The plan-applied scenario; an unknown plan is reported against the scenario file."""
-    from simulator.errors import ScenarioError
-    from simulator.loading import scenario_for_plan
+    from simulator.common.errors import ScenarioError
+    from simulator.scenario.loading import scenario_for_plan
 
     try:
         return scenario_for_plan(scenario, plan)

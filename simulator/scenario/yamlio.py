@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
 
 Path = tuple[str | int, ...]
 

@@ -1,36 +1,34 @@
-"""CLI: ``fleetsim sweep`` (grids of plans on Dask), ``fleetsim optimize`` (the cheapest plan meeting
-every SLO), and the Monte Carlo output of ``fleetsim run --replications N``."""
+"""CLI: ``fleetsim sweep`` (grids of plans on Dask) and ``fleetsim optimize`` (the cheapest plan
+meeting every SLO)."""
 
 from __future__ import annotations
 
 import math
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
+
+from simulator.cli.app import app
+from simulator.cli.options import (
+    JsonOpt,
+    MonthsOpt,
+    QuietOpt,
+    ScenarioArg,
+    SchedulerOpt,
+    WorkersOpt,
+    bar,
+    cluster_errors,
+    execution,
+    load,
+    out,
+    pct,
+    print_json,
+    usd,
+    user_errors,
 )
 
-from simulator.cli import JsonOpt, ScenarioArg, app, err, load, out, print_json, table, user_errors
-from simulator.commands.run import MonthsOpt, QuietOpt, pct, usd
-
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option("--workers", min=1, help="Local Dask workers (default: one per core; 1: run in this process)."),
-]
-SchedulerOpt = Annotated[
-    str | None, typer.Option("--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786).")
-]
 ReplicationsOpt = Annotated[
     int | None,
     typer.Option("--replications", min=1, help="Monte Carlo replications per plan (uncertain inputs drawn)."),
@@ -41,38 +39,9 @@ PlanOpt = Annotated[str | None, typer.Option("--plan", help="Start from this pla
 # ---------------------------------------------------------------------- shared plumbing
 
 
-def bar(quiet: bool) -> Progress:
-    """A progress bar on stderr; silent with --quiet or when stderr is not a terminal."""
-    return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, disable=quiet or not sys.stderr.isatty(), transient=True,
-    )  # fmt: skip
-
-
-def execution(workers: int | None, scheduler: str | None) -> Any:
-    """The Execution of --workers / --scheduler (exit 2 when both are given)."""
-    from simulator.sweep.runner import Execution
-
-    if workers is not None and scheduler is not None:
-        err.print("give --workers or --scheduler, not both", markup=False)
-        raise typer.Exit(2)
-    return Execution(workers=workers, scheduler=scheduler)
-
-
-@contextmanager
-def cluster_errors(scheduler: str | None) -> Iterator[None]:
-    """A scheduler that cannot be reached is exit 1 with one line, not a traceback."""
-    try:
-        yield
-    except (OSError, TimeoutError) as error:
-        where = f"the Dask scheduler at {scheduler}" if scheduler else "the local Dask cluster"
-        err.print(f"cannot use {where}: {error}", markup=False)
-        raise typer.Exit(1) from None
-
-
 def prepared(scenario_path: Path, plan: str | None, months: int | None) -> Any:
     """The scenario (a plan of it, horizon shortened), or exit 2."""
-    from simulator.loading import scenario_for_plan
+    from simulator.scenario.loading import scenario_for_plan
     from simulator.sweep.runner import with_months
 
     loaded = load(scenario_path)
@@ -216,8 +185,8 @@ def optimize_command(
 
     Example: fleetsim optimize scenarios/chat-assistant.yaml --out plan.yaml
     """
-    from simulator.loading import dump_yaml
-    from simulator.report.atomic import write_text_atomic
+    from simulator.common.files import write_atomic
+    from simulator.scenario.loading import dump_yaml
     from simulator.sweep.grid import expand, load_grid
     from simulator.sweep.optimize import optimize
     from simulator.sweep.runner import Executor
@@ -243,7 +212,7 @@ def optimize_command(
     entry = result.plan_entry(name)
     text = dump_yaml({"plans": [entry]}) if entry is not None else None
     if out_file is not None and text is not None:
-        write_text_atomic(out_file, text)
+        write_atomic(out_file, text)
     if as_json:
         print_json(result.to_dict() | {"elapsed_s": elapsed, "plan_entry": entry})
     elif not quiet:
@@ -254,7 +223,7 @@ def optimize_command(
 
 def print_optimize(result: Any, elapsed_s: float, entry: dict[str, Any] | None, out_file: Path | None) -> None:
     """Winner, runners-up, cheaper plans that failed and the plan entry, as tables."""
-    from simulator.loading import dump_yaml
+    from simulator.scenario.loading import dump_yaml
 
     data = result.to_dict()
     out.print(f"{data['scenario']}: searched {data['plans_evaluated']} plans"
@@ -294,72 +263,3 @@ def print_optimize(result: Any, elapsed_s: float, entry: dict[str, Any] | None, 
         out.print(dump_yaml({"plans": [entry]}).rstrip(), markup=False)
     if out_file is not None:
         out.print(f"wrote {out_file}")
-
-
-# ---------------------------------------------------------------------- run --replications
-
-
-def run_replications(
-    scenario: Any,
-    plans: list[str],
-    replications: int,
-    *,
-    as_json: bool = False,
-    quiet: bool = False,
-    months: int | None = None,
-    out_dir: Path | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-) -> None:
-    """``fleetsim run --replications N``: ranges across replications, as tables or JSON.
-
-    With ``out_dir``: replications.parquet (one row per plan x replication) and montecarlo.json.
-    """
-    import json
-
-    from simulator.report.atomic import write_text_atomic
-    from simulator.sweep.montecarlo import replicate
-    from simulator.sweep.runner import Executor, with_months, write_parquet
-
-    base = with_months(scenario, months)
-    with bar(quiet) as progress, user_errors(), cluster_errors(scheduler), \
-            Executor(execution(workers, scheduler)) as executor:  # fmt: skip
-        task = progress.add_task(f"{replications} replications", total=replications * len(plans))
-        frame, ranges = replicate(base, plans, replications, executor, on_done=lambda _r: progress.advance(task))
-    shown = ranges[0] if len(ranges) == 1 else ranges
-    if out_dir is not None:
-        write_parquet(frame, out_dir / "replications.parquet")
-        write_text_atomic(out_dir / "montecarlo.json", json.dumps(shown, indent=2, default=str) + "\n")
-    if as_json:
-        print_json(shown)
-        return
-    if not quiet:
-        for summary in ranges:
-            out.print(replication_table(summary))
-        if out_dir is not None:
-            out.print(f"wrote {out_dir}/")
-
-
-def replication_table(summary: dict[str, Any]) -> Any:
-    """One plan's ranges: P10/P50/P90 across replications, mean and the 90% CI of the mean."""
-    def cells(label: str, s: dict[str, Any], fmt: Any) -> list[str]:
-        ci = "-" if s["ci90_low"] is None else f"{fmt(s['ci90_low'])} - {fmt(s['ci90_high'])}"
-        return [label, fmt(s["p10"]), fmt(s["p50"]), fmt(s["p90"]), fmt(s["mean"]), ci]
-
-    rows = [cells("lifetime spend", summary["total_cost_usd"], usd)]
-    for key, label in (("inference_cost_usd", "  inference"), ("training_cost_usd", "  training"),
-                       ("idle_cost_usd", "  idle (paid, unused)")):  # fmt: skip
-        rows.append(cells(label, summary[key], usd))
-    rows += [cells(f"  {fy}", s, usd) for fy, s in summary["cost_by_fiscal_year_usd"].items()]
-    for name, w in summary["workloads"].items():
-        rows.append(cells(f"{name}: TTFT p95 ms", w["ttft_p95_ms"], _ms))
-        rows.append(cells(f"{name}: TPOT p95 ms", w["tpot_p95_ms"], _ms))
-        rows.append(cells(f"{name}: SLO attainment", w["slo_attainment"], pct))
-        rows.append(cells(f"{name}: unserved requests", w["unserved_requests"], _ms))
-        met = w["slo_met_share"]
-        rows.append([f"{name}: share of replications meeting the SLO", "", "", "", pct(met), ""])
-    n, failed = summary["replications"], summary["failed"]
-    inputs = ", ".join(summary.get("uncertain_inputs", [])) or "none (training luck only)"
-    title = (f"{summary.get('scenario', '')} / plan {summary['plan']}: {n} replications"
-             + (f" ({failed} failed)" if failed else "") + f"; uncertain inputs: {inputs}")  # fmt: skip
-    return table(title, ["figure", "P10", "P50", "P90", "mean", "90% CI of the mean"], rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from simulator.catalog import Catalog, GpuSpec, ModelSpec, bundled_catalog
 from simulator.perf.profile import CalibrationProfile, bundled_profile
 from simulator.perf.roofline import ServingCostModel
-from simulator.scenario import Deployment, Pool, Scenario
+from simulator.scenario.schema import Deployment, Pool, Scenario
 
 
 def catalog_for(scenario: Scenario) -> Catalog:

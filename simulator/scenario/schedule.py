@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from simulator.scenario import Route
+from simulator.scenario.schema import Route
 
 
 def hours_since(start: dt.date, day: dt.date) -> float:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from simulator.economics.pricing import full_load_usd_per_gpu_hour
 from simulator.perf.memory import kv_cache_blocks
-from simulator.pricing import full_load_usd_per_gpu_hour
-from simulator.resolve import gpu_of, profile_for_pool, serving_cost_model
-from simulator.scenario import Scenario
+from simulator.scenario.resolve import gpu_of, profile_for_pool, serving_cost_model
+from simulator.scenario.schema import Scenario
 
 
 def replica_cost_figures(
@@ -19,7 +19,7 @@ def replica_cost_figures(
     try:
         dep = scenario.deployment(deployment)
     except KeyError as err:
-        from simulator.errors import Problem, ScenarioError
+        from simulator.common.errors import Problem, ScenarioError
 
         raise ScenarioError([Problem(("deployments",), str(err.args[0]))]) from None
     pool = scenario.pool(dep.pool)

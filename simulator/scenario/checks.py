@@ -16,13 +16,13 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from simulator.catalog import BYTES_PER_ELEMENT, Catalog
-from simulator.distributions import Distribution
-from simulator.errors import Problem, ScenarioError
+from simulator.common.errors import Problem, ScenarioError
 from simulator.perf.memory import usable_bytes, weight_bytes
 from simulator.perf.profile import CalibrationProfile, bundled_profile_names
-from simulator.resolve import catalog_for
-from simulator.scenario import Pricing, Scenario
-from simulator.yamlio import Path, line_of
+from simulator.scenario.distributions import Distribution
+from simulator.scenario.resolve import catalog_for
+from simulator.scenario.schema import Pricing, Scenario
+from simulator.scenario.yamlio import Path, line_of
 
 GIB = 2**30
 
@@ -244,7 +244,7 @@ def _adapter_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
 
 def _uncertainty_problems(scenario: Scenario) -> list[Problem]:
     """Every uncertain input must name an existing numeric field."""
-    from simulator.loading import get_by_path, scenario_data
+    from simulator.scenario.paths import get_by_path, scenario_data
 
     data = scenario_data(scenario)
     problems = []
@@ -414,7 +414,7 @@ def _workload_problems(scenario: Scenario) -> list[Problem]:
 
 def _scheduled_share_problems(scenario: Scenario, index: int) -> list[Problem]:
     """Scheduled shares must still sum to 1 at every change (linear between changes)."""
-    from simulator.schedule import breakpoints, share_at_hours
+    from simulator.scenario.schedule import breakpoints, share_at_hours
 
     routes = scenario.workloads[index].routes
     start = scenario.horizon.start

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.pricing import LineItem
-from simulator.scenario import Retrieval, Workload
+from simulator.economics.pricing import LineItem
+from simulator.scenario.schema import Retrieval, Workload
 
 #: Prefix of the pseudo-pool that holds a workload's retrieval cost in monthly/billing/hourly.
 RETRIEVAL_POOL_PREFIX = "retrieval:"

@@ -1,0 +1,56 @@
+"""CLI: ``fleetsim catalog gpus|models``, the bundled catalog."""
+
+from __future__ import annotations
+
+import typer
+
+from simulator.cli.app import app
+from simulator.cli.options import JsonOpt, out, print_json, table
+
+catalog_app = typer.Typer(help="Browse the bundled catalog of GPUs and models.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("gpus")
+def catalog_gpus(as_json: JsonOpt = False) -> None:
+    """Bundled GPUs with their specs and typical prices."""
+    from simulator.catalog import bundled_catalog
+
+    gpus = bundled_catalog().gpus.values()
+    if as_json:
+        print_json([g.model_dump() for g in gpus])
+        return
+
+    def fmt(value: float | None, pattern: str = "{:g}") -> str:
+        return "-" if value is None else pattern.format(value)
+
+    rows = [
+        [g.name, fmt(g.bf16_tflops), fmt(g.fp8_tflops), fmt(g.hbm_gib), fmt(g.hbm_tb_per_s),
+         fmt(g.interconnect_gb_per_s), fmt(g.tdp_w), fmt(g.usd_per_gpu_hour_on_demand, "{:.2f}"),
+         fmt(g.usd_per_gpu_hour_reserved, "{:.2f}"), fmt(g.capex_usd, "{:,.0f}")]
+        for g in gpus
+    ]  # fmt: skip
+    columns = ["gpu", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s",
+               "TDP W", "$/h on-demand", "$/h reserved", "capex $"]  # fmt: skip
+    out.print(table("Bundled GPUs (dense peaks)", columns, rows))
+
+
+@catalog_app.command("models")
+def catalog_models(as_json: JsonOpt = False) -> None:
+    """Bundled model presets with their shapes."""
+    from simulator.catalog import bundled_catalog
+    from simulator.perf.memory import kv_bytes_per_token
+
+    models = bundled_catalog().models.values()
+    if as_json:
+        print_json([m.model_dump() for m in models])
+        return
+    rows = [
+        [m.name, f"{m.parameters / 1e9:.1f}", f"{m.active / 1e9:.1f}", m.layers, m.hidden_size,
+         f"{m.heads}/{m.kv_heads}", m.experts or "-",
+         f"{kv_bytes_per_token(m, 'bf16') / 1024:.0f}", m.max_context_tokens]
+        for m in models
+    ]  # fmt: skip
+    columns = ["model", "params B", "active B", "layers", "hidden", "heads/kv", "experts",
+               "KV KiB/token bf16", "max context"]  # fmt: skip
+    out.print(table("Bundled models", columns, rows))

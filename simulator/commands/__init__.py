@@ -1,1 +1,0 @@
-"""CLI commands beyond the core ones, one module per area; each registers on ``simulator.cli.app``."""

@@ -1,0 +1,113 @@
+"""The one writer of every file fleetsim produces: atomic, durable, with the user's permissions.
+
+``write_atomic(path, content)`` writes into a temp file in the target's own directory, fsyncs it,
+renames it over the target and fsyncs the directory. A crash or an error mid-write never leaves a
+partial file and never clobbers the previous file with half of a new one. The file gets the mode
+a plain ``open()`` would give it (0666 less the umask: 0644 under umask 022), not the 0600 of a
+temp file, so a colleague on a shared drive can open the workbook.
+
+Problems with the target (a directory where a file is wanted, a file where a directory is
+wanted, no permission, a full disk) raise :class:`OutputError` with one line naming the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+Content = bytes | str | Callable[[Path], None]
+
+_umask_lock = threading.Lock()
+
+
+class OutputError(Exception):
+    """An output file could not be written; the message is one line that names the path."""
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | Path, content: Content, *, create_folders: bool = True) -> Path:
+    """Write ``content`` to ``path`` atomically and return the path.
+
+    ``content`` is the bytes, or text (UTF-8), or a callback ``write(temp_path)`` that writes the
+    file itself (a workbook, a Parquet table, a plot). Missing parent directories are created
+    unless ``create_folders`` is false (then a missing directory is an OutputError).
+    An exception from the callback propagates unchanged, with the temp file removed and the
+    target untouched; problems with the target raise :class:`OutputError`.
+    """
+    target = Path(path)
+    folder = _prepare_folder(target, create_folders)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise OutputError(_reason(folder, error)) from None
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(content, str):
+                handle.write(content.encode("utf-8"))
+            elif isinstance(content, bytes):
+                handle.write(content)
+        if callable(content):
+            content(temp)
+        _fsync_file(temp)
+        os.chmod(temp, 0o666 & ~current_umask())
+        os.replace(temp, target)
+    except OSError as error:
+        raise OutputError(_reason(target, error)) from None
+    finally:
+        temp.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return target
+
+
+def _prepare_folder(target: Path, create: bool) -> Path:
+    """The target's directory, created if missing; OutputError for a target that cannot be a file."""
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory; give a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{parent}: is a file, but a directory is needed for {target}")
+    if not create and not folder.is_dir():
+        raise OutputError(f"{folder}: no such directory (for {target})")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(_reason(folder, error)) from None
+    return folder
+
+
+def _reason(path: Path, error: OSError) -> str:
+    if error.errno == errno.EISDIR:
+        return f"{path}: is a directory; give a file name"
+    return f"{path}: cannot write: {error.strerror or error}"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; best effort (not every platform or file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
