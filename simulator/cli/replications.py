@@ -52,8 +52,9 @@ def run_replications(
         frame, ranges = replicate(base, plans, replications, executor, on_done=lambda _r: progress.advance(task))
     shown = ranges[0] if len(ranges) == 1 else ranges
     if out_dir is not None:
-        write_parquet(frame, out_dir / "replications.parquet")
-        write_atomic(out_dir / "montecarlo.json", json.dumps(shown, indent=2, default=str) + "\n")
+        with user_errors():
+            write_parquet(frame, out_dir / "replications.parquet")
+            write_atomic(out_dir / "montecarlo.json", json.dumps(shown, indent=2, default=str) + "\n")
     if as_json:
         print_json(shown)
         return

@@ -9,6 +9,7 @@ import typer
 
 from simulator.cli.app import app
 from simulator.cli.options import QuietOpt, err, load, out, progress, user_errors
+from simulator.common.files import OutputError
 
 
 def _base_curve_provider() -> Any:
@@ -138,7 +139,7 @@ def report_command(
             write_workbook(output, runs)
             if plots is not None:
                 written = write_plots(runs, plots)
-        except (OSError, XlsxWriterException) as error:
+        except (OSError, OutputError, XlsxWriterException) as error:
             _fail(f"cannot write the report: {error}")
     if not quiet:
         out.print(f"wrote {output} ({len(runs)} run(s): {', '.join(r.label for r in runs)})")

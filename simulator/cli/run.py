@@ -133,9 +133,10 @@ def run_command(
         return
     results = run_plans(loaded, plans, quiet, months)
     if out_dir is not None:
-        for result in results:
-            target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir
-            write_result_files(result, target)
+        with user_errors():
+            for result in results:
+                target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir
+                write_result_files(result, target)
     if as_json:
         summaries = [r.summary for r in results]
         print_json(summaries[0] if len(summaries) == 1 else summaries)

@@ -100,9 +100,10 @@ def sweep_command(
     with bar(quiet) as progress, cluster_errors(scheduler), Executor(execution(workers, scheduler)) as executor:
         task = progress.add_task(f"sweep: {len(plans)} plans", total=runs)
         frame = sweep(base, plans, n, executor, on_done=lambda _row: progress.advance(task))
-    write_parquet(frame, output)
-    if report is not None:
-        write_sweep_workbook(frame, report)
+    with user_errors():
+        write_parquet(frame, output)
+        if report is not None:
+            write_sweep_workbook(frame, report)
     elapsed = time.perf_counter() - started
     if as_json:
         print_json(sweep_json(frame, output, report, elapsed))
@@ -212,7 +213,8 @@ def optimize_command(
     entry = result.plan_entry(name)
     text = dump_yaml({"plans": [entry]}) if entry is not None else None
     if out_file is not None and text is not None:
-        write_atomic(out_file, text)
+        with user_errors():
+            write_atomic(out_file, text)
     if as_json:
         print_json(result.to_dict() | {"elapsed_s": elapsed, "plan_entry": entry})
     elif not quiet:

@@ -5,7 +5,8 @@
 horizon semantics, :mod:`~simulator.training.plan` releases, deadlines and defaults, and
 :mod:`~simulator.training.jobs` the checkpoint/failure/restart runtime model.
 
-May import ``common``, ``catalog``, ``perf``, ``scenario`` and ``economics``; not ``inference``.
+Its imports stay below the engines (``common``, ``catalog``, ``perf``, ``scenario``, ``economics``);
+the inference engine is its sibling and is never imported here.
 """
 
 from __future__ import annotations

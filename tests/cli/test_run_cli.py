@@ -68,3 +68,27 @@ def test_compare_marks_cheapest_meeting_slo(tmp_path):
     table = runner.invoke(app, ["compare", str(path), "--plans", "base,owned"])
     assert table.exit_code == 0, table.output
     assert "lifetime spend" in table.output
+
+
+def test_run_files_are_readable_by_others_under_umask_022(chat_path, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["run", str(chat_path), "--months", "1", "--out", str(tmp_path / "o"), "-q"])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_run_out_on_an_existing_file_is_one_line_not_a_traceback(chat_path, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    result = runner.invoke(app, ["run", str(chat_path), "--months", "1", "--out", str(blocker), "-q"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{blocker}: is a file, but a directory is needed" in result.output
+    assert blocker.read_text() == "mine"

@@ -1,7 +1,7 @@
 """Regenerate tests/data/unscheduled_summaries.json: python tests/data/make_unscheduled_summaries.py . > tests/data/unscheduled_summaries.json
 
 Summaries of every bundled scenario without schedules (6 months, closed-form M/M/1 curves), taken
-before scheduled changes existed; test_schedules checks that they still come out the same.
+before scheduled changes existed; test_fleet_schedules checks that they still come out the same.
 """
 import json
 import sys

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulator.economics.pricing import HOURS_PER_YEAR
-from tests.validation.test_workbook_values import (
+from tests.validation.test_report_workbook_values import (
     SPEND,
     assert_spend_matches_summary,
     build_runs,

@@ -14,7 +14,7 @@ from simulator.scenario.checks import validate_scenario_data
 from simulator.scenario.loading import scenario_for_plan
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
-from tests.validation.test_workbook_values import SPEND, load, summary_table, write_report
+from tests.validation.test_report_workbook_values import SPEND, load, summary_table, write_report
 
 MM1 = mm1_provider(service_rate=10.0, slo_ms=500.0)
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
@@ -107,7 +107,7 @@ def test_workbook_shows_retrieval_as_its_own_priced_lines(report, runs):
 
 @pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not on PATH")
 def test_recalculated_workbook_and_a_changed_retrieval_price(report, runs, tmp_path):
-    from tests.validation.test_workbook_recalc import recalculate, set_named_cell
+    from tests.validation.test_report_workbook_recalc import recalculate, set_named_cell
 
     recalculated = load(recalculate(report, tmp_path))
     check_summary(summary_table(recalculated), runs)

@@ -2,7 +2,7 @@
 
 Runs use the closed-form M/M/1 latency curve (tests/synthetic.py) over two months, so the whole
 module takes a few seconds. ``build_runs`` and ``write_report`` are shared with the LibreOffice
-recalculation tests (test_workbook_recalc.py).
+recalculation tests (test_report_workbook_recalc.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,98 @@
+"""The one file writer (simulator.common.files.write_atomic): atomic, durable, the user's mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from simulator.common.files import OutputError, write_atomic
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_text_bytes_and_callback_land_with_the_umask_mode(tmp_path, umask_022):
+    text = write_atomic(tmp_path / "a" / "summary.json", '{"ok": "ü"}\n')
+    raw = write_atomic(tmp_path / "raw.bin", b"\x00\x01")
+    made = write_atomic(tmp_path / "plot.png", lambda temp: temp.write_bytes(b"png"))
+    assert text.read_text(encoding="utf-8") == '{"ok": "ü"}\n'
+    assert raw.read_bytes() == b"\x00\x01" and made.read_bytes() == b"png"
+    assert [mode(p) for p in (text, raw, made)] == [0o644, 0o644, 0o644]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_stricter_umask_is_respected(tmp_path):
+    old = os.umask(0o077)
+    try:
+        path = write_atomic(tmp_path / "private.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert mode(path) == 0o600
+
+
+def test_a_failing_callback_leaves_the_previous_file_and_no_temp(tmp_path):
+    target = tmp_path / "report.xlsx"
+    target.write_text("previous")
+
+    def broken(temp: Path) -> None:
+        temp.write_text("half of a new")
+        raise ValueError("writer failed")
+
+    with pytest.raises(ValueError, match="writer failed"):
+        write_atomic(target, broken)
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.xlsx"]
+
+
+def test_a_directory_target_is_one_clear_line(tmp_path):
+    with pytest.raises(OutputError) as info:
+        write_atomic(tmp_path, "x")
+    assert str(info.value) == f"{tmp_path}: is a directory; give a file name"
+
+
+def test_a_file_where_a_directory_is_wanted_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError) as info:
+        write_atomic(blocker / "sub" / "summary.json", "{}")
+    assert str(info.value).startswith(f"{blocker}: is a file, but a directory is needed")
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_an_unwritable_directory_is_one_clear_line(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="cannot write: Permission denied"):
+            write_atomic(locked / "summary.json", "{}")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_missing_folders_are_an_error_when_not_to_be_created(tmp_path):
+    with pytest.raises(OutputError, match="no such directory"):
+        write_atomic(tmp_path / "absent" / "plot.png", b"png", create_folders=False)
+    assert not (tmp_path / "absent").exists()
+
+
+def test_a_permission_error_is_one_clear_line(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("simulator.common.files.tempfile.mkstemp", refuse)
+    with pytest.raises(OutputError) as info:
+        write_atomic(tmp_path / "summary.json", "{}")
+    assert str(info.value) == f"{tmp_path}: cannot write: Permission denied"
