@@ -131,6 +131,18 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``: avx512_bf16, amx_bf16, ...); empty if unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def supported_dtypes(device: torch.device) -> list[str]:
     """GEMM dtypes worth measuring on this device, the serving dtype first.
 

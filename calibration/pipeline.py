@@ -18,7 +18,12 @@ from calibration.profile_io import build_profile
 from calibration.records import Measurements
 from calibration.reference_setup import ReferenceSetup, Timing
 from simulator.catalog import Dtype, GpuSpec, ModelSpec, bundled_catalog
-from simulator.perf.profile import CalibrationProfile, EfficiencyParameters, bundled_profile
+from simulator.perf.profile import (
+    CalibrationProfile,
+    EfficiencyParameters,
+    bundled_profile,
+    bundled_profile_names,
+)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -30,10 +35,16 @@ _GPU_NAMES: list[tuple[tuple[str, ...], str]] = [
 ]  # fmt: skip
 
 
-def gpu_for_device(device: DeviceKind, device_name: str) -> str | None:
-    """The catalog GPU a device most likely is ('cpu-local' for the CPU); None if unknown."""
+def gpu_for_device(
+    device: DeviceKind, device_name: str, cpu_flags: frozenset[str] = frozenset()
+) -> str | None:
+    """The catalog GPU a device most likely is; None if unknown.
+
+    A CPU is 'cpu-local-amx' when its flags include ``amx_bf16`` (bf16 GEMMs run on the AMX tile
+    unit, far above the AVX-512 peak), else 'cpu-local'.
+    """
     if device == "cpu":
-        return "cpu-local"
+        return "cpu-local-amx" if "amx_bf16" in cpu_flags else "cpu-local"
     lowered = device_name.lower()
     for words, name in _GPU_NAMES:
         if all(w in lowered for w in words):
@@ -77,8 +88,11 @@ def _model_spec(model: str | ModelSpec | None, device: DeviceKind) -> ModelSpec:
     return models[name]
 
 
-def _base_parameters(gpu: str) -> EfficiencyParameters:
-    """Parameters a run does not measure come from the GPU's bundled profile."""
+def _base_parameters(gpu: str, device: DeviceKind) -> EfficiencyParameters:
+    """Parameters a run does not measure come from the GPU's bundled profile (on a CPU without
+    one, from 'cpu-local': what a CPU run leaves unmeasured is the GPU-to-GPU link)."""
+    if device == "cpu" and gpu not in bundled_profile_names():
+        gpu = "cpu-local"
     return bundled_profile(gpu).parameters
 
 
@@ -106,7 +120,7 @@ def calibrate(
     the device is missing.
     """
     from calibration.benchmark import Session
-    from calibration.benchmark_runtime import configured, supported_dtypes
+    from calibration.benchmark_runtime import configured, cpu_flags, supported_dtypes
     from calibration.reference_model import ReferenceSession
 
     plan = plan or plan_for(device, quick)
@@ -123,10 +137,10 @@ def calibrate(
         if primary not in dtypes:
             raise ValueError(f"dtype {primary} is not supported on {runtime.device_name} "
                              f"(supported: {', '.join(dtypes)})")  # fmt: skip
-        gpu = gpu or gpu_for_device(device, runtime.device_name)
+        gpu = gpu or gpu_for_device(device, runtime.device_name, cpu_flags())
         if gpu is None:
             raise KeyError(f"cannot tell which catalog GPU {runtime.device_name!r} is: pass --gpu")
-        spec, base = _gpu_spec(gpu), _base_parameters(gpu)
+        spec, base = _gpu_spec(gpu), _base_parameters(gpu, device)
         bench = Session(plan, runtime, dtypes, primary, progress)
         reference = None
         if check:
@@ -170,7 +184,7 @@ def reference_setup_for(
     """The reference run that checks ``profile``: its dtype and threads, its device kind."""
     settings = profile.measurements.get("settings") or {}
     kind: DeviceKind = (
-        device or settings.get("device_kind") or ("cpu" if profile.gpu == "cpu-local" else "cuda")
+        device or settings.get("device_kind") or ("cpu" if profile.gpu.startswith("cpu-local") else "cuda")
     )
     dtype = settings.get("primary_dtype") or ("bf16" if kind == "cuda" else "fp32")
     threads = settings.get("threads") if kind == "cpu" else None

@@ -128,7 +128,7 @@ def calibrate(
         typer.Option(
             "--gpu",
             help="Catalog GPU the profile describes (default: cpu-local on "
-            "CPUs, guessed from the CUDA device name).",
+            "CPUs, cpu-local-amx on CPUs with AMX, guessed from the CUDA device name).",
         ),
     ] = None,
     name: Annotated[

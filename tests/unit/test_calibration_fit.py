@@ -130,3 +130,14 @@ def test_measurements_round_trip_through_plain_data():
     assert back.gemm[0] == m.gemm[0]
     assert len(back.attention) == len(m.attention)
     assert back.overhead[2].seconds == pytest.approx(m.overhead[2].seconds, rel=1e-4)
+
+
+def test_a_cpu_with_amx_is_calibrated_against_the_amx_peaks():
+    from calibration.pipeline import gpu_for_device
+
+    zen4 = frozenset({"avx512f", "avx512_bf16"})
+    sapphire_rapids = zen4 | {"amx_bf16", "amx_tile"}
+    assert gpu_for_device("cpu", "AMD EPYC", zen4) == "cpu-local"
+    assert gpu_for_device("cpu", "Intel(R) Xeon(R) Processor", sapphire_rapids) == "cpu-local-amx"
+    amx, avx = (bundled_catalog().gpus[n].bf16_tflops for n in ("cpu-local-amx", "cpu-local"))
+    assert amx > 10 * avx  # 1024 bf16 FLOP/cycle/core on AMX against ~64 on AVX-512 BF16

@@ -8,7 +8,7 @@ from simulator.catalog import bundled_catalog
 from simulator.perf.profile import bundled_profile, bundled_profile_names
 
 REQUIRED_GPUS = ["a100-40-sxm", "a100-80-sxm", "h100-sxm", "h100-pcie", "h200", "b200", "l4",
-                 "l40s", "mi300x", "cpu-local"]  # fmt: skip
+                 "l40s", "mi300x", "cpu-local", "cpu-local-amx"]  # fmt: skip
 REQUIRED_MODELS = ["llama-3-8b", "llama-3-70b", "llama-3-405b", "llama-2-7b", "llama-2-70b",
                    "mistral-7b", "mixtral-8x7b", "deepseek-v3"]  # fmt: skip
 
