@@ -143,6 +143,18 @@ class Catalog(_Frozen):
         )
 
 
+class ApiPrice(_Frozen):
+    """A hosted API's public list price per 1M tokens (``api_prices.yaml``), with its source."""
+
+    name: str
+    provider: str
+    model: str
+    usd_per_million_input_tokens: float = Field(ge=0)
+    usd_per_million_output_tokens: float = Field(ge=0)
+    date: str = Field(description="When the price was read (prices move: check the source).")
+    source: str
+
+
 def _read_bundled(filename: str) -> list[dict]:
     text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
     return yaml.safe_load(text) or []
@@ -154,3 +166,10 @@ def bundled_catalog() -> Catalog:
     gpus = [GpuSpec.model_validate(g) for g in _read_bundled("gpus.yaml")]
     models = [ModelSpec.model_validate(m) for m in _read_bundled("models.yaml")]
     return Catalog(gpus={g.name: g for g in gpus}, models={m.name: m for m in models})
+
+
+@lru_cache(maxsize=1)
+def bundled_api_prices() -> dict[str, ApiPrice]:
+    """Public API list prices by name (validated once, cached)."""
+    entries = [ApiPrice.model_validate({**e, "date": str(e["date"])}) for e in _read_bundled("api_prices.yaml")]
+    return {e.name: e for e in entries}

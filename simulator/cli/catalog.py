@@ -54,3 +54,18 @@ def catalog_models(as_json: JsonOpt = False) -> None:
     columns = ["model", "params B", "active B", "layers", "hidden", "heads/kv", "experts",
                "KV KiB/token bf16", "max context"]  # fmt: skip
     out.print(table("Bundled models", columns, rows))
+
+
+@catalog_app.command("apis")
+def catalog_apis(as_json: JsonOpt = False) -> None:
+    """Bundled public API list prices (the buy-instead baseline: api_baseline: {provider: NAME})."""
+    from simulator.catalog import bundled_api_prices
+
+    prices = bundled_api_prices().values()
+    if as_json:
+        print_json([p.model_dump() for p in prices])
+        return
+    rows = [[p.name, p.provider, p.model, f"{p.usd_per_million_input_tokens:.2f}",
+             f"{p.usd_per_million_output_tokens:.2f}", p.date, p.source] for p in prices]  # fmt: skip
+    columns = ["name", "provider", "model", "$/1M in", "$/1M out", "as of", "source"]
+    out.print(table("Bundled API list prices (check the source: prices move)", columns, rows))

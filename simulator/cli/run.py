@@ -61,12 +61,13 @@ def summary_tables(summary: dict[str, Any]) -> list[Any]:
     workloads = table(
         "Workloads",
         ["workload", "requests", "unserved", "TTFT p95 ms", "TPOT p95 ms", "SLO attained",
-         "cost", "$/1M tokens", "API baseline"],
+         "cost", "$/1M marginal", "$/1M all-in", "API baseline"],
         [
             [name, f"{w['requests']:,.0f}", f"{w['unserved_requests']:,.0f}",
              _ms(w["ttft_p95_ms"]), _ms(w["tpot_p95_ms"]),
              f"{pct(w['slo_attainment'])} ({'met' if w['slo_met'] else 'MISSED'})",
-             usd(w["cost_usd"]), _money(w["cost_per_million_tokens_usd"]), usd(w["api_baseline_cost_usd"])]
+             usd(w["cost_usd"]), _money(w["cost_per_million_tokens_usd"]),
+             _money(w.get("all_in_cost_per_million_tokens_usd")), usd(w["api_baseline_cost_usd"])]
             for name, w in summary["workloads"].items()
         ],
     )  # fmt: skip

@@ -215,6 +215,8 @@ def _price_name(book: PriceBook, run: str, path: str) -> str | None:
         group, key = parts[1], parts[3]
     elif len(parts) == 2 and parts[0] == "api_baseline":
         group, key = API_GROUP, parts[1]
+    elif len(parts) == 4 and parts[0] == "workloads" and parts[2] == "api_baseline":
+        group, key = f"{API_GROUP}:{parts[1]}", parts[3]
     elif len(parts) == 4 and parts[0] == "workloads" and parts[2] == "retrieval":
         group, key = retrieval_pool(parts[1]), parts[3]
     else:

@@ -85,6 +85,7 @@ class MonthlyLayout:
     col_category: dict[str, int] = field(default_factory=dict)
     col_pool: dict[str, int] = field(default_factory=dict)
     col_entity: dict[tuple[str, str], int] = field(default_factory=dict)
+    col_pool_category: dict[tuple[str, str], int] = field(default_factory=dict)
     values: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -260,6 +261,7 @@ def write_monthly(
     layout.col_pool = {p: col + i for i, p in enumerate(pools)}
     col += len(pools)
     col_pc = {k: col + i for i, k in enumerate(pc_keys)}
+    layout.col_pool_category = col_pc
     col += len(pc_keys)
     layout.col_entity = {(e.kind, e.name): col + i for i, e in enumerate(entities)}
     col += len(entities)

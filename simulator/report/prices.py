@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.economics.api import api_group, resolve_baseline
 from simulator.economics.pricing import HOURS_PER_YEAR
 from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
 from simulator.economics.retrieval import is_retrieval_pool
@@ -250,14 +251,18 @@ def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:
 
 
 def _api_candidates(run: PricedRun) -> list[_Candidate]:
-    api = run.scenario.api_baseline
-    if api is None:
-        return []
-    return [
-        _Candidate(run.label, API_GROUP, key, "api", float(getattr(api, key)), f"api\0{key}",
-                   (float(getattr(api, key)),))
-        for key in API_KEYS
-    ]  # fmt: skip
+    """The scenario's API prices (group 'api') and each workload's own (group 'api:<name>')."""
+    groups = [(API_GROUP, run.scenario.api_baseline)]
+    groups += [(api_group(w), w.api_baseline) for w in run.scenario.workloads if w.api_baseline is not None]
+    out = []
+    for group, baseline in groups:
+        if baseline is None:
+            continue
+        price = resolve_baseline(baseline)
+        for key in API_KEYS:
+            value = float(getattr(price, key))
+            out.append(_Candidate(run.label, group, key, "api", value, f"{group}\0{key}", (value,)))
+    return out
 
 
 def owned_usd_per_gpu_hour(capex: float, lifetime_years: float, opex_fraction: float) -> float:

@@ -28,6 +28,7 @@ import pandas as pd
 from xlsxwriter.workbook import Workbook
 
 from simulator.common.files import write_atomic
+from simulator.economics.api import api_group, api_price, baseline_cost_usd
 from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.report.assumptions import write_assumptions
 from simulator.report.details import (
@@ -49,7 +50,6 @@ from simulator.report.monthly import (
 from simulator.report.prices import API_GROUP, PriceBook, PricedRun, build_price_book
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, add_formats, cell_ref
-from simulator.report.token_split import workload_input_share
 from simulator.results.compare import Comparison, compare
 from simulator.results.result import write_off_entity
 
@@ -66,14 +66,11 @@ def write_workbook(target: str | Path, runs: list[ReportRun]) -> Path:
 
 
 def input_shares(run: ReportRun) -> dict[str, float]:
-    """Each workload's input (prefill) share of GPU-time; workloads without a share are left out."""
-    out = {}
-    for workload in run.scenario.workloads:
-        try:
-            out[workload.name] = workload_input_share(run.scenario, workload)
-        except ValueError:
-            continue
-    return out
+    """Each workload's input (prefill) share of GPU-time (from the summary, a cost-model
+    estimate); workloads without a share are left out."""
+    workloads = run.result.summary["workloads"]
+    return {name: w["input_share_of_gpu_time"] for name, w in workloads.items()
+            if w.get("input_share_of_gpu_time") is not None}  # fmt: skip
 
 
 def sheet_title(prefix: str, label: str, taken: set[str]) -> str:
@@ -404,62 +401,93 @@ def _workload_cost_rows(
         "formula",
         per_out,
     )
+    _all_in_rows(w, name, layouts)
+
+
+def _all_in_rows(w: _SummaryWriter, name: str, layouts: dict[str, MonthlyLayout]) -> None:
+    """All-in: the workload's cost plus its GPU-hour share of each pool's idle cost (live
+    formulas over the Monthly pool idle totals), per 1M tokens, input and output."""
+    idle_cells: list[tuple[str | None, Any]] = []
+    for r in w.runs:
+        s = r.result.summary["workloads"].get(name)
+        lay = layouts[r.label]
+        terms = [(lay.col_pool_category.get((pool, "idle")), f)
+                 for pool, f in ((s or {}).get("idle_share_of_pools") or {}).items()]  # fmt: skip
+        terms = [(col, f) for col, f in terms if col is not None]
+        if s is None:
+            idle_cells.append((None, None))
+        elif not terms:
+            idle_cells.append(("=0", 0.0))
+        else:
+            idle_cells.append(("=" + "+".join(f"{lay.total_ref(c)}*{f:.15g}" for c, f in terms),
+                               sum(lay.total_value(c) * f for c, f in terms)))  # fmt: skip
+    w.add(f"{name}.idle_share_usd", "  share of its pools' idle cost (by GPU-hours)", "USD", "usd",
+          "formula", idle_cells)  # fmt: skip
+    totals, per_m, per_in, per_out = [], [], [], []
+    for j in range(len(w.runs)):
+        cost, idle = w.value(f"{name}.cost_usd", j), w.value(f"{name}.idle_share_usd", j)
+        tin, tout = w.value(f"{name}.input_tokens", j), w.value(f"{name}.output_tokens", j)
+        share = w.value(f"{name}.input_share", j)
+        c, d, i, o, sh = (w.ref(f"{name}.{k}", j) for k in
+                          ("cost_usd", "idle_share_usd", "input_tokens", "output_tokens", "input_share"))  # fmt: skip
+        ok = cost is not None and idle is not None
+        total = cost + idle if ok else None
+        totals.append((f"={c}+{d}", total) if ok else (None, None))
+        a = f"({c}+{d})"
+        tokens_ok = ok and tin is not None and tout is not None and tin + tout > 0
+        per_m.append((f"={a}/({i}+{o})*1000000", total / (tin + tout) * 1e6) if tokens_ok else (None, None))
+        split = tokens_ok and share is not None
+        per_in.append((f"={a}*{sh}/{i}*1000000", total * share / tin * 1e6) if split and tin > 0 else (None, None))
+        per_out.append((f"={a}*(1-{sh})/{o}*1000000", total * (1 - share) / tout * 1e6)
+                       if split and tout > 0 else (None, None))  # fmt: skip
+    w.add(f"{name}.all_in_cost_usd", "All-in spend (own + share of idle)", "USD", "usd", "formula", totals)
+    w.add(f"{name}.all_in_cost_per_million_tokens_usd", "  all-in $ per 1M tokens (input + output)",
+          "USD/1M tokens", "usd_per_m", "formula", per_m)  # fmt: skip
+    w.add(f"{name}.all_in_cost_per_million_input_tokens_usd", "  all-in $ per 1M input tokens",
+          "USD/1M tokens", "usd_per_m", "formula", per_in)  # fmt: skip
+    w.add(f"{name}.all_in_cost_per_million_output_tokens_usd", "  all-in $ per 1M output tokens",
+          "USD/1M tokens", "usd_per_m", "formula", per_out)  # fmt: skip
 
 
 def _api_rows(w: _SummaryWriter, name: str, book: PriceBook) -> None:
-    if not any(r.scenario.api_baseline for r in w.runs):
+    prices = []
+    for r in w.runs:
+        wl = next((x for x in r.scenario.workloads if x.name == name), None)
+        prices.append(api_price(r.scenario, wl) if wl is not None else None)
+    if not any(prices):
         return
     base_in, base_out = [], []
-    for r in w.runs:
+    for r, price in zip(w.runs, prices, strict=True):
         s = r.result.summary["workloads"].get(name)
-        ok = s is not None and r.scenario.api_baseline is not None
+        ok = s is not None and price is not None
         wl = r.scenario.workload(name) if ok else None
-        base_in.append((None, s["requests"] * model_prompt_tokens_mean(wl) if ok and wl else None))
-        base_out.append((None, s["requests"] * wl.output_tokens.mean if ok and wl else None))
-    w.add(
-        f"{name}.api_input_tokens",
-        "  API baseline input tokens (every request)",
-        "tokens",
-        "int",
-        "simulated",
-        base_in,
-    )
-    w.add(
-        f"{name}.api_output_tokens",
-        "  API baseline output tokens (every request)",
-        "tokens",
-        "int",
-        "simulated",
-        base_out,
-    )
+        reaching = s["requests_served"] + s["unserved_requests"] if ok else None
+        base_in.append((None, reaching * model_prompt_tokens_mean(wl) if ok and wl else None))
+        base_out.append((None, reaching * wl.output_tokens.mean if ok and wl else None))
+    w.add(f"{name}.api_input_tokens", "  API baseline input tokens (response-cache hits excluded)",
+          "tokens", "int", "simulated", base_in)  # fmt: skip
+    w.add(f"{name}.api_output_tokens", "  API baseline output tokens (response-cache hits excluded)",
+          "tokens", "int", "simulated", base_out)  # fmt: skip
     cost = []
-    for j, r in enumerate(w.runs):
+    for j, (r, price) in enumerate(zip(w.runs, prices, strict=True)):
         tin, tout = w.value(f"{name}.api_input_tokens", j), w.value(f"{name}.api_output_tokens", j)
-        api = r.scenario.api_baseline
-        if (
-            tin is None
-            or api is None
-            or not book.has(r.label, API_GROUP, "usd_per_million_input_tokens")
-        ):
+        group = api_group(r.scenario.workload(name)) if price is not None else API_GROUP
+        if tin is None or price is None or not book.has(r.label, group, "usd_per_million_input_tokens"):
             cost.append((None, None))
             continue
-        n_in, n_out = (
-            book.name_for(r.label, API_GROUP, k)
-            for k in ("usd_per_million_input_tokens", "usd_per_million_output_tokens")
-        )
-        value = (
-            tin * api.usd_per_million_input_tokens + tout * api.usd_per_million_output_tokens
-        ) / 1e6
+        n_in, n_out = (book.name_for(r.label, group, k)
+                       for k in ("usd_per_million_input_tokens", "usd_per_million_output_tokens"))  # fmt: skip
+        value = baseline_cost_usd(price, tin, tout)
         i, o = w.ref(f"{name}.api_input_tokens", j), w.ref(f"{name}.api_output_tokens", j)
         cost.append((f"=({i}*{n_in}+{o}*{n_out})/1000000", value))
     w.add(f"{name}.api_baseline_cost_usd", "  API baseline cost", "USD", "usd", "formula", cost)
     ratio: list[tuple[str | None, Any]] = []
     for j in range(len(w.runs)):
-        base, spend = w.value(f"{name}.api_baseline_cost_usd", j), w.value(f"{name}.cost_usd", j)
+        base, spend = w.value(f"{name}.api_baseline_cost_usd", j), w.value(f"{name}.all_in_cost_usd", j)
         ok = bool(base) and spend is not None
-        formula = f"={w.ref(f'{name}.cost_usd', j)}/{w.ref(f'{name}.api_baseline_cost_usd', j)}"
+        formula = f"={w.ref(f'{name}.all_in_cost_usd', j)}/{w.ref(f'{name}.api_baseline_cost_usd', j)}"
         ratio.append((formula, spend / base) if ok else (None, None))
-    w.add(f"{name}.api_ratio", "  our spend / API baseline", "x", "num3", "formula", ratio)
+    w.add(f"{name}.api_ratio", "  our all-in spend / API baseline", "x", "num3", "formula", ratio)
 
 
 def _slo_rows(w: _SummaryWriter, name: str) -> None:

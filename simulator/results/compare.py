@@ -71,7 +71,9 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
     for year in _union(s["cost_by_fiscal_year_usd"] for s in summaries):
         add(f"cost_{year}", f"spend {year}", "usd", lambda s, y=year: s["cost_by_fiscal_year_usd"].get(y))
     for name in _union(s["workloads"] for s in summaries):
-        add(f"{name}.cost_per_million_tokens_usd", f"{name}: $/1M tokens", "usd_per_million",
+        add(f"{name}.all_in_cost_per_million_tokens_usd", f"{name}: $/1M tokens, all-in", "usd_per_million",
+            lambda s, n=name: _get(s, "workloads", n, "all_in_cost_per_million_tokens_usd"))
+        add(f"{name}.cost_per_million_tokens_usd", f"{name}: $/1M tokens, marginal", "usd_per_million",
             lambda s, n=name: _get(s, "workloads", n, "cost_per_million_tokens_usd"))
         add(f"{name}.slo_attainment", f"{name}: SLO attainment", "fraction",
             lambda s, n=name: _get(s, "workloads", n, "slo_attainment"), lower_is_better=False)

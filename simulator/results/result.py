@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.economics.api import api_price, baseline_cost_usd
 from simulator.economics.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
 from simulator.economics.retrieval import (
     RETRIEVAL_ENTITY_KIND,
@@ -29,6 +30,7 @@ from simulator.economics.retrieval import (
 )
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
+from simulator.results.token_split import workload_input_share
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -274,10 +276,17 @@ def _summary(
     if p.retrieval:
         kind = monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND
         summary["retrieval_cost_usd"] = float(monthly.loc[kind, "cost_usd"].sum())
+    fractions = idle_share_fractions(monthly)
+    idle_by_pool = monthly[monthly["category"] == "idle"].groupby("pool")["cost_usd"].sum()
     for workload in s.workloads:
+        mine = fractions.get(("workload", workload.name), {})
         summary["workloads"][workload.name] = _workload_summary(p, workload, monthly, latency, horizon_latency)
+        _add_all_in(summary["workloads"][workload.name], mine, _idle_share_usd(mine, idle_by_pool),
+                    _input_share(s, workload))  # fmt: skip
     for job in s.training_jobs:
+        mine = fractions.get(("training_job", job.name), {})
         summary["training_jobs"][job.name] = _job_summary(job, jobs, monthly)
+        summary["training_jobs"][job.name]["idle_share_usd"] = _idle_share_usd(mine, idle_by_pool)
     for pool in s.pools:
         rows = hourly[hourly["pool"] == pool.name]
         billed = float(rows["gpus_billed"].sum())
@@ -295,6 +304,58 @@ def _summary(
         if pool.refresh:
             summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool)
     return summary
+
+
+def idle_share_fractions(monthly: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
+    """Who carries each pool's idle cost (unused commitments, idle owned GPUs, write-offs):
+    ``(entity_kind, entity) -> {pool: fraction}``, the workloads and training jobs that use the
+    pool, by their GPU-hours on it over the horizon. The fractions of a pool sum to 1; a pool
+    nobody used has none (its idle cost belongs to no one).
+
+    A simplification: one horizon-wide share per pool, not one per month.
+    """
+    users = monthly[monthly["entity_kind"].isin(["workload", "training_job"])]
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for pool, rows in users.groupby("pool"):
+        hours = rows.groupby(["entity_kind", "entity"])["gpu_hours"].sum()
+        total = float(hours.sum())
+        if total <= 0:
+            continue
+        for key, used in hours.items():
+            out.setdefault(key, {})[str(pool)] = float(used) / total
+    return out
+
+
+def _idle_share_usd(fractions: dict[str, float], idle_by_pool: pd.Series) -> float:
+    return sum(float(idle_by_pool.get(pool, 0.0)) * f for pool, f in fractions.items())
+
+
+def _add_all_in(workload: dict[str, Any], fractions: dict[str, float], idle_usd: float,
+                input_share: float | None) -> None:  # fmt: skip
+    """All-in unit cost: the marginal cost plus the workload's share of its pools' idle cost,
+    split into input and output tokens by their share of GPU-time (a cost-model estimate)."""
+    all_in = workload["cost_usd"] + idle_usd
+    tin, tout = workload["input_tokens"], workload["output_tokens"]
+    workload["idle_share_of_pools"] = fractions
+    workload["idle_share_usd"] = idle_usd
+    workload["all_in_cost_usd"] = all_in
+    workload["all_in_cost_per_million_tokens_usd"] = all_in / (tin + tout) * 1e6 if tin + tout > 0 else None
+    workload["input_share_of_gpu_time"] = input_share
+    split = input_share is not None
+    workload["all_in_cost_per_million_input_tokens_usd"] = (
+        all_in * input_share / tin * 1e6 if split and tin > 0 else None
+    )
+    workload["all_in_cost_per_million_output_tokens_usd"] = (
+        all_in * (1 - input_share) / tout * 1e6 if split and tout > 0 else None
+    )
+
+
+def _input_share(scenario, workload) -> float | None:
+    """Input (prefill) share of the workload's GPU-time, or None where it cannot be estimated."""
+    try:
+        return workload_input_share(scenario, workload)
+    except (ValueError, KeyError):
+        return None
 
 
 def _refresh_summary(p: Projection, pool) -> list[dict[str, Any]]:
@@ -344,12 +405,10 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         retrieval = float(monthly.loc[mine, "cost_usd"].sum())
         cost += retrieval
     tokens = input_tokens + output_tokens
-    baseline = None
-    if p.scenario.api_baseline is not None:
-        api = p.scenario.api_baseline
-        all_requests = answered + unserved
-        baseline = (all_requests * prompt_mean * api.usd_per_million_input_tokens
-                    + all_requests * workload.output_tokens.mean * api.usd_per_million_output_tokens) / 1e6  # fmt: skip
+    price = api_price(p.scenario, workload)
+    api_requests = served + unserved  # response-cache hits never reach an API either
+    baseline = (baseline_cost_usd(price, api_requests * prompt_mean, api_requests * workload.output_tokens.mean)
+                if price is not None else None)  # fmt: skip
     h = horizon_latency[workload.name]
     out = {
         "requests": answered + unserved,
@@ -370,6 +429,7 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         "cost_usd": cost,
         "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens > 0 else None,
         "api_baseline_cost_usd": baseline,
+        "api_baseline_source": price.source if price is not None else None,
     }
     if retrieval is not None:
         out["retrieval_cost_usd"] = retrieval

@@ -186,7 +186,19 @@ def cross_reference_problems(scenario: Scenario) -> list[Problem]:
     problems += _training_problems(scenario, catalog)
     problems += _adapter_problems(scenario, catalog)
     problems += _uncertainty_problems(scenario)
+    problems += _api_baseline_problems(scenario)
     return problems
+
+
+def _api_baseline_problems(scenario: Scenario) -> list[Problem]:
+    """API baselines by provider name must name a bundled API price."""
+    from simulator.catalog import bundled_api_prices
+
+    known = list(bundled_api_prices())
+    places = [(("api_baseline", "provider"), scenario.api_baseline)]
+    places += [(("workloads", i, "api_baseline", "provider"), w.api_baseline) for i, w in enumerate(scenario.workloads)]
+    return [Problem(path, _unknown("API price", b.provider, known))
+            for path, b in places if b is not None and b.provider is not None and b.provider not in known]
 
 
 def _adapter_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:

@@ -371,6 +371,27 @@ class Retrieval(Strict):
     )
 
 
+class ApiBaseline(Strict):
+    """The buy-instead price of a hosted API: a bundled public list price by name
+    (``provider``, see ``fleetsim catalog apis``) or explicit prices per 1M tokens."""
+
+    provider: str | None = Field(
+        default=None, description="Name of a bundled API price (simulator/catalog/api_prices.yaml)."
+    )
+    usd_per_million_input_tokens: float | None = Field(default=None, ge=0)
+    usd_per_million_output_tokens: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiBaseline:
+        explicit = (self.usd_per_million_input_tokens, self.usd_per_million_output_tokens)
+        if self.provider is not None and any(v is not None for v in explicit):
+            raise ValueError("give either provider or the two usd_per_million_* prices, not both")
+        if self.provider is None and any(v is None for v in explicit):
+            raise ValueError("give provider, or both usd_per_million_input_tokens and "
+                             "usd_per_million_output_tokens")  # fmt: skip
+        return self
+
+
 class Workload(Strict):
     """Continuous inference traffic of one product or feature."""
 
@@ -391,6 +412,9 @@ class Workload(Strict):
         default=0.0,
         ge=0,
         description="Popularity of adapter k (1-based) is proportional to k^-s; 0 = uniform.",
+    )
+    api_baseline: ApiBaseline | None = Field(
+        default=None, description="This workload's buy-instead API price (default: the scenario's)."
     )
     retrieval: Retrieval | None = Field(
         default=None, description="Retrieval stage before the model (RAG); default none."
@@ -431,13 +455,6 @@ class TrainingJob(Strict):
 
 
 # --------------------------------------------------------------------------- the file
-
-
-class ApiBaseline(Strict):
-    """The buy-instead price of a hosted API."""
-
-    usd_per_million_input_tokens: float = Field(ge=0)
-    usd_per_million_output_tokens: float = Field(ge=0)
 
 
 class Plan(Strict):

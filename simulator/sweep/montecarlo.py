@@ -32,7 +32,8 @@ _T95 = (6.3138, 2.9200, 2.3534, 2.1318, 2.0150, 1.9432, 1.8946, 1.8595, 1.8331, 
 
 #: Per-workload figures summarised across replications.
 WORKLOAD_FIGURES = ("ttft_p95_ms", "tpot_p95_ms", "ttft_p99_ms", "tpot_p99_ms", "slo_attainment",
-                    "unserved_requests", "cost_per_million_tokens_usd")  # fmt: skip
+                    "unserved_requests", "cost_per_million_tokens_usd",
+                    "all_in_cost_per_million_tokens_usd")  # fmt: skip
 COST_FIGURES = ("total_cost_usd", "inference_cost_usd", "training_cost_usd", "idle_cost_usd")
 
 

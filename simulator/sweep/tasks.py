@@ -187,7 +187,8 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
     for name, w in summary["workloads"].items():
         for key in ("requests", "unserved_requests", "slo_attainment", "slo_attainment_target", "slo_met",
                     "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p95_ms", "tpot_p99_ms",
-                    "cost_usd", "cost_per_million_tokens_usd"):  # fmt: skip
+                    "cost_usd", "cost_per_million_tokens_usd", "all_in_cost_usd",
+                    "all_in_cost_per_million_tokens_usd"):  # fmt: skip
             row[f"workload.{name}.{key}"] = w[key]
         attainments.append(effective_attainment(w))
         meets = meets and bool(w["slo_met"]) and w["unserved_requests"] < UNSERVED_TOLERANCE

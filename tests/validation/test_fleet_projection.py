@@ -117,7 +117,13 @@ def test_same_seed_identical_different_seed_only_stochastic_parts():
     c = run(s, seed=99, curve_provider=MM1).summary
     assert a == b
     assert a["inference_cost_usd"] == c["inference_cost_usd"]
-    assert a["workloads"] == c["workloads"] or a["pools"]["gpus"]["peak_gpus"] != c["pools"]["gpus"]["peak_gpus"]
+    # a workload's share of the pool's idle cost follows the training runs (stochastic) it shares with
+    shared = ("idle_share_of_pools", "idle_share_usd", "all_in_cost")
+
+    def serving(summary):
+        return {n: {k: v for k, v in w.items() if not k.startswith(shared)} for n, w in summary["workloads"].items()}
+
+    assert serving(a) == serving(c) or a["pools"]["gpus"]["peak_gpus"] != c["pools"]["gpus"]["peak_gpus"]
     assert a["training_jobs"]["ft"]["failures"] != c["training_jobs"]["ft"]["failures"] or \
         a["training_jobs"]["ft"]["gpu_hours"] != c["training_jobs"]["ft"]["gpu_hours"]
 

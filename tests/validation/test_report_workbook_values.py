@@ -185,8 +185,17 @@ def test_pools_workloads_and_jobs_match_summary(values, runs):
             assert per_in > 0 and per_out > 0
             baseline = table[(section, "API baseline cost")][r.label]
             assert baseline == pytest.approx(w["api_baseline_cost_usd"], rel=1e-9)
-            ratio = table[(section, "our spend / API baseline")][r.label]
-            assert ratio == pytest.approx(w["cost_usd"] / w["api_baseline_cost_usd"], rel=1e-9)
+            ratio = table[(section, "our all-in spend / API baseline")][r.label]
+            assert ratio == pytest.approx(w["all_in_cost_usd"] / w["api_baseline_cost_usd"], rel=1e-9)
+            idle = table[(section, "share of its pools' idle cost (by GPU-hours)")][r.label]
+            assert idle == pytest.approx(w["idle_share_usd"], abs=0.005)
+            all_in = table[(section, "all-in $ per 1M tokens (input + output)")][r.label]
+            assert all_in == pytest.approx(w["all_in_cost_per_million_tokens_usd"], rel=1e-9)
+            assert all_in >= per_m
+            a_in = table[(section, "all-in $ per 1M input tokens")][r.label]
+            a_out = table[(section, "all-in $ per 1M output tokens")][r.label]
+            assert a_in == pytest.approx(w["all_in_cost_per_million_input_tokens_usd"], rel=1e-9)
+            assert a_out == pytest.approx(w["all_in_cost_per_million_output_tokens_usd"], rel=1e-9)
             assert table[(section, "SLO attainment")][r.label] == pytest.approx(w["slo_attainment"])
         for name, j in s["training_jobs"].items():
             assert table[(f"Training job {name}", "Training spend")][r.label] == pytest.approx(

@@ -1,10 +1,10 @@
-"""Input vs output share of GPU-time (simulator.report.token_split)."""
+"""Input vs output share of GPU-time (simulator.results.token_split)."""
 
 from __future__ import annotations
 
 import pytest
 
-from simulator.report.token_split import (
+from simulator.results.token_split import (
     BATCH_FRACTION,
     gpu_time_shares,
     representative_batch,
