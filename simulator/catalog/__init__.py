@@ -48,6 +48,12 @@ class GpuSpec(_Frozen):
     usd_per_gpu_hour_on_demand: float | None = Field(default=None, ge=0)
     usd_per_gpu_hour_reserved: float | None = Field(default=None, ge=0)
     capex_usd: float | None = Field(default=None, ge=0)
+    gpus_per_node: int = Field(
+        default=1, gt=0, description="GPUs per node: the unit capacity is rented and bought in."
+    )
+    host_power_w_per_gpu: float = Field(
+        default=0.0, ge=0, description="Server power beyond the GPU (CPUs, memory, NICs, fans), W per GPU."
+    )
 
     def peak_flops_per_s(self, compute_dtype: Dtype) -> float:
         """Peak dense throughput for arithmetic in ``compute_dtype`` (FLOP/s)."""

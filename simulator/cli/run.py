@@ -13,6 +13,7 @@ from simulator.cli.options import (
     MonthsOpt,
     QuietOpt,
     ScenarioArg,
+    err,
     load,
     out,
     pct,
@@ -133,6 +134,9 @@ def run_command(
                          out_dir=out_dir, workers=workers)  # fmt: skip
         return
     results = run_plans(loaded, plans, quiet, months)
+    for result in results:
+        for warning in result.summary.get("warnings", []):
+            err.print(f"warning: plan {result.summary['plan']}: {warning}", markup=False)
     if out_dir is not None:
         with user_errors():
             for result in results:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.catalog import GpuSpec
-from simulator.common.arrays import divide
+from simulator.common.arrays import divide, window_max
 from simulator.scenario.schema import (
     OnDemandPricing,
     OwnedPricing,
+    Pool,
     Pricing,
     ReservedPricing,
     SpotPricing,
@@ -56,10 +57,16 @@ def full_load_usd_per_gpu_hour(pricing: Pricing, gpu: GpuSpec) -> float:
             return pricing.usd_per_gpu_hour
         case OwnedPricing():
             power = power_kw(gpu, 1.0) * pricing.pue * pricing.power_usd_per_kwh
+            adders = ownership_items(pricing, gpu, np.ones(1), np.zeros(1), _unsplit_item)
+            per_gpu = sum(float(i.inference[0] * i.unit_price_usd) for i in adders if i.name != "staff_years")
             return (
-                owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing) + power
+                owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing) + power + per_gpu
             )
     raise TypeError(f"unknown pricing {pricing!r}")
+
+
+def _unsplit_item(name: str, key: str, price: float, used: np.ndarray, idle: np.ndarray, unit: str = "GPU-hour") -> LineItem:
+    return LineItem(name, unit, key, price, used, np.zeros_like(used), idle)
 
 
 # ---------------------------------------------------------------------- hour by hour
@@ -69,13 +76,17 @@ def full_load_usd_per_gpu_hour(pricing: Pricing, gpu: GpuSpec) -> float:
 DEFAULT_CLOUD_PUE = 1.2
 
 
-def pool_capacity_gpus(pricing: Pricing, max_gpus: int, in_term: np.ndarray) -> np.ndarray:
+def pool_capacity_gpus(
+    pricing: Pricing, max_gpus: int, in_term: np.ndarray,
+    hour_of: Callable[[dt.date], float] | None = None,
+) -> np.ndarray:  # fmt: skip
     """GPUs the pool can hold each hour: max_gpus, or the commitment/ownership without overflow."""
     capacity = np.full(in_term.shape, float(max_gpus))
     if isinstance(pricing, ReservedPricing) and pricing.overflow == "none":
         capacity = np.where(in_term, min(max_gpus, pricing.committed_gpus), 0.0)
-    if isinstance(pricing, OwnedPricing) and pricing.overflow == "none" and pricing.gpus:
-        capacity[:] = min(max_gpus, pricing.gpus)
+    if isinstance(pricing, OwnedPricing) and pricing.overflow == "none" and (pricing.gpus or pricing.purchases):
+        bought = owned_gpus_in_place(pricing, np.zeros(in_term.shape), np.ones(in_term.shape, dtype=bool), 1, hour_of)
+        capacity = np.minimum(float(max_gpus), bought)
     return capacity
 
 
@@ -148,6 +159,51 @@ def price_segments(
     return out
 
 
+def gpus_per_node(pool: Pool, gpu: GpuSpec) -> int:
+    """The pool's node size: its own, else the catalog GPU's."""
+    return pool.gpus_per_node or gpu.gpus_per_node
+
+
+def whole_nodes(gpus: np.ndarray, gpus_per_node: int) -> np.ndarray:
+    """GPUs rounded up to whole nodes (the unit capacity is rented and bought in)."""
+    return np.ceil(np.asarray(gpus, dtype=float) / gpus_per_node - 1e-9) * gpus_per_node
+
+
+def rented_gpus(held: np.ndarray, gpus_per_node: int, min_rental_hours: float = 1.0) -> np.ndarray:
+    """GPUs paid for when renting whole nodes for at least ``min_rental_hours`` each.
+
+    A simplification of a rental book: a node rented at hour t is paid through t + m - 1 and
+    reused while it is; the nodes paid at hour h are the most needed in the last m hours.
+    """
+    return window_max(whole_nodes(held, gpus_per_node), max(min_rental_hours - 1.0, 0.0))
+
+
+def owned_gpus_in_place(
+    pricing: OwnedPricing, held: np.ndarray, in_term: np.ndarray, gpus_per_node: int,
+    hour_of: Callable[[dt.date], float] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Owned GPUs in place each hour: ``gpus`` from day one, the ``purchases`` tranches from
+    their dates, or by default bought ahead of each year's peak (whole nodes; never sold):
+    year k of the horizon holds max(year k-1, the peak needed in year k)."""
+    hours = len(held)
+    if pricing.gpus is not None:
+        owned = np.full(hours, float(pricing.gpus))
+    elif pricing.purchases:
+        index = np.arange(hours)
+        owned = np.zeros(hours)
+        for tranche in pricing.purchases:
+            first = 0.0 if hour_of is None else hour_of(tranche.from_date)
+            owned += np.where(index >= np.ceil(first - 1e-9), float(tranche.gpus), 0.0)
+    else:
+        year = round(HOURS_PER_YEAR)
+        active = np.where(in_term, held, 0.0)
+        peaks = [float(active[i : i + year].max()) if len(active[i : i + year]) else 0.0
+                 for i in range(0, hours, year)]  # fmt: skip
+        bought = np.maximum.accumulate(whole_nodes(np.array(peaks), gpus_per_node)) if peaks else np.zeros(0)
+        owned = np.repeat(bought, year)[:hours] if hours else np.zeros(0)
+    return np.where(in_term, owned, 0.0)
+
+
 def pool_hourly_cost(
     pricing: Pricing,
     gpu: GpuSpec,
@@ -156,12 +212,16 @@ def pool_hourly_cost(
     busy_gpus: np.ndarray,
     in_term: np.ndarray,
     segments: list[tuple[str, float, np.ndarray]] | None = None,
+    gpus_per_node: int = 1,
+    hour_of: Callable[[dt.date], float] | None = None,
 ) -> PoolCost:
     """Cost of each hour of a pool holding the given GPUs (hour-averaged counts).
 
     The GPUs held are shared between inference and training in proportion to what each holds;
-    what is paid but held by nobody (unused commitment, idle owned GPUs) is idle. ``in_term``
-    marks the hours the commitment is paid: a reserved term, the hours owned GPUs are in place.
+    what is paid but held by nobody (unused commitment, idle owned GPUs, the rest of a node
+    or of a minimum rental) is idle. ``in_term`` marks the hours the commitment is paid: a
+    reserved term, the hours owned GPUs are in place. Capacity is rented and bought in whole
+    nodes of ``gpus_per_node``.
     """
     held = inference_gpus + training_gpus
     zero = np.zeros_like(held)
@@ -186,24 +246,27 @@ def pool_hourly_cost(
     owned = 0
     match pricing:
         case OnDemandPricing() | SpotPricing():
-            items = priced("gpu_hours", held, zero)
-            billed = held.copy()
-            energy = held_kw * pue
+            minimum = pricing.min_rental_hours if isinstance(pricing, OnDemandPricing) else 1.0
+            billed = np.maximum(rented_gpus(held, gpus_per_node, minimum), held)
+            items = priced("gpu_hours", held, billed - held)
+            energy = (held_kw + (billed - held) * idle_kw) * pue
         case ReservedPricing():
             committed = np.where(in_term, float(pricing.committed_gpus), 0.0)
             within = np.minimum(held, committed)
             over_price = overflow_usd_per_gpu_hour(pricing, gpu)
+            over_held = held - within
+            over_billed = np.maximum(whole_nodes(over_held, gpus_per_node), over_held)
             items = [
                 *priced("committed_gpu_hours", within, committed - within),
                 item("overflow_gpu_hours", "overflow_usd_per_gpu_hour",
-                     pricing.usd_per_gpu_hour if over_price is None else over_price, held - within, zero),
+                     pricing.usd_per_gpu_hour if over_price is None else over_price, over_held,
+                     over_billed - over_held),
             ]  # fmt: skip
-            billed = np.maximum(held, committed)
-            energy = (held_kw + (committed - within) * idle_kw) * pue
+            billed = np.maximum(held, committed) + (over_billed - over_held)
+            energy = (held_kw + (committed - within + over_billed - over_held) * idle_kw) * pue
         case OwnedPricing():
-            peak = int(np.ceil(held.max() - 1e-9)) if len(held) else 0
-            owned = pricing.gpus if pricing.gpus is not None else peak
-            owned_held = np.where(in_term, float(owned), 0.0)
+            owned_held = owned_gpus_in_place(pricing, held, in_term, gpus_per_node, hour_of)
+            owned = int(np.ceil(owned_held.max() - 1e-9)) if len(owned_held) else 0
             within = np.minimum(held, owned_held)
             idle_owned = owned_held - within
             fixed = owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing)
@@ -214,12 +277,70 @@ def pool_hourly_cost(
                 item("energy_kwh", "power_usd_per_kwh", pricing.power_usd_per_kwh, within_kwh,
                      idle_owned * idle_kw * pue, unit="kWh"),
                 item("overflow_gpu_hours", "overflow_usd_per_gpu_hour", over_price, held - within, zero),
+                *ownership_items(pricing, gpu, within, idle_owned, item),
             ]  # fmt: skip
             billed = np.maximum(held, owned_held)
-            energy = (held_kw + idle_owned * idle_kw) * pue
+            host_kw = host_power_w_per_gpu(pricing, gpu) / 1000
+            energy = (held_kw + idle_owned * idle_kw + owned_held * host_kw) * pue
         case _:
             raise TypeError(f"unknown pricing {pricing!r}")
     return PoolCost(items=items, gpus_billed=billed, energy_kwh=energy, owned_gpus=owned)
+
+
+HOURS_PER_MONTH = HOURS_PER_YEAR / 12
+
+
+def host_power_w_per_gpu(pricing: OwnedPricing, gpu: GpuSpec) -> float:
+    """Server power beyond the GPU: the pricing's, else the catalog GPU's."""
+    return gpu.host_power_w_per_gpu if pricing.host_power_w_per_gpu is None else pricing.host_power_w_per_gpu
+
+
+def network_capex_usd_per_gpu(pricing: OwnedPricing) -> float:
+    """Cluster network per GPU: the pricing's, else 10% of the GPU capex."""
+    if pricing.network_capex_usd_per_gpu is not None:
+        return pricing.network_capex_usd_per_gpu
+    return 0.10 * pricing.capex_usd_per_gpu
+
+
+def ownership_items(
+    pricing: OwnedPricing, gpu: GpuSpec, within: np.ndarray, idle: np.ndarray,
+    item: Callable[..., LineItem],
+) -> list[LineItem]:  # fmt: skip
+    """Total cost of ownership beyond capex, GPU power and opex, one line item each, with a
+    quantity whose unit price is the scenario field (so a workbook can price it by name):
+
+    - host power: owned GPUs in place x host W x PUE, kWh at the electricity price;
+    - colocation: kW of IT load (GPU TDP + host) in place, in kW-months;
+    - network capex: owned GPU-hours as a share of a GPU's depreciation life ("GPU-lives");
+    - support: capex-years (owned GPU-hours x capex / hours per year) x the yearly fraction;
+    - cost of capital: average book value-years ((capex + network) / 2 per GPU-year) x rate;
+    - staff: the years the pool holds owned GPUs x $/year, split like the GPUs.
+
+    Every quantity splits into used (``within``) and idle (``idle``) like the owned GPU-hours.
+    """
+    in_place = within + idle
+    host_kwh_per_gpu_hour = host_power_w_per_gpu(pricing, gpu) / 1000 * pricing.pue
+    kw_per_gpu = (gpu.tdp_w + host_power_w_per_gpu(pricing, gpu)) / 1000
+    life_hours = pricing.lifetime_years * HOURS_PER_YEAR
+    capital = pricing.capex_usd_per_gpu + network_capex_usd_per_gpu(pricing)
+    held_share = divide(within, in_place)
+    years = np.where(in_place > 0, 1.0 / HOURS_PER_YEAR, 0.0)
+    return [
+        item("host_energy_kwh", "power_usd_per_kwh", pricing.power_usd_per_kwh,
+             within * host_kwh_per_gpu_hour, idle * host_kwh_per_gpu_hour, unit="kWh"),
+        item("colocation_kw_months", "colocation_usd_per_kw_month", pricing.colocation_usd_per_kw_month,
+             within * kw_per_gpu / HOURS_PER_MONTH, idle * kw_per_gpu / HOURS_PER_MONTH, unit="kW-month"),
+        item("network_gpu_lives", "network_capex_usd_per_gpu", network_capex_usd_per_gpu(pricing),
+             within / life_hours, idle / life_hours, unit="GPU-life"),
+        item("support_capex_years", "support_fraction_per_year", pricing.support_fraction_per_year,
+             within * pricing.capex_usd_per_gpu / HOURS_PER_YEAR,
+             idle * pricing.capex_usd_per_gpu / HOURS_PER_YEAR, unit="capex $-year"),
+        item("capital_book_value_years", "cost_of_capital_per_year", pricing.cost_of_capital_per_year,
+             within * capital / 2 / HOURS_PER_YEAR, idle * capital / 2 / HOURS_PER_YEAR,
+             unit="book value $-year"),
+        item("staff_years", "staff_usd_per_year", pricing.staff_usd_per_year,
+             years * held_share, years * (1 - held_share), unit="year"),
+    ]  # fmt: skip
 
 
 def _power_kw_array(gpu: GpuSpec, utilization: np.ndarray) -> np.ndarray:

@@ -1,12 +1,14 @@
 """The autoscaler: demand -> replicas, with bounds, scale-up delay and pool limits.
 
-Replicas needed in an hour = ceil(replica-equivalents of load / target utilisation), clamped to
-[min_replicas, max_replicas]. A replica-equivalent of a workload is its demand divided by the
-capacity of one replica under that workload's SLO (from the inference engine's latency curve);
-workloads sharing a deployment add their replica-equivalents.
+Replicas needed in an hour = ceil(replica-equivalents of peak load / target utilisation), clamped
+to [min_replicas, max_replicas]. A replica-equivalent of a workload is its demand (times its
+within-hour peak-to-mean) divided by the capacity of one replica under that workload's SLO (from
+the inference engine's latency curve, already the highest load meeting the SLO: the margin is not
+taken again); workloads sharing a deployment add their replica-equivalents.
 
 Scale-up takes ``scale_up_delay_minutes``: replicas asked for at time t serve from t + delay (they
-are billed from t). Scale-down is immediate.
+are billed from t). Scale-down waits ``scale_down_delay_minutes``: a replica no longer needed is
+held (and billed) that long.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 
 import numpy as np
 
+from simulator.common.arrays import shifted, window_max
 from simulator.scenario.schema import Autoscaling
 
 
@@ -22,6 +25,16 @@ def replicas_requested(replica_equivalents: np.ndarray, policy: Autoscaling) -> 
     """Whole replicas the autoscaler asks for each hour."""
     wanted = np.ceil(replica_equivalents / policy.target_utilization - 1e-9)
     return np.clip(wanted, policy.min_replicas, policy.max_replicas)
+
+
+def held_through_scale_down(requested: np.ndarray, delay_minutes: float) -> np.ndarray:
+    """Hour-averaged replicas held when scale-down waits ``delay_minutes``.
+
+    During hour h the replicas held are the most asked for in the last ``delay`` hours (step
+    function): with delay = k + f hours, (1 - f) x max(requested[h-k..h]) + f x
+    max(requested[h-k-1..h]). Never below ``requested``.
+    """
+    return window_max(requested, delay_minutes / 60)
 
 
 def replicas_serving(requested: np.ndarray, delay_minutes: float) -> np.ndarray:
@@ -35,19 +48,9 @@ def replicas_serving(requested: np.ndarray, delay_minutes: float) -> np.ndarray:
     lag_hours = delay_minutes / 60
     k = math.floor(lag_hours)
     f = lag_hours - k
-    lagged_k = _shift(requested, k)
-    lagged_k1 = _shift(requested, k + 1)
+    lagged_k = shifted(requested, k)
+    lagged_k1 = shifted(requested, k + 1)
     return np.minimum(requested, f * lagged_k1 + (1 - f) * lagged_k)
-
-
-def _shift(values: np.ndarray, hours: int) -> np.ndarray:
-    """values[h - hours], with the first value held before the start (the fleet starts warm)."""
-    if hours == 0:
-        return values.copy()
-    out = np.empty_like(values)
-    out[:hours] = values[0]
-    out[hours:] = values[:-hours]
-    return out
 
 
 def fit_to_pool(
@@ -60,7 +63,9 @@ def fit_to_pool(
     total = sum(requested_gpus.values(), np.zeros_like(limit_gpus, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(total > limit_gpus, limit_gpus / np.maximum(total, 1e-12), 1.0)
+    # where the pool is short, whole replicas; elsewhere as asked (hour averages may be fractional)
     return {
-        name: np.floor(gpus * factor / gpus_per_replica[name] + 1e-9)
+        name: np.where(factor < 1, np.floor(gpus * factor / gpus_per_replica[name] + 1e-9),
+                       gpus / gpus_per_replica[name])
         for name, gpus in requested_gpus.items()
-    }
+    }  # fmt: skip

@@ -33,13 +33,19 @@ from simulator.common.arrays import divide
 from simulator.economics.pricing import (
     LineItem,
     PoolCost,
+    gpus_per_node,
     pool_capacity_gpus,
     pool_hourly_cost,
     price_segments,
 )
 from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
 from simulator.economics.retrieval import retrieval_line_items
-from simulator.fleet.autoscale import fit_to_pool, replicas_requested, replicas_serving
+from simulator.fleet.autoscale import (
+    fit_to_pool,
+    held_through_scale_down,
+    replicas_requested,
+    replicas_serving,
+)
 from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
 from simulator.scenario.resolve import gpu_of
@@ -260,17 +266,22 @@ def _demand_and_routes(
 def _requested_replicas(
     scenario: Scenario, routes: list[RouteHours], hours: int, active: dict[str, np.ndarray]
 ) -> dict[str, DeploymentHours]:
-    """Replicas the autoscaler asks for; none while a deployment is outside its serving window."""
+    """Replicas the autoscaler holds: sized for each workload's within-hour peak, kept through
+    the scale-down delay; none while a deployment is outside its serving window."""
     out = {}
+    peak = {w.name: w.traffic.peak_to_mean_within_hour for w in scenario.workloads}
     for dep in scenario.deployments:
         equivalents = sum(
-            (r.replica_equivalents for r in routes if r.deployment == dep.name), np.zeros(hours)
+            (r.replica_equivalents * peak[r.workload] for r in routes if r.deployment == dep.name),
+            np.zeros(hours),
         )
+        asked = np.where(active[dep.name] > 0, replicas_requested(equivalents, dep.autoscaling), 0.0)
         out[dep.name] = DeploymentHours(
             name=dep.name,
             pool=dep.pool,
             gpus_per_replica=dep.tensor_parallel,
-            requested=np.where(active[dep.name] > 0, replicas_requested(equivalents, dep.autoscaling), 0.0),
+            requested=np.where(active[dep.name] > 0,
+                               held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0),
         )
     return out
 
@@ -297,7 +308,8 @@ def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray
         limit = np.zeros(line.hours)
         for era in pool_eras(scenario, pool, line.hours):
             era_limit = pool_capacity_gpus(era.pool.pricing, pool.max_gpus,
-                                           _in_term(era.pool.pricing, era.contract_start, line))  # fmt: skip
+                                           _in_term(era.pool.pricing, era.contract_start, line),
+                                           lambda day: hours_since(scenario.horizon.start, day))  # fmt: skip
             limit = np.where(era.mask(line.hours), era_limit, limit)
         steps = [(s.from_date, min(s.max_gpus, pool.max_gpus)) for s in pool.max_gpus_schedule]
         out[pool.name] = np.minimum(limit, stepped(pool.max_gpus, steps, scenario.horizon.start, line.hours))
@@ -367,9 +379,14 @@ def _era_cost(
     in_force = _in_term(pricing, era.contract_start, line) & (hours >= era.first_hour)
     if era.pricing_continues or not isinstance(pricing, ReservedPricing):
         in_force &= hours < era.end_hour
+    gpu = gpu_of(scenario, era.pool)
+
+    def hour_of(day: dt.date) -> float:
+        return hours_since(scenario.horizon.start, day)
+
     return pool_hourly_cost(
-        pricing, gpu_of(scenario, era.pool), inference_gpus, training_gpus, busy_gpus, in_force,
-        price_segments(pricing, lambda day: hours_since(scenario.horizon.start, day), line.hours),
+        pricing, gpu, inference_gpus, training_gpus, busy_gpus, in_force,
+        price_segments(pricing, hour_of, line.hours), gpus_per_node(era.pool, gpu), hour_of,
     )  # fmt: skip
 
 

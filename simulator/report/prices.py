@@ -46,6 +46,11 @@ _UNITS = {
     "usd_per_thousand_queries": "$/1k queries",
     "usd_per_hour": "$/hour",
     WRITE_OFF_KEY: "$ per GPU",
+    "colocation_usd_per_kw_month": "$/kW-month",
+    "network_capex_usd_per_gpu": "$ per GPU",
+    "support_fraction_per_year": "share of capex per year",
+    "staff_usd_per_year": "$/year",
+    "cost_of_capital_per_year": "rate per year",
 }
 _LABELS = {
     ("on_demand", "usd_per_gpu_hour"): "on-demand price",
@@ -66,6 +71,11 @@ _LABELS = {
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
     ("owned", WRITE_OFF_KEY): "book value less residual per GPU, written off at the refresh",
+    ("owned", "colocation_usd_per_kw_month"): "colocation per kW of IT load (GPU TDP + host) per month",
+    ("owned", "network_capex_usd_per_gpu"): "cluster network capex per GPU (depreciated with it)",
+    ("owned", "support_fraction_per_year"): "hardware support per year, share of capex",
+    ("owned", "staff_usd_per_year"): "operations staff per year",
+    ("owned", "cost_of_capital_per_year"): "cost of capital on the average book value (half the capex)",
 }
 
 

@@ -303,7 +303,36 @@ def _summary(
         }
         if pool.refresh:
             summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool)
+        commitment = _commitment_summary(p, pool, rows)
+        if commitment is not None:
+            summary["pools"][pool.name]["commitment"] = commitment
+            if commitment["committed_gpus"] > commitment["peak_need_gpus"]:
+                summary.setdefault("warnings", []).append(
+                    f"pool {pool.name}: {commitment['committed_gpus']} GPUs committed but at most "
+                    f"{commitment['peak_need_gpus']:.0f} ever needed in the term: "
+                    f"{commitment['committed_gpus'] - commitment['peak_need_gpus']:.0f} never used, "
+                    f"${commitment['unused_commitment_usd']:,.0f} of commitment paid unused in all"
+                )
+    summary.setdefault("warnings", [])
     return summary
+
+
+def _commitment_summary(p: Projection, pool, rows: pd.DataFrame) -> dict[str, Any] | None:
+    """A reserved pool's commitment against its need: committed GPUs, the most GPUs held in the
+    term (inference + training), the median, and what the unused part of the commitment cost."""
+    from simulator.scenario.schema import ReservedPricing
+
+    if not isinstance(pool.pricing, ReservedPricing):
+        return None
+    items = [i for i in p.pool_costs[pool.name].items if i.name.startswith("committed_gpu_hours")]
+    in_term = sum((i.inference + i.training + i.idle for i in items), np.zeros(p.timeline.hours)) > 0
+    need = (rows["gpus_inference"] + rows["gpus_training"]).to_numpy()[in_term]
+    return {
+        "committed_gpus": pool.pricing.committed_gpus,
+        "peak_need_gpus": float(need.max()) if need.size else 0.0,
+        "median_need_gpus": float(np.median(need)) if need.size else 0.0,
+        "unused_commitment_usd": float(sum(i.cost("idle").sum() for i in items)),
+    }
 
 
 def idle_share_fractions(monthly: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:

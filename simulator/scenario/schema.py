@@ -104,10 +104,15 @@ class _PriceScheduled(Strict):
 
 
 class OnDemandPricing(_PriceScheduled):
-    """Pay for every GPU-hour held, nothing when not held."""
+    """Pay for every GPU-hour held, in whole nodes, each rented for at least ``min_rental_hours``."""
 
     kind: Literal["on_demand"]
     usd_per_gpu_hour: float = Field(ge=0)
+    min_rental_hours: float = Field(
+        default=1, ge=1,
+        description="Shortest rental of a node: 1 = hourly billing, 720 = monthly. A node rented "
+        "for a peak is paid for at least this long.",
+    )  # fmt: skip
 
 
 class ReservedPricing(_PriceScheduled):
@@ -134,6 +139,15 @@ class SpotPricing(_PriceScheduled):
     preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
 
 
+class Purchase(Strict):
+    """A tranche of owned GPUs, in place from ``from``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: dt.date = Field(alias="from")
+    gpus: int = Field(gt=0)
+
+
 class OwnedPricing(Strict):
     """Bought hardware: straight-line capex over its life, power and an operations overhead."""
 
@@ -146,10 +160,53 @@ class OwnedPricing(Strict):
         default=0.0, ge=0, description="Yearly operations cost as a fraction of capex."
     )
     gpus: int | None = Field(
-        default=None, gt=0, description="GPUs bought; default: the peak the projection needs."
+        default=None, gt=0,
+        description="GPUs bought on day one; default: bought ahead of each year's peak (whole "
+        "nodes, never sold), unless purchases are given.",
+    )  # fmt: skip
+    purchases: list[Purchase] = Field(
+        default_factory=list, description="GPUs bought in tranches, by date (instead of gpus)."
     )
     overflow: Literal["on_demand", "none"] = "none"
     overflow_usd_per_gpu_hour: float | None = Field(default=None, ge=0)
+    # Total cost of ownership beyond the GPU: each is its own line item (see economics/pricing).
+    host_power_w_per_gpu: float | None = Field(
+        default=None, ge=0,
+        description="Server power beyond the GPU, W per GPU, drawn while the GPUs are in place; "
+        "default: the catalog GPU's (from the vendor's system datasheet, e.g. DGX H100 ~10.2 kW).",
+    )  # fmt: skip
+    colocation_usd_per_kw_month: float = Field(
+        default=150.0, ge=0,
+        description="Data-centre space, cooling and power delivery per kW of IT load (GPU TDP + "
+        "host) per month. Default: ~$150-185/kW-month wholesale colocation in North American "
+        "primary markets (CBRE North America Data Center Trends, H2 2024); 0 for your own building.",
+    )  # fmt: skip
+    network_capex_usd_per_gpu: float | None = Field(
+        default=None, ge=0,
+        description="Cluster network (NICs, switches, optics) per GPU, depreciated with the GPU. "
+        "Default: 10% of capex_usd_per_gpu (networking is roughly a tenth of an AI cluster's "
+        "capital cost in published TCO models, e.g. SemiAnalysis).",
+    )  # fmt: skip
+    support_fraction_per_year: float = Field(
+        default=0.05, ge=0,
+        description="Hardware support and spares per year as a fraction of capex. Default 5%: "
+        "OEM 3-year support contracts run ~15% of the hardware price.",
+    )  # fmt: skip
+    staff_usd_per_year: float = Field(
+        default=0.0, ge=0, description="Operations staff for this pool per year (no default: your team)."
+    )
+    cost_of_capital_per_year: float = Field(
+        default=0.08, ge=0,
+        description="Annual rate on the capital tied up (GPUs and network), charged on the average "
+        "book value over the life (half the capex). Default 8%: about the US cost of capital "
+        "(Damodaran, cost of capital by sector, January 2025).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_way_to_buy(self) -> OwnedPricing:
+        if self.gpus is not None and self.purchases:
+            raise ValueError("give gpus (all on day one) or purchases (tranches), not both")
+        return self
 
 
 Pricing = Annotated[
@@ -200,6 +257,11 @@ class Pool(Strict):
     max_gpus_schedule: list[SizeStep] = Field(
         default_factory=list, description="Pool size steps by date (never above max_gpus)."
     )
+    gpus_per_node: int | None = Field(
+        default=None, gt=0,
+        description="GPUs per node, the unit capacity is rented and bought in; default: the "
+        "catalog GPU's (8 for SXM/OAM baseboards, 1 for PCIe cards rented singly).",
+    )  # fmt: skip
 
     refresh: list[GpuRefresh] = Field(
         default_factory=list, description="GPU type changes by date (hardware refresh)."
@@ -222,12 +284,29 @@ WeightDtype = Literal["fp32", "bf16", "fp8", "int8", "int4"]
 
 
 class Autoscaling(Strict):
-    """Replicas follow demand / capacity-per-replica / target utilisation."""
+    """Replicas follow peak demand / capacity-per-replica / target utilisation.
+
+    Headroom is taken once: the capacity per replica is already the highest load that meets the
+    SLO, so ``target_utilization`` (a fraction of that capacity) defaults to 1; a lower value is
+    an extra, explicit margin. Peaks inside the hour are the workload's
+    ``traffic.peak_to_mean_within_hour``.
+    """
 
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=64, ge=1)
-    target_utilization: float = Field(default=0.7, gt=0, le=1)
-    scale_up_delay_minutes: float = Field(default=10, ge=0)
+    target_utilization: float = Field(
+        default=1.0, gt=0, le=1,
+        description="Fraction of the SLO capacity per replica the autoscaler fills (1: no margin "
+        "beyond the SLO; the capacity already is the highest load meeting it).",
+    )  # fmt: skip
+    scale_up_delay_minutes: float = Field(
+        default=10, ge=0, description="Minutes from asking for a replica to its serving (billed from the ask)."
+    )
+    scale_down_delay_minutes: float = Field(
+        default=5, ge=0,
+        description="Minutes a replica is kept after demand falls (hysteresis). Default: the "
+        "Kubernetes HPA scale-down stabilisation window, 300 s.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _range(self) -> Autoscaling:
@@ -322,6 +401,13 @@ class Traffic(Strict):
         default=2.0, gt=0, description="Coefficient of variation of gaps when arrival=bursty."
     )
     events: list[TrafficEvent] = Field(default_factory=list)
+    peak_to_mean_within_hour: float = Field(
+        default=1.0, ge=1,
+        description="Busiest minutes' rate / the hour's mean; replicas are sized for the peak "
+        "(latency is read at the hour's mean). The Azure LLM conversation trace (2023-11-16, used "
+        "by Splitwise) shows 1.32 over 5-minute windows, 1.52 over 1-minute ones; Poisson "
+        "arrivals at its rate alone give about 1.1.",
+    )  # fmt: skip
 
 
 class Slo(Strict):

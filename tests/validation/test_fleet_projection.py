@@ -59,11 +59,23 @@ def test_on_demand_cost_is_gpu_hours_times_price():
 
 
 def test_replicas_follow_capacity_and_target():
-    # constant 20 req/s, capacity = 10 - ln(20)/0.5 = 4.009 req/s, target 0.7 -> ceil(7.13) = 8
-    result = run(scenario(requests_per_second=20), curve_provider=MM1)
-    held = result.deployments_hourly["replicas_held"]
+    # constant 20 req/s, capacity = 10 - ln(20)/0.5 = 4.009 req/s: the SLO capacity, no second
+    # margin by default -> ceil(4.99) = 5; target 0.7 -> ceil(7.13) = 8; a 1.3 within-hour peak
+    # -> ceil(6.49) = 7
     capacity = 10 - np.log(20) / 0.5
-    assert held.iloc[0] == np.ceil(20 / capacity / 0.7)
+    held = run(scenario(requests_per_second=20), curve_provider=MM1).deployments_hourly["replicas_held"]
+    assert held.iloc[0] == np.ceil(20 / capacity) == 5
+
+    def target(data):
+        data["deployments"][0]["autoscaling"]["target_utilization"] = 0.7
+
+    held = run(scenario(target, requests_per_second=20), curve_provider=MM1).deployments_hourly["replicas_held"]
+    assert held.iloc[0] == np.ceil(20 / capacity / 0.7) == 8
+    peaky = run(scenario(requests_per_second=20, peak_to_mean_within_hour=1.3), curve_provider=MM1)
+    assert peaky.deployments_hourly["replicas_held"].iloc[0] == np.ceil(20 * 1.3 / capacity) == 7
+    # latency is read at the hour's mean load: more replicas, lower load each, no worse latency
+    assert peaky.summary["workloads"]["chat"]["ttft_p95_ms"] <= run(
+        scenario(requests_per_second=20), curve_provider=MM1).summary["workloads"]["chat"]["ttft_p95_ms"]
 
 
 def test_max_replicas_leaves_unserved_demand_reported():
@@ -95,7 +107,10 @@ def test_reserved_commitment_paid_when_unused():
 def test_owned_buys_peak_and_amortises():
     def owned(data):
         data["pools"][0]["pricing"] = {"kind": "owned", "capex_usd_per_gpu": 30000, "lifetime_years": 4,
-                                       "power_usd_per_kwh": 0.0, "pue": 1.3}
+                                       "power_usd_per_kwh": 0.0, "pue": 1.3, "colocation_usd_per_kw_month": 0,
+                                       "network_capex_usd_per_gpu": 0, "support_fraction_per_year": 0,
+                                       "cost_of_capital_per_year": 0}  # capex alone, by hand
+        data["pools"][0]["gpus_per_node"] = 1
         data["training_jobs"] = []
 
     result = run(scenario(owned, requests_per_second=20, growth_per_month=0.2), curve_provider=MM1)
