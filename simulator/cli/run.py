@@ -134,7 +134,7 @@ def run_command(
                          out_dir=out_dir, workers=workers)  # fmt: skip
         return
     results = run_plans(loaded, plans, quiet, months)
-    for result in results:
+    for result in results if not as_json else []:  # --json carries them in each summary
         for warning in result.summary.get("warnings", []):
             err.print(f"warning: plan {result.summary['plan']}: {warning}", markup=False)
     if out_dir is not None:

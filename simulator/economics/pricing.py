@@ -159,6 +159,19 @@ def price_segments(
     return out
 
 
+def spot_down_fraction(pricing: SpotPricing, tensor_parallel: int, weights_bytes: float) -> float:
+    """Expected share of spot serving replicas down at any time, reloading after pre-emptions.
+
+    A replica of ``tensor_parallel`` GPUs is lost when any of them is pre-empted (rate x GPUs);
+    it is back after the startup and its weights shard load (each GPU loads its shard in
+    parallel at ``reload_gb_per_s``). Share down = rate x reload time (capped at 0.5: beyond
+    that, spot cannot carry the deployment). Pre-emptions are taken as independent.
+    """
+    per_replica_per_hour = pricing.preemptions_per_gpu_day * tensor_parallel / 24
+    reload_h = (pricing.startup_s + weights_bytes / tensor_parallel / (pricing.reload_gb_per_s * 1e9)) / 3600
+    return min(per_replica_per_hour * reload_h, 0.5)
+
+
 def gpus_per_node(pool: Pool, gpu: GpuSpec) -> int:
     """The pool's node size: its own, else the catalog GPU's."""
     return pool.gpus_per_node or gpu.gpus_per_node

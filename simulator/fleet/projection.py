@@ -37,6 +37,7 @@ from simulator.economics.pricing import (
     pool_capacity_gpus,
     pool_hourly_cost,
     price_segments,
+    spot_down_fraction,
 )
 from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
 from simulator.economics.retrieval import retrieval_line_items
@@ -48,9 +49,17 @@ from simulator.fleet.autoscale import (
 )
 from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
-from simulator.scenario.resolve import gpu_of
+from simulator.perf.memory import weight_bytes
+from simulator.scenario.resolve import gpu_of, model_of
 from simulator.scenario.schedule import hours_since, route_share_hourly, stepped
-from simulator.scenario.schema import Pool, Pricing, ReservedPricing, Scenario, add_months
+from simulator.scenario.schema import (
+    Pool,
+    Pricing,
+    ReservedPricing,
+    Scenario,
+    SpotPricing,
+    add_months,
+)
 
 CurveProvider = Callable[[Scenario, str, str], CurveLike]
 SECONDS_PER_HOUR = 3600.0
@@ -71,6 +80,7 @@ class RouteHours:
     busy_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cost_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     deployment_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of its GPU-time
+    requests_preempted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # in flight, retried
 
 
 @dataclass
@@ -82,6 +92,8 @@ class DeploymentHours:
     billed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # replicas held after limits
     serving: np.ndarray = field(default_factory=lambda: np.zeros(0))  # hour-averaged, after delay
     busy_gpus: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    down_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spot: reloading
+    preemptions_per_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -159,7 +171,7 @@ def project(
 
     for dep in deployments.values():
         policy = scenario.deployment(dep.name).autoscaling
-        dep.serving = replicas_serving(dep.billed, policy.scale_up_delay_minutes)
+        dep.serving = replicas_serving(dep.billed, policy.scale_up_delay_minutes) * (1 - dep.down_fraction)
     _serve_routes(routes, deployments)
 
     pool_costs, inf_gpus, train_gpus, busy = {}, {}, {}, {}
@@ -275,15 +287,33 @@ def _requested_replicas(
             (r.replica_equivalents * peak[r.workload] for r in routes if r.deployment == dep.name),
             np.zeros(hours),
         )
-        asked = np.where(active[dep.name] > 0, replicas_requested(equivalents, dep.autoscaling), 0.0)
+        down, rate = _spot_losses(scenario, dep, hours)
+        asked = np.where(active[dep.name] > 0, replicas_requested(equivalents / (1 - down), dep.autoscaling), 0.0)
         out[dep.name] = DeploymentHours(
             name=dep.name,
             pool=dep.pool,
             gpus_per_replica=dep.tensor_parallel,
             requested=np.where(active[dep.name] > 0,
                                held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0),
+            down_fraction=down,
+            preemptions_per_hour=rate,
         )
     return out
+
+
+def _spot_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per hour, the share of a deployment's replicas down after spot pre-emptions (the
+    autoscaler keeps that much more) and the pre-emptions per replica-hour (0 off spot)."""
+    down, rate = np.zeros(hours), np.zeros(hours)
+    pool = next(p for p in scenario.pools if p.name == dep.pool)
+    for era in pool_eras(scenario, pool, hours):
+        pricing = era.pool.pricing
+        if isinstance(pricing, SpotPricing):
+            mask = era.mask(hours)
+            weights = weight_bytes(model_of(scenario, dep.model), dep.dtype)
+            down[mask] = spot_down_fraction(pricing, dep.tensor_parallel, weights)
+            rate[mask] = pricing.preemptions_per_gpu_day * dep.tensor_parallel / 24
+    return down, rate
 
 
 # ---------------------------------------------------------------------- capacity
@@ -418,7 +448,22 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
             route.busy_fraction = route.point_weights @ np.asarray(curve.busy_fraction, dtype=float)
             share = divide(route.replica_equivalents, equivalents)
             busy_per_replica += share * route.busy_fraction
+            route.requests_preempted = _preempted_requests(route, dep)
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
+
+
+def _preempted_requests(route: RouteHours, dep: DeploymentHours) -> np.ndarray:
+    """Requests in flight on replicas lost to spot pre-emptions each hour (they are retried):
+    pre-emptions x requests in flight per replica, by Little's law (this route's served rate
+    per serving replica x its median end-to-end latency at the hour's load; a simplification)."""
+    if not np.any(dep.preemptions_per_hour):
+        return np.zeros_like(route.served_requests)
+    curve = route.curve
+    levels = np.asarray(curve.quantile_levels, dtype=float)
+    median_s = np.array([np.interp(0.5, levels, row) for row in np.asarray(curve.e2e_ms, dtype=float)]) / 1000
+    e2e_s = route.point_weights @ median_s
+    in_flight = divide(route.served_requests / SECONDS_PER_HOUR, dep.serving) * e2e_s
+    return dep.preemptions_per_hour * dep.billed * in_flight
 
 
 # ---------------------------------------------------------------------- retrieval

@@ -300,6 +300,8 @@ def _summary(
             "mean_utilization": float(rows["gpus_busy"].sum() / billed) if billed > 0 else 0.0,
             "energy_kwh": float(rows["energy_kwh"].sum()),
             "cost_usd": float(monthly.loc[monthly["pool"] == pool.name, "cost_usd"].sum()),
+            "serving_preemptions": float(sum(((d.preemptions_per_hour * d.billed).sum() for d in p.deployments.values()
+                                      if d.pool == pool.name and len(d.preemptions_per_hour)), 0.0)),
         }
         if pool.refresh:
             summary["pools"][pool.name]["refresh"] = _refresh_summary(p, pool)
@@ -458,6 +460,8 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         "cost_usd": cost,
         "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens > 0 else None,
         "api_baseline_cost_usd": baseline,
+        "requests_retried_after_preemption": float(sum(
+            (r.requests_preempted.sum() for r in p.routes if r.workload == workload.name and len(r.requests_preempted)), 0.0)),
         "api_baseline_source": price.source if price is not None else None,
     }
     if retrieval is not None:

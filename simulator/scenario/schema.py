@@ -137,6 +137,16 @@ class SpotPricing(_PriceScheduled):
     kind: Literal["spot"]
     usd_per_gpu_hour: float = Field(ge=0)
     preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
+    reload_gb_per_s: float = Field(
+        default=2.0, gt=0,
+        description="Weights load bandwidth per GPU after a pre-emption (object storage or a "
+        "local cache; parallel streaming loaders reach 1-2 GB/s).",
+    )  # fmt: skip
+    startup_s: float = Field(
+        default=90.0, ge=0,
+        description="Node and engine start before the weights load (instance boot, container, "
+        "CUDA graph capture); a minute or two for vLLM-class engines.",
+    )  # fmt: skip
 
 
 class Purchase(Strict):
