@@ -9,8 +9,9 @@
   its on-demand or overflow price; reserved: its committed price), else the catalog's
   ``usd_per_gpu_hour_on_demand`` / ``usd_per_gpu_hour_reserved``.
 - Buying: on demand, or reserved for the whole horizon with ``committed_gpus`` at
-  :data:`COMMIT_FRACTIONS` of the plan's peak and on-demand overflow; and the pool's pricing as
-  written when it keeps its GPU (spot, owned...).
+  :data:`COMMIT_FRACTIONS` of the plan's peak (in whole nodes) and on-demand overflow; and the
+  pool's pricing as written when it keeps its GPU (spot, owned...). The term is not searched:
+  the catalog has one reserved price per GPU, not one per term length.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def pricing_options(scenario: Scenario, pool: Pool, gpu_name: str, peak_gpus: fl
     """Ways to buy ``pool``'s GPUs: on demand, reserved at fractions of the peak, as written."""
     od, res = prices(scenario, pool, gpu_name)
     options = [on_demand(od)]
-    commits = sorted({max(1, round(f * peak_gpus)) for f in COMMIT_FRACTIONS if peak_gpus > 0})
+    node = pool.gpus_per_node or catalog_for(scenario).gpus[gpu_name].gpus_per_node
+    # commitments in whole nodes (a reservation is of nodes), at least one
+    commits = sorted({node * max(1, round(f * peak_gpus / node)) for f in COMMIT_FRACTIONS if peak_gpus > 0})
     options += [reserved(c, scenario.horizon.months, res, od) for c in commits if c <= pool.max_gpus]
     if gpu_name == pool.gpu and not any(_same_pricing(o, pool.pricing) for o in options):
         options.append(pool.pricing.model_dump(mode="json", exclude_defaults=True))

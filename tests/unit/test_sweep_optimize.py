@@ -49,10 +49,13 @@ def test_prices_come_from_the_scenario_for_its_own_gpu_else_the_catalog(scenario
     pool = scenario.pool("gpus")  # on demand at $3.00 in the scenario
     assert space.prices(scenario, pool, "h100-sxm") == (3.0, 2.0)  # reserved: catalog
     assert space.prices(scenario, pool, "h200") == (3.7, 2.5)
-    options = space.pricing_options(scenario, pool, "h100-sxm", peak_gpus=8)
+    options = space.pricing_options(scenario, pool, "h100-sxm", peak_gpus=32)
     assert options[0] == {"kind": "on_demand", "usd_per_gpu_hour": 3.0}
-    assert [o["committed_gpus"] for o in options[1:]] == [2, 4, 6, 8]
+    # commitments at 1/4 .. 1 of the peak, in whole 8-GPU nodes
+    assert [o["committed_gpus"] for o in options[1:]] == [8, 16, 24, 32]
     assert all(o["term_months"] == 1 and o["overflow_usd_per_gpu_hour"] == 3.0 for o in options[1:])
+    small = space.pricing_options(scenario, pool, "h100-sxm", peak_gpus=8)
+    assert [o["committed_gpus"] for o in small[1:]] == [8]  # never less than one node
 
 
 def test_default_search_finds_the_cheapest_plan_meeting_the_slo(scenario):
