@@ -84,6 +84,9 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
         add(f"{name}.peak_gpus", f"{name}: peak GPUs", "gpus", lambda s, n=name: _get(s, "pools", n, "peak_gpus"))
         add(f"{name}.mean_utilization", f"{name}: utilisation", "fraction",
             lambda s, n=name: _get(s, "pools", n, "mean_utilization"), lower_is_better=False)
+        if any(_get(s, "pools", name, "commitment") for s in summaries):
+            add(f"{name}.unused_commitment_usd", f"{name}: commitment paid unused", "usd",
+                lambda s, n=name: (_get(s, "pools", n, "commitment") or {}).get("unused_commitment_usd"))
     for name in _union(s["training_jobs"] for s in summaries):
         add(f"{name}.last_finish", f"{name}: finishes", "date", lambda s, n=name: _get(s, "training_jobs", n, "last_finish"))
     meets = [all(w["slo_met"] for w in s["workloads"].values()) for s in summaries]
