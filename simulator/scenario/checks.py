@@ -463,3 +463,22 @@ def _training_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
                 Problem(("training_jobs", i, "model"), _unknown("model", job.model, list(catalog.models)))
             )
     return problems
+
+
+def commitment_warnings(scenario: Scenario) -> list[str]:
+    """Reserved commitments no plan run could ever use: above the most GPUs the pool's
+    deployments (max_replicas x tensor parallel) and training jobs can hold at once. (What a
+    run needed is in its summary's ``commitment``; ``run`` warns on that.)"""
+    from simulator.scenario.schema import ReservedPricing
+
+    out = []
+    for pool in scenario.pools:
+        if not isinstance(pool.pricing, ReservedPricing):
+            continue
+        most = sum(d.autoscaling.max_replicas * d.tensor_parallel for d in scenario.deployments if d.pool == pool.name)
+        most += sum(j.gpus for j in scenario.training_jobs if j.pool == pool.name)
+        most = min(most, pool.max_gpus)
+        if pool.pricing.committed_gpus > most:
+            out.append(f"pools.{pool.name}.pricing.committed_gpus: {pool.pricing.committed_gpus} committed, "
+                       f"but its deployments and jobs can hold at most {most} GPUs at once")
+    return out

@@ -49,3 +49,16 @@ def test_run_prints_the_warning_on_stderr(tmp_path):
     result = CliRunner().invoke(app, ["run", str(path), "-q"])
     assert result.exit_code == 0, result.output
     assert "warning: plan base: pool gpus: 60 GPUs committed" in result.output
+
+
+def test_validate_warns_of_a_commitment_nothing_could_use(tmp_path):
+    import yaml
+
+    data = reserved(60)  # one deployment of max 8 replicas x TP 1: at most 8 GPUs at once
+    path = tmp_path / "oversized.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: plan base: pools.gpus.pricing.committed_gpus: 60 committed, but its deployments" in result.output
+    path.write_text(yaml.safe_dump(reserved(4)))
+    assert "warning" not in CliRunner().invoke(app, ["validate", str(path)]).output
