@@ -141,7 +141,7 @@ def run_command(
         with user_errors():
             for result in results:
                 target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir
-                write_result_files(result, target)
+                write_result_files(result, target, within=out_dir)
     if as_json:
         summaries = [r.summary for r in results]
         print_json(summaries[0] if len(summaries) == 1 else summaries)

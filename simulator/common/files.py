@@ -36,16 +36,21 @@ def current_umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, content: Content, *, create_folders: bool = True) -> Path:
+def write_atomic(
+    path: str | Path, content: Content, *, create_folders: bool = True, within: str | Path | None = None
+) -> Path:
     """Write ``content`` to ``path`` atomically and return the path.
 
     ``content`` is the bytes, or text (UTF-8), or a callback ``write(temp_path)`` that writes the
     file itself (a workbook, a Parquet table, a plot). Missing parent directories are created
-    unless ``create_folders`` is false (then a missing directory is an OutputError).
+    unless ``create_folders`` is false (then a missing directory is an OutputError). With
+    ``within``, a path that resolves outside that folder (``..``, a symlink) is refused.
     An exception from the callback propagates unchanged, with the temp file removed and the
     target untouched; problems with the target raise :class:`OutputError`.
     """
     target = Path(path)
+    if within is not None and not target.resolve().is_relative_to(Path(within).resolve()):
+        raise OutputError(f"{target}: outside the output folder {within}; not written")
     folder = _prepare_folder(target, create_folders)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)

@@ -68,6 +68,9 @@ def _problem_from_pydantic(error: dict[str, Any], data: Any, lines: dict[Path, i
         tag = error.get("ctx", {}).get("discriminator", "kind")
         found = error.get("ctx", {}).get("tag", "")
         message = f"unknown {tag} {found!r} (expected one of: {expected})"
+    elif kind == "string_pattern_mismatch" and raw_path and raw_path[-1] == "name":
+        message = (f"{error.get('input')!r} is not a usable name: use letters, digits, '.', '_' "
+                   "and '-', starting with a letter or digit, at most 64 characters")
     elif kind == "union_tag_not_found":
         tag = error.get("ctx", {}).get("discriminator", "kind")
         message = f"missing {tag}: field (which variant this is)"

@@ -26,9 +26,16 @@ from simulator.scenario.yamlio import Path, line_of, parse_yaml
 def read_text(path: str | FsPath) -> str:
     """File contents, or a ScenarioError naming the file."""
     try:
-        return FsPath(path).read_text(encoding="utf-8")
+        raw = FsPath(path).read_bytes()
     except OSError as err:
-        raise ScenarioError([Problem((), f"cannot read file: {err.strerror}")], str(path)) from None
+        raise ScenarioError([Problem((), f"cannot read file: {err.strerror or err}")], str(path)) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError([Problem((), f"not UTF-8 text (byte {err.start}); save the file as UTF-8")],
+                            str(path)) from None  # fmt: skip
 
 
 def load_scenario(path: str | FsPath) -> Scenario:

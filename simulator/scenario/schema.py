@@ -17,11 +17,20 @@ from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.profile import CalibrationProfile
 from simulator.scenario.distributions import Distribution
 
+#: Names of pools, deployments, workloads, training jobs and plans become parts of file names
+#: (``run --all-plans`` folders, plot files) and workbook names: letters, digits, '.', '_' and
+#: '-', starting with a letter or digit, at most 64 characters.
+Name = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+          description="Letters, digits, '.', '_', '-' (starting with a letter or digit), at most 64."),
+]  # fmt: skip
+
 
 class Strict(BaseModel):
     """Base of every scenario model: frozen, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- horizon
@@ -57,7 +66,7 @@ def _leap(year: int) -> bool:
 class PriceStep(Strict):
     """From ``from`` on, GPU-hours cost ``usd_per_gpu_hour`` (e.g. a cheaper renewal)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     from_date: dt.date = Field(alias="from")
     usd_per_gpu_hour: float = Field(ge=0)
@@ -66,7 +75,7 @@ class PriceStep(Strict):
 class SizeStep(Strict):
     """From ``from`` on, the pool holds at most ``max_gpus``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     from_date: dt.date = Field(alias="from")
     max_gpus: int = Field(ge=0)
@@ -75,7 +84,7 @@ class SizeStep(Strict):
 class ShareStep(Strict):
     """From ``from`` on, a route carries ``share``, reached by a linear ramp over ``ramp_days``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     from_date: dt.date = Field(alias="from")
     share: float = Field(ge=0, le=1)
@@ -152,7 +161,7 @@ class SpotPricing(_PriceScheduled):
 class Purchase(Strict):
     """A tranche of owned GPUs, in place from ``from``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     from_date: dt.date = Field(alias="from")
     gpus: int = Field(gt=0)
@@ -232,7 +241,7 @@ class GpuRefresh(Strict):
     ``residual_usd_per_gpu``: the rest of their book value is written off on that day.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     from_date: dt.date = Field(alias="from", description="First day on the new GPUs.")
     gpu: str = Field(description="Catalog GPU name of the new hardware.")
@@ -254,7 +263,7 @@ class GpuRefresh(Strict):
 class Pool(Strict):
     """GPU capacity of one kind and how it is bought."""
 
-    name: str
+    name: Name
     gpu: str = Field(description="Catalog GPU name.")
     max_gpus: int = Field(gt=0, description="Most GPUs this pool can hold at once.")
     pricing: Pricing
@@ -331,7 +340,7 @@ class Autoscaling(Strict):
 class Deployment(Strict):
     """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
 
-    name: str
+    name: Name
     pool: str
     model: str = Field(description="Catalog model name.")
     dtype: WeightDtype = Field(default="bf16", description="Weight quantization.")
@@ -369,7 +378,7 @@ class Deployment(Strict):
         "default: all adapters resident, no limit.",
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     @model_validator(mode="after")
     def _window(self) -> Deployment:
@@ -491,7 +500,7 @@ class ApiBaseline(Strict):
 class Workload(Strict):
     """Continuous inference traffic of one product or feature."""
 
-    name: str
+    name: Name
     traffic: Traffic
     prompt_tokens: Distribution
     output_tokens: Distribution
@@ -523,7 +532,7 @@ class Workload(Strict):
 class TrainingJob(Strict):
     """A one-off or periodic training run on a pool."""
 
-    name: str
+    name: Name
     pool: str
     model: str
     tokens: float = Field(gt=0, description="Training tokens D.")
@@ -556,7 +565,7 @@ class TrainingJob(Strict):
 class Plan(Strict):
     """A variant of the scenario: overrides by dotted path (list items by name)."""
 
-    name: str
+    name: Name
     description: str = ""
     set: dict[str, Any] = Field(default_factory=dict)
 

@@ -38,16 +38,35 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
+#: Limits that keep a hostile file from exhausting time or memory; a scenario needs far less.
+MAX_TEXT_CHARS = 5_000_000
+MAX_DEPTH = 50
+MAX_VALUES = 200_000
+#: The only tags a scenario may carry (the YAML core schema); anything else is an error.
+_KNOWN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+               ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}  # fmt: skip
+
+
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, int]]:
-    """Parse YAML text into plain data plus a path -> line map."""
+    """Parse YAML text into plain data plus a path -> line map.
+
+    Refuses (ScenarioError) text over :data:`MAX_TEXT_CHARS`, nesting deeper than
+    :data:`MAX_DEPTH`, more than :data:`MAX_VALUES` values once aliases are expanded (the
+    "billion laughs"), and any tag outside the core schema (``!!python/object``...).
+    """
+    if len(text) > MAX_TEXT_CHARS:
+        raise ScenarioError([Problem((), f"file too large for a scenario ({len(text):,} characters; "
+                                         f"at most {MAX_TEXT_CHARS:,})")], source)  # fmt: skip
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
         lines: dict[Path, int] = {(): node.start_mark.line + 1}
-        data = _build(loader, node, (), lines, source)
+        data = _build(loader, node, (), lines, source, [0])
         return data, lines
+    except RecursionError:
+        raise ScenarioError([Problem((), f"nested too deeply (at most {MAX_DEPTH} levels)")], source) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -57,7 +76,19 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, int
         loader.dispose()
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int], source: str) -> Any:
+def _build(
+    loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int], source: str, count: list[int]
+) -> Any:
+    count[0] += 1
+    line = node.start_mark.line + 1
+    if count[0] > MAX_VALUES:
+        raise ScenarioError([Problem(path, f"more than {MAX_VALUES:,} values once aliases are "
+                                           "expanded: not a scenario", line)], source)  # fmt: skip
+    if len(path) > MAX_DEPTH:
+        raise ScenarioError([Problem(path[:MAX_DEPTH], f"nested too deeply (at most {MAX_DEPTH} levels)", line)], source)
+    if node.tag not in _KNOWN_TAGS:
+        raise ScenarioError([Problem(path, f"unknown YAML tag {node.tag!r}: only plain values, "
+                                           "lists and mappings are allowed", line)], source)  # fmt: skip
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -67,13 +98,13 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int],
                     [Problem(path + (key,), "duplicate key", key_node.start_mark.line + 1)], source
                 )
             lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(loader, value_node, path + (key,), lines, source)
+            out[key] = _build(loader, value_node, path + (key,), lines, source, count)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item_node in enumerate(node.value):
             lines[path + (index,)] = item_node.start_mark.line + 1
-            items.append(_build(loader, item_node, path + (index,), lines, source))
+            items.append(_build(loader, item_node, path + (index,), lines, source, count))
         return items
     return loader.construct_object(node, deep=True)
 

@@ -96,3 +96,16 @@ def test_a_permission_error_is_one_clear_line(tmp_path, monkeypatch):
     with pytest.raises(OutputError) as info:
         write_atomic(tmp_path / "summary.json", "{}")
     assert str(info.value) == f"{tmp_path}: cannot write: Permission denied"
+
+
+def test_a_path_outside_the_output_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="outside the output folder"):
+        write_atomic(out / ".." / "escaped.json", "{}", within=out)
+    (tmp_path / "elsewhere").mkdir()
+    (out).mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputError, match="outside the output folder"):
+        write_atomic(out / "link" / "x.json", "{}", within=out)
+    assert not (tmp_path / "escaped.json").exists() and not list((tmp_path / "elsewhere").iterdir())
+    assert write_atomic(out / "plan" / "ok.json", "{}", within=out).is_file()

@@ -1,0 +1,57 @@
+"""Hostile and extreme scenario files: one clear FILE:LINE line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simulator.cli.main import app
+from tests.conftest import minimal_scenario_dict
+
+runner = CliRunner()
+GOOD = yaml.safe_dump(minimal_scenario_dict(), sort_keys=False)
+
+
+def validate(tmp_path, content: bytes):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_a_utf8_bom_is_fine(tmp_path):
+    assert validate(tmp_path, b"\xef\xbb\xbf" + GOOD.encode()).exit_code == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    (GOOD.encode("utf-16"), "not UTF-8 text (byte 0)"),
+    (GOOD.encode().replace(b"mini", b"mi\xffni", 1), "not UTF-8 text (byte"),
+    (("a: " + "[" * 5000 + "]" * 5000).encode(), "nested too deeply"),
+    ((b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"),
+     "once aliases are expanded"),
+    (b"name: !!python/object/apply:os.system [echo hi]\n", "unknown YAML tag"),
+    (b"name: !!python/object/new:builtins.dict {}\n", "unknown YAML tag"),
+    (GOOD.replace("usd_per_gpu_hour: 3.0", "usd_per_gpu_hour: .inf").encode(), "finite number"),
+    (GOOD.replace("requests_per_second: 2.0", "requests_per_second: .nan").encode(), "finite number"),
+])  # fmt: skip
+def test_hostile_files_give_one_clear_error(tmp_path, content, message):
+    result = validate(tmp_path, content)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.startswith(str(tmp_path / "s.yaml"))
+
+
+@pytest.mark.parametrize("name", ["../escaped-by-plan-name", "a/b", "", "x" * 65, ".hidden"])
+def test_names_that_would_become_paths_are_refused(tmp_path, name):
+    data = minimal_scenario_dict()
+    data["plans"] = [{"name": name, "set": {"pools.gpus.pricing.usd_per_gpu_hour": 2.0}}]
+    result = validate(tmp_path, yaml.safe_dump(data).encode())
+    assert result.exit_code == 2
+    assert "plans.0.name" in result.output or "plans" in result.output
+    assert "is not a usable name: use letters, digits" in result.output
+    assert not (tmp_path.parent / "escaped-by-plan-name").exists()
