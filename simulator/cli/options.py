@@ -49,7 +49,7 @@ SchedulerOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")]
 MonthsOpt = Annotated[
-    int | None, typer.Option("--months", min=1, help="Shorten the horizon to this many months.")
+    int | None, typer.Option("--months", min=1, max=240, help="Shorten the horizon to this many months.")
 ]
 
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -389,24 +390,38 @@ def cache_dir() -> Path | None:
     return Path(value).expanduser()
 
 
+def _checksum(curve: LatencyCurve) -> str:
+    """SHA-256 of everything a cached curve holds: an edited, truncated or bit-flipped file is
+    detected and the curve rebuilt, never used."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([curve.deployment, curve.workload, list(curve.tokens_per_request),
+                              curve.capacity_per_replica]).encode())  # fmt: skip
+    for name in _ARRAYS:
+        values = np.ascontiguousarray(getattr(curve, name), dtype=float)
+        digest.update(name.encode() + str(values.shape).encode() + values.tobytes())
+    return digest.hexdigest()
+
+
 def _load(path: Path) -> LatencyCurve | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: np.array(data[name]) for name in _ARRAYS}
             tokens = data["tokens_per_request"]
-            return LatencyCurve(
+            curve = LatencyCurve(
                 deployment=str(data["deployment"]),
                 workload=str(data["workload"]),
                 tokens_per_request=(float(tokens[0]), float(tokens[1])),
                 capacity_per_replica=float(data["capacity_per_replica"]),
                 **arrays,
             )
-    except (OSError, KeyError, ValueError, EOFError):
+            stored = str(data["checksum"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None  # absent or unreadable: recompute
+    return curve if stored == _checksum(curve) else None  # tampered or corrupted: recompute
 
 
 def _save(path: Path, curve: LatencyCurve) -> None:
-    """Cache ``curve`` at ``path``; a cache that cannot be written is skipped silently."""
+    """Cache ``curve`` at ``path`` with its checksum; a cache that cannot be written is skipped."""
 
     def write(temp: Path) -> None:
         with open(temp, "wb") as handle:
@@ -416,6 +431,7 @@ def _save(path: Path, curve: LatencyCurve) -> None:
                 workload=np.array(curve.workload),
                 tokens_per_request=np.array(curve.tokens_per_request),
                 capacity_per_replica=np.array(curve.capacity_per_replica),
+                checksum=np.array(_checksum(curve)),
                 **{name: getattr(curve, name) for name in _ARRAYS},
             )
 

@@ -309,6 +309,14 @@ def _pool_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
                 )
             )
         problems += _pricing_size_problems(pool.pricing, pool.max_gpus, ("pools", i, "pricing"))
+        if pool.calibration is None and scenario.calibration is None and pool.gpu in catalog.gpus \
+                and pool.gpu not in known_profiles:  # fmt: skip
+            problems.append(Problem(
+                ("pools", i, "gpu"),
+                f"GPU {pool.gpu!r} has no bundled calibration profile: set the pool's calibration "
+                f"to a bundled profile of a similar GPU ({', '.join(known_profiles)}) or to a "
+                "profile file measured with `fleetsim calibrate`",
+            ))  # fmt: skip
     return problems
 
 

@@ -39,7 +39,9 @@ class Strict(BaseModel):
 class Horizon(Strict):
     """The period the projection covers, in calendar months from ``start``."""
 
-    start: dt.date = Field(description="First day simulated.")
+    start: dt.date = Field(
+        ge=dt.date(1990, 1, 1), le=dt.date(2200, 1, 1), description="First day simulated (1990 to 2200)."
+    )
     months: int = Field(gt=0, le=240, description="Length in calendar months.")
 
     @property
@@ -410,9 +412,14 @@ class TrafficEvent(Strict):
 class Traffic(Strict):
     """Request rate over time: base x diurnal x weekly x growth x events."""
 
-    requests_per_second: float = Field(ge=0, description="Mean rate in the first month.")
+    requests_per_second: float = Field(
+        ge=0, le=1e6, description="Mean rate in the first month (at most a million per second)."
+    )
     growth_per_month: float = Field(default=0.0, gt=-1, description="Compound monthly growth.")
-    diurnal_peak_to_mean: float = Field(default=1.0, ge=1, description="Daily peak / daily mean.")
+    diurnal_peak_to_mean: float = Field(
+        default=1.0, ge=1, le=24,
+        description="Daily peak / daily mean (at most 24: all of a day's traffic in one hour).",
+    )  # fmt: skip
     peak_hour_utc: float = Field(default=15, ge=0, lt=24)
     weekend_factor: float = Field(default=1.0, ge=0, description="Weekend rate / weekday rate.")
     arrival: Literal["poisson", "bursty"] = "poisson"

@@ -181,6 +181,24 @@ class _Gaps:
         return gap, "failure" if u < self._failure_share else "preemption"
 
 
+#: A run expected to be interrupted more often than this is refused (it would barely progress,
+#: and sampling it would take unbounded time and memory): the engine's progress guarantee.
+MAX_EXPECTED_INTERRUPTIONS = 100_000
+
+
+def expected_interruptions(spec: RunSpec) -> float:
+    """Expected interruptions before the run finishes: a segment of exposure tau is retried
+    until one attempt sees no interruption, e^(Lambda tau) - 1 interruptions on average."""
+    rate = spec.interruption_rate_per_s
+    if rate == 0:
+        return 0.0
+    full = spec.checkpoint_interval_s + spec.checkpoint_s
+    exponent_full, exponent_last = rate * full, rate * spec.last_segment_s
+    if max(exponent_full, exponent_last) > 50:
+        return math.inf
+    return spec.n_checkpoints * math.expm1(exponent_full) + math.expm1(exponent_last)
+
+
 def simulate_run(spec: RunSpec, rng: np.random.Generator, limit_s: float = math.inf) -> RunOutcome:
     """Sample one run from its start, stopping at its finish or after ``limit_s`` seconds.
 

@@ -30,15 +30,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from simulator.common.errors import Problem, ScenarioError
 from simulator.perf.lora import lora_training_flops
 from simulator.perf.roofline import training_flops, training_time_s
 from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
 from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.training.jobs import (
     DEFAULT_FAILURES_PER_GPU_DAY,
+    MAX_EXPECTED_INTERRUPTIONS,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     RunSpec,
+    expected_interruptions,
 )
 
 
@@ -110,6 +113,16 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
         failure_rate_per_s=per_gpu_day * job.gpus / SECONDS_PER_DAY,
         preemption_rate_per_s=preempt_per_gpu_day * job.gpus / SECONDS_PER_DAY,
     )
+    expected = expected_interruptions(spec)
+    if expected > MAX_EXPECTED_INTERRUPTIONS:
+        every_s = 1 / spec.interruption_rate_per_s
+        raise ScenarioError([Problem(
+            ("training_jobs", job.name, "failures_per_gpu_day"),
+            f"at {per_gpu_day + preempt_per_gpu_day:g} interruptions per GPU-day on {job.gpus} GPUs (one "
+            f"every {every_s:,.0f} s) a {job.checkpoint_interval_hours:g}-hour checkpoint segment almost "
+            f"never completes (~{expected:,.3g} expected interruptions, at most "
+            f"{MAX_EXPECTED_INTERRUPTIONS:,}); shorten checkpoint_interval_hours or lower the rate",
+        )], f"scenario {scenario.name!r}")  # fmt: skip
     return JobPlan(
         index=index,
         job=job,

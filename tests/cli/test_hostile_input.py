@@ -55,3 +55,37 @@ def test_names_that_would_become_paths_are_refused(tmp_path, name):
     assert "plans.0.name" in result.output or "plans" in result.output
     assert "is not a usable name: use letters, digits" in result.output
     assert not (tmp_path.parent / "escaped-by-plan-name").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["horizon"].update(start="9999-01-01"), "horizon.start"),
+    (lambda d: d["workloads"][0]["traffic"].update(diurnal_peak_to_mean=100), "less than or equal to 24"),
+    (lambda d: d["workloads"][0]["traffic"].update(requests_per_second=1e12), "less than or equal to 1000000"),
+])  # fmt: skip
+def test_bounds_keep_a_run_finite(tmp_path, edit, message):
+    data = minimal_scenario_dict()
+    edit(data)
+    result = validate(tmp_path, yaml.safe_dump(data).encode())
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_job_that_could_never_finish_is_refused_not_run_forever(tmp_path):
+    data = minimal_scenario_dict()
+    data["horizon"]["months"] = 1
+    data["training_jobs"][0].update(failures_per_gpu_day=100, restart_minutes=0, tokens=1e12)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["run", str(path), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "training_jobs.ft.failures_per_gpu_day" in result.output and "almost never completes" in result.output
+
+
+def test_a_custom_gpu_without_a_profile_is_a_clear_error(tmp_path):
+    data = minimal_scenario_dict()
+    data["catalog"] = {"gpus": [{"name": "my-gpu", "vendor": "X", "bf16_tflops": 500, "fp32_tflops": 50,
+                                 "hbm_gib": 80, "hbm_tb_per_s": 2, "interconnect_gb_per_s": 100, "tdp_w": 500}]}  # fmt: skip
+    data["pools"][0]["gpu"] = "my-gpu"
+    result = validate(tmp_path, yaml.safe_dump(data).encode())
+    assert result.exit_code == 2 and "has no bundled calibration profile" in result.output
+    data["pools"][0]["calibration"] = "h100-sxm"
+    assert validate(tmp_path, yaml.safe_dump(data).encode()).exit_code == 0

@@ -118,3 +118,30 @@ def test_explicit_rates():
     assert curve.rates_per_replica.tolist() == [0.5, 1.0, 2.0]
     with pytest.raises(ValueError, match="> 0"):
         latency_curve(unit_scenario(), "d", "w", [0.0], settings=QUICK_SETTINGS)
+
+
+def _tamper_capacity(path):
+    with np.load(path, allow_pickle=False) as data:
+        content = {name: np.array(data[name]) for name in data.files}
+    content["capacity_per_replica"] = content["capacity_per_replica"] * 1000
+    with open(path, "wb") as handle:
+        np.savez(handle, **content)
+
+
+@pytest.mark.parametrize("damage", [
+    _tamper_capacity,
+    lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),  # truncated
+    lambda path: path.write_bytes(bytes(b ^ 0xFF if i == 200 else b for i, b in enumerate(path.read_bytes()))),
+])  # fmt: skip
+def test_a_damaged_cache_entry_is_rebuilt_never_used(isolated_cache, computations, damage):
+    scenario = chat_scenario()
+    first = deployment_curve(scenario, "chat-8b", "chat", quick=True)
+    (path,) = isolated_cache.iterdir()
+    damage(path)
+    clear_memory_cache()
+    again = deployment_curve(scenario, "chat-8b", "chat", quick=True)
+    assert len(computations) == 2  # recomputed, not read
+    assert again.capacity_per_replica == first.capacity_per_replica
+    clear_memory_cache()
+    deployment_curve(scenario, "chat-8b", "chat", quick=True)
+    assert len(computations) == 2  # the rebuilt entry is good again
