@@ -54,12 +54,20 @@ def load_scenario(path: str | FsPath) -> Scenario:
     if problems:
         shown = [Problem(display_path(p.path, data), p.message, p.line) for p in problems]
         raise ScenarioError(shown, source)
-    return validate_scenario_data(data, lines, source)
+    scenario = validate_scenario_data(data, lines, source)
+    scenario._source = (source, lines)
+    return scenario
+
+
+def _list_at(data: dict[str, Any], key: str) -> list[Any]:
+    """``data[key]`` where it is a list (anything else is for validation to report)."""
+    value = data.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _empirical_distributions(data: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     found = []
-    for i, workload in enumerate(data.get("workloads") or []):
+    for i, workload in enumerate(_list_at(data, "workloads")):
         if not isinstance(workload, dict):
             continue
         for key in ("prompt_tokens", "output_tokens"):
@@ -99,7 +107,7 @@ def _load_empirical(
 
 def _calibration_refs(data: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     refs = [((), data)]
-    refs += [(("pools", i), p) for i, p in enumerate(data.get("pools") or []) if isinstance(p, dict)]
+    refs += [(("pools", i), p) for i, p in enumerate(_list_at(data, "pools")) if isinstance(p, dict)]
     return [(where, holder) for where, holder in refs if _is_profile_path(holder.get("calibration"))]
 
 
@@ -230,11 +238,40 @@ def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
         except KeyError as err:
             problems.append(Problem(("plans", plan, "set", dotted), str(err.args[0])))
     if problems:
-        raise ScenarioError(problems, f"plan {plan!r}")
+        raise _at_overrides(scenario, plan, [(p.path[-1], p) for p in problems], f"plan {plan!r}")
     try:
-        return validate_scenario_data(data, None, f"plan {plan!r}")
+        planned = validate_scenario_data(data, None, f"plan {plan!r}")
     except ScenarioError as err:
-        raise ScenarioError(err.problems, f"plan {plan!r} (after its overrides)") from None
+        blamed = [(_override_of(chosen.set, p), p) for p in err.problems]
+        raise _at_overrides(scenario, plan, blamed, f"plan {plan!r} (after its overrides)") from None
+    planned._source = scenario._source
+    return planned
+
+
+def _override_of(overrides: dict[str, Any], problem: Problem) -> str | None:
+    """The plan override (dotted path) a problem after the overrides comes from, if one does."""
+    where = problem.dotted()
+    matches = [d for d in overrides if where == d or where.startswith(d + ".") or d.startswith(where + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def _at_overrides(
+    scenario: Scenario, plan: str, blamed: list[tuple[Any, Problem]], fallback: str
+) -> ScenarioError:
+    """Problems of a plan pointed at the file and line of the override behind each (when the
+    scenario came from a file); else as they are, under ``fallback``."""
+    if scenario._source is None:
+        return ScenarioError([p for _, p in blamed], fallback)
+    source, lines = scenario._source
+    index = next(i for i, p in enumerate(scenario.plans) if p.name == plan)
+    out = []
+    for dotted, p in blamed:
+        path = ("plans", index, "set", dotted) if dotted is not None else ("plans", index)
+        message = p.message if p.path == ("plans", plan, "set", dotted) else f"{p.dotted()}: {p.message}"
+        out.append(Problem(("plans", plan, "set", dotted) if dotted else ("plans", plan),
+                           f"after the plan's overrides: {message}" if p.path[:1] != ("plans",) else message,
+                           line_of(lines, path)))  # fmt: skip
+    return ScenarioError(out, source)
 
 
 def dump_yaml(data: Any) -> str:

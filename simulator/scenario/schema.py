@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.profile import CalibrationProfile
@@ -593,6 +593,10 @@ class CustomCatalog(Strict):
 
 class Scenario(Strict):
     """A whole scenario file."""
+
+    #: The file it was read from and its path -> line map, so that problems found later (a
+    #: plan's overrides) can name FILE:LINE; not part of the data.
+    _source: tuple[str, dict[tuple[str | int, ...], int]] | None = PrivateAttr(default=None)
 
     name: str
     description: str = ""

@@ -57,14 +57,19 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, int
     if len(text) > MAX_TEXT_CHARS:
         raise ScenarioError([Problem((), f"file too large for a scenario ({len(text):,} characters; "
                                          f"at most {MAX_TEXT_CHARS:,})")], source)  # fmt: skip
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None, {}
         lines: dict[Path, int] = {(): node.start_mark.line + 1}
         data = _build(loader, node, (), lines, source, [0])
         return data, lines
+    except yaml.reader.ReaderError as err:  # a control character or other unreadable text
+        line = text.count("\n", 0, err.position) + 1
+        raise ScenarioError([Problem((), f"not valid YAML text: {err.reason} "
+                                         f"(character {err.character!r})", line)], source) from None
     except RecursionError:
         raise ScenarioError([Problem((), f"nested too deeply (at most {MAX_DEPTH} levels)")], source) from None
     except yaml.MarkedYAMLError as err:
@@ -73,7 +78,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, int
         message = " ".join(str(p) for p in (err.context, err.problem) if p)
         raise ScenarioError([Problem((), f"not valid YAML: {message}", line)], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _build(
@@ -92,7 +98,10 @@ def _build(
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ScenarioError([Problem(path, "a mapping key must be a plain name, not a list "
+                                                   "or mapping", key_node.start_mark.line + 1)], source)  # fmt: skip
+            key = _build(loader, key_node, path, {}, source, count)
             if key in out:
                 raise ScenarioError(
                     [Problem(path + (key,), "duplicate key", key_node.start_mark.line + 1)], source
