@@ -122,6 +122,7 @@ def run_command(
 
     Example: fleetsim run scenarios/chat-assistant.yaml --out out/chat
     """
+    from simulator.common.files import write_folder_atomic
     from simulator.report.files import write_result_files
     from simulator.results.runner import plan_names
 
@@ -138,10 +139,14 @@ def run_command(
         for warning in result.summary.get("warnings", []):
             err.print(f"warning: plan {result.summary['plan']}: {warning}", markup=False)
     if out_dir is not None:
-        with user_errors():
+
+        def fill(staging: Path) -> None:
             for result in results:
-                target = out_dir / result.summary["plan"] if len(results) > 1 else out_dir
-                write_result_files(result, target, within=out_dir)
+                target = staging / result.summary["plan"] if len(results) > 1 else staging
+                write_result_files(result, target, within=staging)
+
+        with user_errors():
+            write_folder_atomic(out_dir, fill)  # the previous outputs, or the new ones: never a mix
     if as_json:
         summaries = [r.summary for r in results]
         print_json(summaries[0] if len(summaries) == 1 else summaries)

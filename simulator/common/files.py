@@ -80,6 +80,11 @@ def _prepare_folder(target: Path, create: bool) -> Path:
     """The target's directory, created if missing; OutputError for a target that cannot be a file."""
     if target.is_dir():
         raise OutputError(f"{target}: is a directory; give a file name")
+    return _parent_folder(target, create)
+
+
+def _parent_folder(target: Path, create: bool) -> Path:
+    """The directory that holds ``target``, created (with its parents) when ``create``."""
     folder = target.parent if str(target.parent) else Path(".")
     for parent in [folder, *folder.parents]:
         if parent.exists() and not parent.is_dir():
@@ -116,3 +121,74 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------- a folder as a whole
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def write_folder_atomic(folder: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Replace the contents of ``folder`` as a whole: ``fill(staging)`` writes the new files into
+    a staging folder beside it, which then takes ``folder``'s place in one rename (an atomic
+    exchange on Linux; elsewhere two renames). A crash leaves the previous complete folder or
+    the new complete one, never a mix; runs writing the same folder at once are serialised by a
+    lock beside it. Entries of the old folder that the new one does not have (a user's own
+    files, another plan's outputs) are moved across, never deleted.
+    """
+    import fcntl
+    import shutil
+
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target}: is a file, but a directory is needed for the outputs")
+    parent = _parent_folder(target, create=True)
+    lock_path = parent / f".{target.name}.lock"
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 (held for the whole write)
+    except OSError as error:
+        raise OutputError(_reason(lock_path, error)) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in parent.glob(f".{target.name}.tmp-*"):  # left by a killed run (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        except OSError as error:
+            raise OutputError(_reason(parent, error)) from None
+        try:
+            os.chmod(staging, 0o777 & ~current_umask())
+            fill(staging)
+            if target.is_dir():
+                for entry in target.iterdir():
+                    if not (staging / entry.name).exists():
+                        os.replace(entry, staging / entry.name)
+                _exchange(staging, target)
+            else:
+                os.replace(staging, target)
+            _fsync_dir(parent)
+        except OSError as error:
+            raise OutputError(_reason(target, error)) from None
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _exchange(new: Path, old: Path) -> None:
+    """Swap two directories atomically (renameat2 RENAME_EXCHANGE), else by two renames."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd = -100
+        if renameat2(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(old), _RENAME_EXCHANGE) == 0:
+            return  # ``new`` now holds the old contents; the caller removes it
+    aside = new.with_name(new.name + "-old")
+    os.replace(old, aside)
+    os.replace(new, old)
+    os.replace(aside, new)

@@ -109,3 +109,88 @@ def test_a_path_outside_the_output_folder_is_refused(tmp_path):
         write_atomic(out / "link" / "x.json", "{}", within=out)
     assert not (tmp_path / "escaped.json").exists() and not list((tmp_path / "elsewhere").iterdir())
     assert write_atomic(out / "plan" / "ok.json", "{}", within=out).is_file()
+
+
+# ---------------------------------------------------------------------- a folder as a whole
+
+
+def _fill(tag: str, names=("summary.json", "monthly.csv", "billing.csv")):
+    def fill(staging: Path) -> None:
+        for name in names:
+            write_atomic(staging / name, tag)
+
+    return fill
+
+
+def test_a_folder_is_replaced_as_a_whole_keeping_the_users_own_files(tmp_path, umask_022):
+    from simulator.common.files import write_folder_atomic
+
+    out = tmp_path / "out"
+    write_folder_atomic(out, _fill("old"))
+    (out / "notes.txt").write_text("mine")
+    write_folder_atomic(out, _fill("new", names=("summary.json", "monthly.csv")))
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "summary.json": "new", "monthly.csv": "new", "billing.csv": "old", "notes.txt": "mine"}
+    assert mode(out) == 0o755
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def test_a_failing_fill_leaves_the_previous_folder(tmp_path):
+    from simulator.common.files import write_folder_atomic
+
+    out = tmp_path / "out"
+    write_folder_atomic(out, _fill("old"))
+
+    def broken(staging: Path) -> None:
+        write_atomic(staging / "summary.json", "new")
+        raise RuntimeError("simulation failed half-way")
+
+    with pytest.raises(RuntimeError):
+        write_folder_atomic(out, broken)
+    assert {p.read_text() for p in out.iterdir()} == {"old"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from simulator.common.files import write_atomic, write_folder_atomic
+tag, pause = sys.argv[2], float(sys.argv[3])
+def fill(staging):
+    for name in ("summary.json", "monthly.csv", "billing.csv", "latency.csv"):
+        write_atomic(staging / name, tag)
+        time.sleep(pause)
+write_folder_atomic(Path(sys.argv[1]), fill)
+"""
+
+
+def _writer(out: Path, tag: str, pause: float):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(out), tag, str(pause)])
+
+
+def test_sigkill_mid_write_leaves_the_previous_complete_outputs(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    assert _writer(out, "old", 0).wait() == 0
+    for delay in (0.05, 0.15, 0.3):
+        proc = _writer(out, "new", 0.1)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        contents = {p.name: p.read_text() for p in out.iterdir()}
+        assert len(contents) == 4 and len(set(contents.values())) == 1, contents  # never a mix
+    assert _writer(out, "last", 0).wait() == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]  # killed runs' staging removed
+
+
+def test_two_runs_into_one_folder_do_not_interleave(tmp_path):
+    out = tmp_path / "out"
+    procs = [_writer(out, tag, 0.05) for tag in ("first", "second")]
+    assert [p.wait() for p in procs] == [0, 0]
+    contents = {p.name: p.read_text() for p in out.iterdir()}
+    assert len(contents) == 4 and len(set(contents.values())) == 1, contents
