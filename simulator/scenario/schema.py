@@ -535,6 +535,14 @@ class Workload(Strict):
 
 # --------------------------------------------------------------------------- training
 
+    @model_validator(mode="after")
+    def _token_counts(self) -> Workload:
+        for field in ("prompt_tokens", "output_tokens"):
+            values = getattr(getattr(self, field), "values", None)
+            if values is not None and min(values) < 1:
+                raise ValueError(f"{field}: token counts must be >= 1 (the column's smallest is {min(values):g})")
+        return self
+
 
 class TrainingJob(Strict):
     """A one-off or periodic training run on a pool."""

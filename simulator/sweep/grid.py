@@ -33,6 +33,7 @@ import copy
 import difflib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -112,6 +113,10 @@ def load_grid(path: str | FsPath, scenario: Scenario | None = None) -> Grid:
     return parse_grid(data, lines, source, scenario)
 
 
+#: Most plans one grid may expand to (checked before expanding).
+MAX_PLANS = 100_000
+
+
 def parse_grid(
     data: Any, lines: dict[Path, int] | None = None, source: str = "<grid>", scenario: Scenario | None = None
 ) -> Grid:
@@ -155,6 +160,10 @@ def parse_grid(
             group_paths[name] = ("alternatives", name)
     problems += _structure_problems(head, groups, group_paths, axes, lines)
     grid = Grid(axes, dict(head.fixed), groups, head.replications, head.description, group_paths)
+    combinations = math.prod(len(v) for v in axes.values()) * math.prod(len(o) for o in groups.values())
+    if combinations > MAX_PLANS:
+        problems.append(Problem((), f"the grid has {combinations:,} combinations; at most {MAX_PLANS:,} "
+                                    "(split it, or use fleetsim optimize)", 1))  # fmt: skip
     if scenario is not None:
         problems += path_problems(grid, scenario, lines)
     if problems:

@@ -89,3 +89,25 @@ def test_a_custom_gpu_without_a_profile_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "has no bundled calibration profile" in result.output
     data["pools"][0]["calibration"] = "h100-sxm"
     assert validate(tmp_path, yaml.safe_dump(data).encode()).exit_code == 0
+
+
+def test_an_empirical_column_of_negative_token_counts_is_refused(tmp_path):
+    (tmp_path / "lengths.csv").write_text("tokens\n120\n-40\n300\n")
+    data = minimal_scenario_dict()
+    data["workloads"][0]["prompt_tokens"] = {"distribution": "empirical", "path": "lengths.csv", "column": "tokens"}
+    result = validate(tmp_path, yaml.safe_dump(data).encode())
+    assert result.exit_code == 2 and "token counts must be >= 1 (the column's smallest is -40)" in result.output
+
+
+def test_a_grid_too_large_to_expand_is_refused_before_expanding():
+    from simulator.common.errors import ScenarioError
+    from simulator.sweep.grid import parse_grid
+
+    grid = {"deployments.small.autoscaling.max_replicas": list(range(1, 11)),
+            "deployments.small.autoscaling.min_replicas": list(range(10)),
+            "workloads.chat.traffic.growth_per_month": [0.01 * j for j in range(10)],
+            "workloads.chat.traffic.diurnal_peak_to_mean": [1 + 0.1 * j for j in range(10)],
+            "workloads.chat.traffic.weekend_factor": [0.1 * j for j in range(10)],
+            "pools.gpus.pricing.usd_per_gpu_hour": [1.0 + j for j in range(10)]}  # fmt: skip
+    with pytest.raises(ScenarioError, match="1,000,000 combinations; at most 100,000"):
+        parse_grid(grid)
