@@ -240,6 +240,10 @@ def sample_requests(
     return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval)
 
 
+#: Most requests one ``serve`` run simulates (time and memory stay bounded: ~1 KB a request).
+MAX_SERVE_REQUESTS = 5_000_000
+
+
 def serve(
     scenario: Scenario,
     deployment: str | Deployment,
@@ -284,6 +288,11 @@ def serve(
         if duration_s is None or not duration_s > 0:
             raise _problem(("duration_s",), "give a duration > 0 seconds or a trace")
         assert wl is not None
+        expected = rps * duration_s
+        if expected > MAX_SERVE_REQUESTS:
+            raise _problem(("rps",), f"{rps:g} req/s for {duration_s:g} s is about {expected:,.0f} requests; "
+                                     f"one serve run simulates at most {MAX_SERVE_REQUESTS:,} "
+                                     "(shorten --duration-s or lower --rps)")  # fmt: skip
         offered, duration = sample_requests(wl, rps, duration_s, seed), duration_s
     warmup = WARMUP_SHARE * duration if warmup_s is None else warmup_s
     if not 0 <= warmup < duration:

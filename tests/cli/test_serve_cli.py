@@ -124,3 +124,9 @@ def test_serve_the_real_azure_trace(chat_path):
     data = json.loads(result.output)
     assert data["requests_arrived"] + data["requests_cache_hits"] == 19_366
     assert data["requests_completed"] > 0.99 * (data["requests_arrived"] - data["requests_dropped"])
+
+
+def test_serve_refuses_a_run_it_could_not_hold_with_the_estimate(chat_path):
+    result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--rps", "1e9", "--duration-s", "10"])
+    assert result.exit_code == 2 and "about 10,000,000,000 requests" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
