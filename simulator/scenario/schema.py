@@ -17,6 +17,9 @@ from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.profile import CalibrationProfile
 from simulator.scenario.distributions import Distribution
 
+#: Every date in a scenario: within what the hourly timeline (pandas timestamps) can hold.
+Date = Annotated[dt.date, Field(ge=dt.date(1900, 1, 1), le=dt.date(2200, 12, 31))]
+
 #: Names of pools, deployments, workloads, training jobs and plans become parts of file names
 #: (``run --all-plans`` folders, plot files) and workbook names: letters, digits, '.', '_' and
 #: '-', starting with a letter or digit, at most 64 characters.
@@ -39,7 +42,7 @@ class Strict(BaseModel):
 class Horizon(Strict):
     """The period the projection covers, in calendar months from ``start``."""
 
-    start: dt.date = Field(
+    start: Date = Field(
         ge=dt.date(1990, 1, 1), le=dt.date(2200, 1, 1), description="First day simulated (1990 to 2200)."
     )
     months: int = Field(gt=0, le=240, description="Length in calendar months.")
@@ -70,7 +73,7 @@ class PriceStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: dt.date = Field(alias="from")
+    from_date: Date = Field(alias="from")
     usd_per_gpu_hour: float = Field(ge=0)
 
 
@@ -79,7 +82,7 @@ class SizeStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: dt.date = Field(alias="from")
+    from_date: Date = Field(alias="from")
     max_gpus: int = Field(ge=0)
 
 
@@ -88,7 +91,7 @@ class ShareStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: dt.date = Field(alias="from")
+    from_date: Date = Field(alias="from")
     share: float = Field(ge=0, le=1)
     ramp_days: float = Field(default=0, ge=0)
 
@@ -131,7 +134,7 @@ class ReservedPricing(_PriceScheduled):
 
     kind: Literal["reserved"]
     committed_gpus: int = Field(ge=0)
-    term_months: int = Field(gt=0)
+    term_months: int = Field(gt=0, le=600)
     usd_per_gpu_hour: float = Field(ge=0, description="Price of committed GPU-hours.")
     overflow: Literal["on_demand", "none"] = Field(
         default="on_demand", description="Beyond the commitment: buy on demand, or no capacity."
@@ -139,7 +142,7 @@ class ReservedPricing(_PriceScheduled):
     overflow_usd_per_gpu_hour: float | None = Field(
         default=None, ge=0, description="Defaults to the catalog GPU's on-demand price."
     )
-    start: dt.date | None = Field(default=None, description="Term start; default horizon start.")
+    start: Date | None = Field(default=None, description="Term start; default horizon start.")
 
 
 class SpotPricing(_PriceScheduled):
@@ -165,7 +168,7 @@ class Purchase(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: dt.date = Field(alias="from")
+    from_date: Date = Field(alias="from")
     gpus: int = Field(gt=0)
 
 
@@ -245,7 +248,7 @@ class GpuRefresh(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: dt.date = Field(alias="from", description="First day on the new GPUs.")
+    from_date: Date = Field(alias="from", description="First day on the new GPUs.")
     gpu: str = Field(description="Catalog GPU name of the new hardware.")
     pricing: Pricing | None = Field(
         default=None,
@@ -358,10 +361,10 @@ class Deployment(Strict):
     kv_block_tokens: int = Field(default=16, gt=0, description="KV-cache block size, tokens.")
     router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
     autoscaling: Autoscaling = Autoscaling()
-    from_date: dt.date | None = Field(
+    from_date: Date | None = Field(
         default=None, alias="from", description="First day it serves (default: from the start)."
     )
-    until: dt.date | None = Field(default=None, description="First day it no longer serves.")
+    until: Date | None = Field(default=None, description="First day it no longer serves.")
     after_job: str | None = Field(
         default=None, description="Serves only once this training job's first run has finished."
     )
@@ -404,7 +407,7 @@ class TrafficEvent(Strict):
     """A burst: traffic multiplied by ``multiplier`` from ``start`` for ``days``."""
 
     name: str = "event"
-    start: dt.date
+    start: Date
     days: float = Field(default=1, gt=0)
     multiplier: float = Field(gt=0)
 
@@ -552,7 +555,7 @@ class TrainingJob(Strict):
     model: str
     tokens: float = Field(gt=0, description="Training tokens D.")
     gpus: int = Field(gt=0)
-    start: dt.date = Field(description="Earliest start (it may queue for GPUs).")
+    start: Date = Field(description="Earliest start (it may queue for GPUs).")
     dtype: Literal["bf16", "fp8"] = "bf16"
     sequence_length_tokens: int = Field(default=8192, gt=0)
     mfu: float | None = Field(default=None, gt=0, le=1, description="Default: the profile's.")
@@ -562,10 +565,10 @@ class TrainingJob(Strict):
         default=None, ge=0, description="Default from published large-run experience."
     )
     restart_minutes: float = Field(default=30.0, ge=0)
-    repeat_every_months: int | None = Field(default=None, gt=0)
-    repeat_until: dt.date | None = None
+    repeat_every_months: int | None = Field(default=None, gt=0, le=600)
+    repeat_until: Date | None = None
     priority: int = Field(default=0, description="Higher runs first among queued jobs.")
-    deadline: dt.date | None = None
+    deadline: Date | None = None
     method: Literal["full", "lora"] = Field(
         default="full",
         description="'full': all weights trained (6 N D); 'lora': frozen base + LoRA adapters "

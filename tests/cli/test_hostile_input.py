@@ -111,3 +111,11 @@ def test_a_grid_too_large_to_expand_is_refused_before_expanding():
             "pools.gpus.pricing.usd_per_gpu_hour": [1.0 + j for j in range(10)]}  # fmt: skip
     with pytest.raises(ScenarioError, match="1,000,000 combinations; at most 100,000"):
         parse_grid(grid)
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01"])
+def test_dates_outside_what_the_timeline_holds_are_refused(tmp_path, value):
+    data = minimal_scenario_dict()
+    data["training_jobs"][0]["deadline"] = value
+    result = validate(tmp_path, yaml.safe_dump(data).encode())
+    assert result.exit_code == 2 and "training_jobs.ft.deadline" in result.output
