@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from simulator.cli.main import app
+from simulator.scenario.loading import _walk as walk
 from tests.conftest import SCENARIOS
 
 runner = CliRunner()
@@ -26,14 +27,9 @@ ODD_VALUES = [None, True, -1, 0, 1e308, -1e308, math.inf, math.nan, "", "../../e
               [], {}, {"distribution": "normal", "mean": -5, "sd": 1}, "2027-13-45", 10**30, 0.5, "on_demand"]  # fmt: skip
 
 
-def paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from paths(value, prefix + (index,))
+def paths(data):
+    """Every path into the data (the loader's own walk)."""
+    return (path for path, _ in walk(data))
 
 
 def mutate(data, rng: random.Random, count: int):
