@@ -117,13 +117,23 @@ def run_command(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Dask workers for --replications (1: in process).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace what --out holds, even files this run would not write.")
+    ] = False,
+    fail_on_slo_miss: Annotated[
+        bool, typer.Option("--fail-on-slo-miss", help="Exit 1 when any workload misses its SLO (for CI).")
+    ] = False,
 ) -> None:
     """Project spend, latency and utilisation over the scenario's horizon.
 
-    Example: fleetsim run scenarios/chat-assistant.yaml --out out/chat
+    Writes OUT/<plan>/summary.json, monthly.csv, ... for each plan run (and OUT/compare.json for
+    several); OUT is replaced as a whole. Example: fleetsim run scenarios/chat-assistant.yaml
+    --out out/chat
     """
-    from simulator.common.files import write_folder_atomic
-    from simulator.report.files import write_result_files
+    import json
+
+    from simulator.common.files import write_atomic, write_folder_atomic
+    from simulator.report.files import finite, write_result_files
     from simulator.results.runner import plan_names
 
     loaded = load(scenario)
@@ -141,22 +151,31 @@ def run_command(
     if out_dir is not None:
 
         def fill(staging: Path) -> None:
-            for result in results:
-                target = staging / result.summary["plan"] if len(results) > 1 else staging
-                write_result_files(result, target, within=staging)
+            for result in results:  # OUT/<plan>/..., whatever the number of plans
+                write_result_files(result, staging / result.summary["plan"], within=staging)
+            if len(results) > 1:
+                from simulator.results.compare import compare
 
-        with user_errors():
-            write_folder_atomic(out_dir, fill)  # the previous outputs, or the new ones: never a mix
+                comparison = compare([r.summary for r in results]).to_dict()
+                write_atomic(staging / "compare.json", json.dumps(finite(comparison), indent=2, default=str) + "\n")
+
+        with user_errors():  # the previous outputs, or the new ones: never a mix
+            write_folder_atomic(out_dir, fill, others="drop" if force else "refuse")
     if as_json:
-        summaries = [r.summary for r in results]
-        print_json(summaries[0] if len(summaries) == 1 else summaries)
+        print_json([r.summary for r in results])  # one shape: a list, one summary per plan
         return
     if not quiet:
         for result in results:
             for t in summary_tables(result.summary):
                 out.print(t)
-        if out_dir is not None:
-            out.print(f"wrote {out_dir}/")
+    if out_dir is not None:
+        err.print(f"wrote {out_dir}/ ({', '.join(r.summary['plan'] + '/' for r in results)})", markup=False)
+    if fail_on_slo_miss:
+        missed = [f"{r.summary['plan']}: {name}" for r in results
+                  for name, w in r.summary["workloads"].items() if not w["slo_met"]]  # fmt: skip
+        if missed:
+            err.print(f"SLO missed ({'; '.join(missed)})", markup=False)
+            raise typer.Exit(1)
 
 
 @app.command("compare")

@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 Content = bytes | str | Callable[[Path], None]
 
@@ -128,13 +129,17 @@ def _fsync_dir(folder: Path) -> None:
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
-def write_folder_atomic(folder: str | Path, fill: Callable[[Path], None]) -> Path:
+def write_folder_atomic(
+    folder: str | Path, fill: Callable[[Path], None], others: Literal["keep", "refuse", "drop"] = "keep"
+) -> Path:
     """Replace the contents of ``folder`` as a whole: ``fill(staging)`` writes the new files into
     a staging folder beside it, which then takes ``folder``'s place in one rename (an atomic
     exchange on Linux; elsewhere two renames). A crash leaves the previous complete folder or
     the new complete one, never a mix; runs writing the same folder at once are serialised by a
     lock beside it. Entries of the old folder that the new one does not have (a user's own
-    files, another plan's outputs) are moved across, never deleted.
+    files, another plan's outputs) are moved across (``others="keep"``), make it an OutputError
+    that names them (``"refuse"``: nothing is written), or are discarded (``"drop"``: the
+    caller's explicit --force).
     """
     import fcntl
     import shutil
@@ -160,9 +165,14 @@ def write_folder_atomic(folder: str | Path, fill: Callable[[Path], None]) -> Pat
             os.chmod(staging, 0o777 & ~current_umask())
             fill(staging)
             if target.is_dir():
-                for entry in target.iterdir():
-                    if not (staging / entry.name).exists():
-                        os.replace(entry, staging / entry.name)
+                stale = sorted(e.name for e in target.iterdir() if not (staging / e.name).exists())
+                if stale and others == "refuse":
+                    shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+                    raise OutputError(f"{target}: holds {shown}, which this run would not write; "
+                                      "use another folder, or --force to replace the folder's contents")  # fmt: skip
+                if others == "keep":
+                    for name in stale:
+                        os.replace(target / name, staging / name)
                 _exchange(staging, target)
             else:
                 os.replace(staging, target)

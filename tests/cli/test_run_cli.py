@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from simulator.cli.main import app
-from tests.conftest import SCENARIOS
+from tests.conftest import ROOT, SCENARIOS
 
 runner = CliRunner()
 SUMMARY_KEYS = {"scenario", "plan", "horizon_months", "total_cost_usd", "training_cost_usd",
@@ -28,12 +28,13 @@ def test_every_bundled_scenario_runs(path, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--months", "3", "--out", str(out), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    (summary,) = json.loads(result.output)  # always a list, one summary per plan
     assert SUMMARY_KEYS <= set(summary)
     for workload in summary["workloads"].values():
         assert WORKLOAD_KEYS <= set(workload)
     for job in summary["training_jobs"].values():
         assert JOB_KEYS <= set(job)
+    out = out / "base"  # OUT/<plan>/ whatever the number of plans
     for name in ["summary.json", "monthly.csv", "hourly.parquet", "latency.csv", "jobs.csv"]:
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -80,8 +81,9 @@ def test_run_files_are_readable_by_others_under_umask_022(chat_path, tmp_path):
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o" / "base").iterdir()}
     assert modes and set(modes.values()) == {0o644}, modes
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (tmp_path / "o", tmp_path / "o" / "base")} == {0o755}
 
 
 def test_run_out_on_an_existing_file_is_one_line_not_a_traceback(chat_path, tmp_path):
@@ -92,3 +94,35 @@ def test_run_out_on_an_existing_file_is_one_line_not_a_traceback(chat_path, tmp_
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"{blocker}: is a file, but a directory is needed" in result.output
     assert blocker.read_text() == "mine"
+
+
+def test_one_layout_for_any_number_of_plans_and_no_stale_mix(tmp_path):
+    out = tmp_path / "out"
+    path = str(ROOT / "scenarios" / "buy-vs-rent.yaml")
+    result = runner.invoke(app, ["run", path, "--all-plans", "--months", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [s["plan"] for s in json.loads(result.stdout)] == ["base", "reserved-3y", "owned"]
+    assert sorted(p.name for p in out.iterdir()) == ["base", "compare.json", "owned", "reserved-3y"]
+    compare = json.loads((out / "compare.json").read_text())
+    assert compare["runs"] == ["base", "reserved-3y", "owned"]
+    # one plan into the same folder would leave the others stale beside it: refused
+    result = runner.invoke(app, ["run", path, "--months", "1", "--out", str(out), "-q"])
+    assert result.exit_code == 1 and "which this run would not write" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["base", "compare.json", "owned", "reserved-3y"]
+    result = runner.invoke(app, ["run", path, "--months", "1", "--out", str(out), "-q", "--force"])
+    assert result.exit_code == 0 and [p.name for p in out.iterdir()] == ["base"]
+    assert "wrote" in result.stderr and "wrote" not in result.stdout  # messages on stderr
+
+
+def test_fail_on_slo_miss_exits_1(tmp_path):
+    import yaml
+
+    from tests.conftest import minimal_scenario_dict
+
+    data = minimal_scenario_dict()
+    data["workloads"][0]["slo"] = {"ttft_p95_ms": 0.001}  # impossible
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["run", str(path), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["run", str(path), "-q", "--fail-on-slo-miss"])
+    assert result.exit_code == 1 and "SLO missed (base: chat)" in result.output

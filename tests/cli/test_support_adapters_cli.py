@@ -27,7 +27,8 @@ def ran(tmp_path_factory):
         app, ["run", str(PATH), "--months", "2", "--out", str(out), "--quiet", "--json"]
     )
     assert result.exit_code == 0, result.output
-    return json.loads(result.output), out
+    (summary,) = json.loads(result.output)
+    return summary, out / "base"
 
 
 def test_run_reports_retrieval_adapters_and_the_lora_job(ran):
