@@ -23,7 +23,7 @@ app = typer.Typer(
         "  fleetsim validate scenarios/chat-assistant.yaml\n\n"
         "  fleetsim cost scenarios/chat-assistant.yaml --deployment chat-70b --batch 32"
     ),
-    no_args_is_help=True,
+    no_args_is_help=False,  # the callback prints the help on stdout, exit 0
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -36,10 +36,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """Cost and capacity planning simulator for ML GPU fleets."""
+    if ctx.invoked_subcommand is None:  # plain `fleetsim`: the help is what was asked for
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)

@@ -7,8 +7,16 @@ import typer
 from simulator.cli.app import app
 from simulator.cli.options import JsonOpt, out, print_json, table
 
-catalog_app = typer.Typer(help="Browse the bundled catalog of GPUs and models.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Browse the bundled catalog of GPUs, models and API prices.")
 app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.callback(invoke_without_command=True)
+def catalog_help(ctx: typer.Context) -> None:
+    """Browse the bundled catalog of GPUs, models and API prices."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 @catalog_app.command("gpus")

@@ -229,7 +229,8 @@ def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
     try:
         chosen = scenario.plan(plan)
     except KeyError as err:
-        raise ScenarioError([Problem(("plans",), str(err.args[0]))]) from None
+        source, lines = scenario._source if scenario._source else (f"scenario {scenario.name!r}", {})
+        raise ScenarioError([Problem(("plans",), str(err.args[0]), line_of(lines, ("plans",)))], source) from None
     data = scenario_data(scenario)
     problems = []
     for dotted, value in chosen.set.items():

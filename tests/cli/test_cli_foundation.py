@@ -67,3 +67,16 @@ def test_python_m_simulator_version():
         [sys.executable, "-m", "simulator", "--version"], check=False, capture_output=True, text=True
     )
     assert done.returncode == 0 and "fleetsim" in done.stdout
+
+
+def test_help_without_arguments_goes_to_stdout_with_exit_0():
+    for args in ([], ["catalog"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("Usage: ") and not result.stderr
+
+
+def test_an_unknown_plan_names_the_file_and_line(chat_path):
+    result = runner.invoke(app, ["run", str(chat_path), "--plan", "nope", "-q"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"{chat_path}:") and "no plan named 'nope'" in result.output
