@@ -76,15 +76,10 @@ def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[A
 
 
 def _plan_of(scenario: Any, plan: str, path: Path) -> Any:
-    """The plan-applied scenario; an unknown plan is reported against the scenario file."""
-    from simulator.common.errors import ScenarioError
+    """The plan-applied scenario (its problems already name the scenario file and line)."""
     from simulator.scenario.loading import scenario_for_plan
 
-    try:
-        return scenario_for_plan(scenario, plan)
-    except ScenarioError as error:
-        source = str(path) if error.source == "<scenario>" else f"{path}: {error.source}"
-        raise ScenarioError(error.problems, source) from None
+    return scenario_for_plan(scenario, plan)
 
 
 def _unique(label: str, taken: set[str]) -> str:

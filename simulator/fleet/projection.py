@@ -81,6 +81,8 @@ class RouteHours:
     cost_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     deployment_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of its GPU-time
     requests_preempted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # in flight, retried
+    too_long_share: float = 0.0  # of its requests, refused by the deployment as too long
+    unserved_too_long: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -128,6 +130,20 @@ class Projection:
     job_cost_usd: dict[str, np.ndarray]
     training: object  # simulator.training.TrainingResult
     retrieval: dict[str, RetrievalHours] = field(default_factory=dict)  # per workload with one
+
+
+def too_long_share(scenario: Scenario, deployment, workload) -> float:
+    """Share of a workload's requests a deployment refuses as too long (cached per inputs)."""
+    from simulator.inference.api import too_long_share as estimate
+
+    key = (deployment.model_dump_json(), workload.model_dump_json(), scenario.pool(deployment.pool).gpu,
+           scenario.catalog.model_dump_json())  # fmt: skip
+    if key not in _TOO_LONG:
+        _TOO_LONG[key] = estimate(scenario, deployment, workload)
+    return _TOO_LONG[key]
+
+
+_TOO_LONG: dict[tuple[str, ...], float] = {}
 
 
 def default_curve_provider(scenario: Scenario, deployment: str, workload: str) -> CurveLike:
@@ -263,13 +279,15 @@ def _demand_and_routes(
                 # one route per GPU era of its pool: the era's curve carries the era's demand
                 curve = curve_provider(scenario_on[era.start], route.deployment, workload.name)
                 carried = np.where(era.mask(line.hours), offered, 0.0)
+                refused = too_long_share(scenario_on[era.start], scenario.deployment(route.deployment), workload)
                 routes.append(
                     RouteHours(
                         workload=workload.name,
                         deployment=route.deployment,
                         curve=curve,
                         demand_rps=carried,
-                        replica_equivalents=carried / sizing_capacity(curve),
+                        replica_equivalents=carried * (1 - refused) / sizing_capacity(curve),
+                        too_long_share=refused,
                     )
                 )
     return demand, cache_hits, unrouted, routes
@@ -441,7 +459,8 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
                 served_share = np.where(load > top, top / load, 1.0)
             served_share = np.where(np.isfinite(load), served_share, 0.0)
             offered = route.demand_rps * SECONDS_PER_HOUR
-            route.served_requests = offered * served_share
+            route.unserved_too_long = offered * route.too_long_share  # refused whatever the capacity
+            route.served_requests = (offered - route.unserved_too_long) * served_share
             route.unserved_requests = offered - route.served_requests
             finite_load = np.where(np.isfinite(load), load, top)
             route.point_weights = point_weights(curve, finite_load)

@@ -31,7 +31,9 @@ from simulator.inference.engine import (
     EngineConfig,
     RequestArrays,
     SimulationRecord,
+    served_output_tokens,
     simulate,
+    too_long_mask,
 )
 from simulator.inference.metrics import replicas_frame, requests_frame, summarize
 from simulator.inference.replica import ReplicaConfig
@@ -116,14 +118,7 @@ def replica_setup(
 ) -> tuple[ReplicaConfig, ServingCostModel, IterationTimer]:
     """Scheduler limits, cost model and iteration timer of one replica of ``deployment``."""
     cost_model = serving_cost_model(scenario, deployment)
-    config = ReplicaConfig(
-        max_batch_size=deployment.max_batch_size,
-        max_batched_tokens=deployment.max_batched_tokens,
-        kv_blocks=replica_kv_blocks(cost_model, deployment),
-        kv_block_tokens=deployment.kv_block_tokens,
-        max_context_tokens=cost_model.model.max_context_tokens,
-        max_adapters_per_batch=deployment.max_adapters_per_batch if deployment.adapters else None,
-    )
+    config = replica_limits(scenario, deployment)
     adapters = None
     if deployment.adapters:
         adapters = adapter_terms(
@@ -133,6 +128,37 @@ def replica_setup(
         )  # fmt: skip
     timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters)
     return config, cost_model, timer
+
+
+def replica_limits(scenario: Scenario, deployment: Deployment) -> ReplicaConfig:
+    """The scheduler limits of one replica (context, KV blocks, batch), without its timer."""
+    cost_model = serving_cost_model(scenario, deployment)
+    return ReplicaConfig(
+        max_batch_size=deployment.max_batch_size,
+        max_batched_tokens=deployment.max_batched_tokens,
+        kv_blocks=replica_kv_blocks(cost_model, deployment),
+        kv_block_tokens=deployment.kv_block_tokens,
+        max_context_tokens=cost_model.model.max_context_tokens,
+        max_adapters_per_batch=deployment.max_adapters_per_batch if deployment.adapters else None,
+    )
+
+
+#: Requests drawn to estimate the share refused as too long (a 0.1% share is then known to
+#: about +-0.02 percentage points).
+TOO_LONG_SAMPLES = 200_000
+
+
+def too_long_share(scenario: Scenario, deployment: Deployment, workload: Workload) -> float:
+    """Share of ``workload``'s requests ``deployment`` refuses as too long (past the model's
+    context or the replica's whole KV cache), as the engine decides it, estimated from
+    :data:`TOO_LONG_SAMPLES` draws of the token distributions (fixed seed: deterministic)."""
+    rng = np.random.default_rng(20240917)
+    prompt = sample_token_counts(workload.prompt_tokens, rng, TOO_LONG_SAMPLES)
+    if workload.retrieval is not None:
+        prompt = prompt + retrieved_tokens(workload)
+    output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
+    limits = replica_limits(scenario, deployment)
+    return float(too_long_mask(prompt, served_output_tokens(prompt, output, limits), limits).mean())
 
 
 def resident_adapters(deployment: Deployment) -> int:

@@ -205,6 +205,18 @@ def _arrivals(env: simpy.Environment, times: list[float], engine: _Engine) -> It
         arrive(rid)
 
 
+def served_output_tokens(prompt: np.ndarray, output: np.ndarray, rc: ReplicaConfig) -> np.ndarray:
+    """Output tokens as served: cut where prompt + output would pass the context limit."""
+    return np.minimum(output, np.maximum(rc.max_context_tokens - prompt, 1))
+
+
+def too_long_mask(prompt: np.ndarray, output: np.ndarray, rc: ReplicaConfig) -> np.ndarray:
+    """Requests refused as too long: a prompt at or past the context limit, or prompt + (served)
+    output needing more KV blocks than the whole replica has."""
+    blocks = -(-(prompt + output) // rc.kv_block_tokens)
+    return (prompt >= rc.max_context_tokens) | (blocks > rc.kv_blocks)
+
+
 def simulate(
     config: EngineConfig,
     timer: IterationTimer,
@@ -231,11 +243,9 @@ def simulate(
     arrival = np.asarray(requests.arrival_s[:n], dtype=float)
     prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
     rc = config.replica
-    output = np.minimum(np.asarray(requests.output_tokens[:n], dtype=np.int64),
-                        np.maximum(rc.max_context_tokens - prompt, 1))  # fmt: skip
+    output = served_output_tokens(prompt, np.asarray(requests.output_tokens[:n], dtype=np.int64), rc)
     cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
-    blocks = -(-(prompt + output) // rc.kv_block_tokens)
-    too_long = (prompt >= rc.max_context_tokens) | (blocks > rc.kv_blocks)
+    too_long = too_long_mask(prompt, output, rc)
     adapter = None if requests.adapter is None else np.asarray(requests.adapter[:n], dtype=np.int64)
     retrieval = None if requests.retrieval_s is None else np.asarray(requests.retrieval_s[:n], dtype=float)
 

@@ -460,6 +460,8 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         "cost_usd": cost,
         "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens > 0 else None,
         "api_baseline_cost_usd": baseline,
+        "unserved_too_long_requests": float(sum(
+            (r.unserved_too_long.sum() for r in p.routes if r.workload == workload.name and len(r.unserved_too_long)), 0.0)),
         "requests_retried_after_preemption": float(sum(
             (r.requests_preempted.sum() for r in p.routes if r.workload == workload.name and len(r.requests_preempted)), 0.0)),
         "api_baseline_source": price.source if price is not None else None,
