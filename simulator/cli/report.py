@@ -89,9 +89,10 @@ def _unique(label: str, taken: set[str]) -> str:
     return out_label
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr; exit 2 for a usage error, 1 for a runtime or I/O error."""
     err.print(message, markup=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 @app.command("report")
@@ -135,7 +136,7 @@ def report_command(
             if plots is not None:
                 written = write_plots(runs, plots)
         except (OSError, OutputError, XlsxWriterException) as error:
-            _fail(f"cannot write the report: {error}")
+            _fail(f"cannot write the report: {error}", code=1)
     if not quiet:
         out.print(f"wrote {output} ({len(runs)} run(s): {', '.join(r.label for r in runs)})")
         if plots is not None:

@@ -80,3 +80,18 @@ def test_an_unknown_plan_names_the_file_and_line(chat_path):
     result = runner.invoke(app, ["run", str(chat_path), "--plan", "nope", "-q"])
     assert result.exit_code == 2
     assert result.output.startswith(f"{chat_path}:") and "no plan named 'nope'" in result.output
+
+
+def test_validate_json_gives_machine_readable_problems(tmp_path, chat_path):
+    import json
+
+    ok = runner.invoke(app, ["validate", str(chat_path), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout) == {"valid": True, "problems": [], "warnings": []}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(chat_path.read_text().replace("max_gpus: 512", "max_gpu: 512"))
+    result = runner.invoke(app, ["validate", str(bad), "--json"])
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert {"file": str(bad), "line": 11, "path": "pools.serving.max_gpu",
+            "message": "unknown key 'max_gpu' (did you mean 'max_gpus'?)"} in report["problems"]  # fmt: skip

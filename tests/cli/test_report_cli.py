@@ -119,3 +119,12 @@ def test_missing_scenario_file_exits_2(tmp_path):
     assert result.exit_code == 2
     assert "cannot read file" in result.output
     assert not (tmp_path / "r.xlsx").exists()
+
+
+def test_an_unwritable_workbook_path_exits_1_with_one_line(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    result = runner.invoke(app, ["report", str(scenario_file(tmp_path)), "-o", str(blocker / "r.xlsx"), "-q"])
+    assert result.exit_code == 1  # an I/O error, not a usage error
+    assert "cannot write the report" in result.output and "Traceback" not in result.output
+    assert blocker.read_text() == "mine"
