@@ -80,10 +80,12 @@ def _monthly(p: Projection) -> pd.DataFrame:
     months = _month_labels(p)
     rows: list[dict[str, Any]] = []
 
-    def add(pool: str, kind: str, entity: str, category: str, usd: np.ndarray, gpus: np.ndarray) -> None:
+    def add(pool: str, kind: str, entity: str, category: str, usd: np.ndarray, gpus: np.ndarray,
+            deployment: str = "") -> None:  # fmt: skip
         for month, cost, gpu_hours in zip(months, _by_month(p, usd), _by_month(p, gpus), strict=True):
-            rows.append({"month": month, "pool": pool, "entity_kind": kind, "entity": entity,
-                         "category": category, "cost_usd": cost, "gpu_hours": gpu_hours})  # fmt: skip
+            rows.append({"month": month, "pool": pool, "deployment": deployment, "entity_kind": kind,
+                         "entity": entity, "category": category, "cost_usd": cost,
+                         "gpu_hours": gpu_hours})  # fmt: skip
 
     for pool in p.scenario.pools:
         cost = p.pool_costs[pool.name]
@@ -98,10 +100,10 @@ def _monthly(p: Projection) -> pd.DataFrame:
                 # GPU-hours split like the cost: by the route's GPU-time share
                 cost_usd = sum((r.cost_usd for r in members), np.zeros(p.timeline.hours))
                 share = sum((r.deployment_share for r in members), np.zeros(p.timeline.hours))
-                add(pool.name, "workload", workload, "inference", cost_usd, held * share)
+                add(pool.name, "workload", workload, "inference", cost_usd, held * share, dep.name)
                 routed += cost_usd
             if not routes:
-                add(pool.name, "deployment", dep.name, "inference", np.zeros_like(held), held)
+                add(pool.name, "deployment", dep.name, "inference", np.zeros_like(held), held, dep.name)
         unrouted = cost.inference_usd - routed
         if np.abs(unrouted).sum() > 1e-6:
             add(pool.name, "deployment", "(no traffic)", "inference", unrouted, np.zeros_like(unrouted))

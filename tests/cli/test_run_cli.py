@@ -126,3 +126,13 @@ def test_fail_on_slo_miss_exits_1(tmp_path):
     assert runner.invoke(app, ["run", str(path), "-q"]).exit_code == 0
     result = runner.invoke(app, ["run", str(path), "-q", "--fail-on-slo-miss"])
     assert result.exit_code == 1 and "SLO missed (base: chat)" in result.output
+
+
+def test_monthly_rows_have_one_key_each(tmp_path):
+    out = tmp_path / "out"
+    path = str(ROOT / "scenarios" / "chat-assistant.yaml")  # one workload on two deployments of one pool
+    assert runner.invoke(app, ["run", path, "--months", "2", "--out", str(out), "-q"]).exit_code == 0
+    monthly = pd.read_csv(out / "base" / "monthly.csv", keep_default_na=False)
+    key = ["month", "pool", "deployment", "entity_kind", "entity", "category"]
+    assert not monthly.duplicated(key).any()
+    assert set(monthly.loc[monthly["entity"] == "chat", "deployment"]) == {"chat-70b", "chat-8b"}
