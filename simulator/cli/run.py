@@ -105,7 +105,7 @@ def run_command(
     plan: Annotated[str | None, typer.Option("--plan", help="Plan name ('base' = as written).")] = None,
     all_plans: Annotated[bool, typer.Option("--all-plans", help="Run the base and every plan.")] = False,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Write summary.json, monthly.csv, ... here.")
+        Path | None, typer.Option("--out", help="Write OUT/<plan>/summary.json, monthly.csv, ... (OUT replaced as a whole).")
     ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

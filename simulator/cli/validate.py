@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from simulator.cli.app import app
@@ -20,17 +22,22 @@ def validate(scenario: ScenarioArg, as_json: JsonOpt = False) -> None:
     from simulator.scenario.checks import commitment_warnings
     from simulator.scenario.loading import load_scenario, scenario_for_plan
 
-    try:
+    def with_plans() -> list[tuple[str, Any]]:
         loaded = load_scenario(scenario)
-        plans = [("base", loaded)] + [(p.name, scenario_for_plan(loaded, p.name)) for p in loaded.plans]
-    except ScenarioError as error:
-        if not as_json:
-            with user_errors():
-                raise
-        problems = [{"file": error.source, "line": p.line, "path": p.dotted(), "message": p.message}
-                    for p in error.problems]  # fmt: skip
-        print_json({"valid": False, "problems": problems, "warnings": []})
-        raise typer.Exit(2) from None
+        return [("base", loaded)] + [(p.name, scenario_for_plan(loaded, p.name)) for p in loaded.plans]
+
+    if not as_json:
+        with user_errors():
+            plans = with_plans()
+    else:
+        try:
+            plans = with_plans()
+        except ScenarioError as error:
+            problems = [{"file": error.source, "line": p.line, "path": p.dotted(), "message": p.message}
+                        for p in error.problems]  # fmt: skip
+            print_json({"valid": False, "problems": problems, "warnings": []})
+            raise typer.Exit(2) from None
+    loaded = plans[0][1]
     warnings = [f"plan {name}: {w}" for name, planned in plans for w in commitment_warnings(planned)]
     if as_json:
         print_json({"valid": True, "problems": [], "warnings": warnings})

@@ -16,19 +16,20 @@ def divide(numerator: ArrayLike, denominator: ArrayLike, where_zero: ArrayLike =
 
 def shifted(values: np.ndarray, hours: int) -> np.ndarray:
     """values[h - hours] for each h, the first value held before the start."""
-    if hours == 0:
+    if hours == 0 or len(values) == 0:
         return values.copy()
     out = np.empty_like(values)
-    out[: min(hours, len(values))] = values[0] if len(values) else 0
-    out[hours:] = values[:-hours] if hours < len(values) else out[hours:]
+    out[:hours] = values[0]
+    out[hours:] = values[: max(len(values) - hours, 0)]
     return out
 
 
 def trailing_max(values: np.ndarray, hours: int) -> np.ndarray:
     """max(values[h - hours .. h]) for each h (the first value held before the start)."""
-    out = np.asarray(values, dtype=float).copy()
+    values = np.asarray(values, dtype=float)
+    out = values.copy()
     for lag in range(1, min(hours, len(out)) + 1):
-        out = np.maximum(out, shifted(np.asarray(values, dtype=float), lag))
+        out = np.maximum(out, shifted(values, lag))
     return out
 
 

@@ -159,6 +159,11 @@ def price_segments(
     return out
 
 
+def spot_preemptions_per_replica_hour(pricing: SpotPricing, tensor_parallel: int) -> float:
+    """Pre-emptions of one serving replica per hour: it is lost when any of its GPUs is."""
+    return pricing.preemptions_per_gpu_day * tensor_parallel / 24
+
+
 def spot_down_fraction(pricing: SpotPricing, tensor_parallel: int, weights_bytes: float) -> float:
     """Expected share of spot serving replicas down at any time, reloading after pre-emptions.
 
@@ -167,9 +172,8 @@ def spot_down_fraction(pricing: SpotPricing, tensor_parallel: int, weights_bytes
     parallel at ``reload_gb_per_s``). Share down = rate x reload time (capped at 0.5: beyond
     that, spot cannot carry the deployment). Pre-emptions are taken as independent.
     """
-    per_replica_per_hour = pricing.preemptions_per_gpu_day * tensor_parallel / 24
     reload_h = (pricing.startup_s + weights_bytes / tensor_parallel / (pricing.reload_gb_per_s * 1e9)) / 3600
-    return min(per_replica_per_hour * reload_h, 0.5)
+    return min(spot_preemptions_per_replica_hour(pricing, tensor_parallel) * reload_h, 0.5)
 
 
 def gpus_per_node(pool: Pool, gpu: GpuSpec) -> int:

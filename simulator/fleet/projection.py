@@ -38,6 +38,7 @@ from simulator.economics.pricing import (
     pool_hourly_cost,
     price_segments,
     spot_down_fraction,
+    spot_preemptions_per_replica_hour,
 )
 from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
 from simulator.economics.retrieval import retrieval_line_items
@@ -323,14 +324,13 @@ def _spot_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.nd
     """Per hour, the share of a deployment's replicas down after spot pre-emptions (the
     autoscaler keeps that much more) and the pre-emptions per replica-hour (0 off spot)."""
     down, rate = np.zeros(hours), np.zeros(hours)
-    pool = next(p for p in scenario.pools if p.name == dep.pool)
-    for era in pool_eras(scenario, pool, hours):
+    weights = weight_bytes(model_of(scenario, dep.model), dep.dtype)
+    for era in pool_eras(scenario, scenario.pool(dep.pool), hours):
         pricing = era.pool.pricing
         if isinstance(pricing, SpotPricing):
             mask = era.mask(hours)
-            weights = weight_bytes(model_of(scenario, dep.model), dep.dtype)
             down[mask] = spot_down_fraction(pricing, dep.tensor_parallel, weights)
-            rate[mask] = pricing.preemptions_per_gpu_day * dep.tensor_parallel / 24
+            rate[mask] = spot_preemptions_per_replica_hour(pricing, dep.tensor_parallel)
     return down, rate
 
 
@@ -349,6 +349,11 @@ def _in_term(pricing: Pricing, contract_start: dt.date, line: Timeline) -> np.nd
     return (hours >= first) & (hours < last)
 
 
+def _hour_of(scenario: Scenario) -> Callable[[dt.date], float]:
+    """Hours from the horizon start to a date (what pricing needs to place dated steps)."""
+    return lambda day: hours_since(scenario.horizon.start, day)
+
+
 def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray]:
     """GPUs each pool can hold per hour: pricing limits (of the GPUs in place), max_gpus steps."""
     out = {}
@@ -357,7 +362,7 @@ def _pool_capacities(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray
         for era in pool_eras(scenario, pool, line.hours):
             era_limit = pool_capacity_gpus(era.pool.pricing, pool.max_gpus,
                                            _in_term(era.pool.pricing, era.contract_start, line),
-                                           lambda day: hours_since(scenario.horizon.start, day))  # fmt: skip
+                                           _hour_of(scenario))  # fmt: skip
             limit = np.where(era.mask(line.hours), era_limit, limit)
         steps = [(s.from_date, min(s.max_gpus, pool.max_gpus)) for s in pool.max_gpus_schedule]
         out[pool.name] = np.minimum(limit, stepped(pool.max_gpus, steps, scenario.horizon.start, line.hours))
@@ -428,10 +433,7 @@ def _era_cost(
     if era.pricing_continues or not isinstance(pricing, ReservedPricing):
         in_force &= hours < era.end_hour
     gpu = gpu_of(scenario, era.pool)
-
-    def hour_of(day: dt.date) -> float:
-        return hours_since(scenario.horizon.start, day)
-
+    hour_of = _hour_of(scenario)
     return pool_hourly_cost(
         pricing, gpu, inference_gpus, training_gpus, busy_gpus, in_force,
         price_segments(pricing, hour_of, line.hours), gpus_per_node(era.pool, gpu), hour_of,

@@ -118,7 +118,7 @@ def replica_setup(
 ) -> tuple[ReplicaConfig, ServingCostModel, IterationTimer]:
     """Scheduler limits, cost model and iteration timer of one replica of ``deployment``."""
     cost_model = serving_cost_model(scenario, deployment)
-    config = replica_limits(scenario, deployment)
+    config = replica_limits(cost_model, deployment)
     adapters = None
     if deployment.adapters:
         adapters = adapter_terms(
@@ -130,9 +130,8 @@ def replica_setup(
     return config, cost_model, timer
 
 
-def replica_limits(scenario: Scenario, deployment: Deployment) -> ReplicaConfig:
+def replica_limits(cost_model: ServingCostModel, deployment: Deployment) -> ReplicaConfig:
     """The scheduler limits of one replica (context, KV blocks, batch), without its timer."""
-    cost_model = serving_cost_model(scenario, deployment)
     return ReplicaConfig(
         max_batch_size=deployment.max_batch_size,
         max_batched_tokens=deployment.max_batched_tokens,
@@ -157,7 +156,7 @@ def too_long_share(scenario: Scenario, deployment: Deployment, workload: Workloa
     if workload.retrieval is not None:
         prompt = prompt + retrieved_tokens(workload)
     output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
-    limits = replica_limits(scenario, deployment)
+    limits = replica_limits(serving_cost_model(scenario, deployment), deployment)
     return float(too_long_mask(prompt, served_output_tokens(prompt, output, limits), limits).mean())
 
 

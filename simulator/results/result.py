@@ -31,6 +31,7 @@ from simulator.economics.retrieval import (
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
 from simulator.results.token_split import workload_input_share
+from simulator.scenario.schema import ReservedPricing
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -45,7 +46,7 @@ class Result:
     """One run of one plan: DataFrames plus the summary (the same as summary.json)."""
 
     summary: dict[str, Any]
-    monthly: pd.DataFrame  # month x pool x entity x category: cost_usd, gpu_hours
+    monthly: pd.DataFrame  # month x pool x deployment x entity x category: cost_usd, gpu_hours
     hourly: pd.DataFrame  # hour x pool: GPUs held/busy/billed, energy, cost by category
     latency: pd.DataFrame  # month x workload: requests, percentiles, attainment
     jobs: pd.DataFrame  # one row per training-job run
@@ -274,6 +275,7 @@ def _summary(
         "workloads": {},
         "training_jobs": {},
         "pools": {},
+        "warnings": [],
     }
     if p.retrieval:
         kind = monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND
@@ -311,21 +313,18 @@ def _summary(
         if commitment is not None:
             summary["pools"][pool.name]["commitment"] = commitment
             if commitment["committed_gpus"] > commitment["peak_need_gpus"]:
-                summary.setdefault("warnings", []).append(
+                summary["warnings"].append(
                     f"pool {pool.name}: {commitment['committed_gpus']} GPUs committed but at most "
                     f"{commitment['peak_need_gpus']:.0f} ever needed in the term: "
                     f"{commitment['committed_gpus'] - commitment['peak_need_gpus']:.0f} never used, "
                     f"${commitment['unused_commitment_usd']:,.0f} of commitment paid unused in all"
                 )
-    summary.setdefault("warnings", [])
     return summary
 
 
 def _commitment_summary(p: Projection, pool, rows: pd.DataFrame) -> dict[str, Any] | None:
     """A reserved pool's commitment against its need: committed GPUs, the most GPUs held in the
     term (inference + training), the median, and what the unused part of the commitment cost."""
-    from simulator.scenario.schema import ReservedPricing
-
     if not isinstance(pool.pricing, ReservedPricing):
         return None
     items = [i for i in p.pool_costs[pool.name].items if i.name.startswith("committed_gpu_hours")]

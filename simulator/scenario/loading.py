@@ -239,12 +239,16 @@ def scenario_for_plan(scenario: Scenario, plan: str | None) -> Scenario:
         except KeyError as err:
             problems.append(Problem(("plans", plan, "set", dotted), str(err.args[0])))
     if problems:
-        raise _at_overrides(scenario, plan, [(p.path[-1], p) for p in problems], f"plan {plan!r}")
+        located = [(str(p.path[-1]), p.message) for p in problems]
+        raise _at_overrides(scenario, plan, located, problems, f"plan {plan!r}")
     try:
         planned = validate_scenario_data(data, None, f"plan {plan!r}")
     except ScenarioError as err:
-        blamed = [(_override_of(chosen.set, p), p) for p in err.problems]
-        raise _at_overrides(scenario, plan, blamed, f"plan {plan!r} (after its overrides)") from None
+        located = [(_override_of(chosen.set, p),
+                    f"{p.dotted()}: {p.message}" if p.path[:1] == ("plans",)
+                    else f"after the plan's overrides: {p.dotted()}: {p.message}")
+                   for p in err.problems]  # fmt: skip
+        raise _at_overrides(scenario, plan, located, err.problems, f"plan {plan!r} (after its overrides)") from None
     planned._source = scenario._source
     return planned
 
@@ -257,22 +261,20 @@ def _override_of(overrides: dict[str, Any], problem: Problem) -> str | None:
 
 
 def _at_overrides(
-    scenario: Scenario, plan: str, blamed: list[tuple[Any, Problem]], fallback: str
+    scenario: Scenario, plan: str, located: list[tuple[str | None, str]], problems: list[Problem], fallback: str
 ) -> ScenarioError:
-    """Problems of a plan pointed at the file and line of the override behind each (when the
-    scenario came from a file); else as they are, under ``fallback``."""
+    """A plan's problems at the file and line of the override behind each, ``located`` as
+    (override dotted path or None, message); a scenario not read from a file keeps
+    ``problems`` as they are, under ``fallback``."""
     if scenario._source is None:
-        return ScenarioError([p for _, p in blamed], fallback)
+        return ScenarioError(problems, fallback)
     source, lines = scenario._source
     index = next(i for i, p in enumerate(scenario.plans) if p.name == plan)
-    out = []
-    for dotted, p in blamed:
-        path = ("plans", index, "set", dotted) if dotted is not None else ("plans", index)
-        message = p.message if p.path == ("plans", plan, "set", dotted) else f"{p.dotted()}: {p.message}"
-        out.append(Problem(("plans", plan, "set", dotted) if dotted else ("plans", plan),
-                           f"after the plan's overrides: {message}" if p.path[:1] != ("plans",) else message,
-                           line_of(lines, path)))  # fmt: skip
-    return ScenarioError(out, source)
+    return ScenarioError([
+        Problem(("plans", plan, "set", dotted) if dotted else ("plans", plan), message,
+                line_of(lines, ("plans", index, "set", dotted) if dotted else ("plans", index)))
+        for dotted, message in located
+    ], source)  # fmt: skip
 
 
 def dump_yaml(data: Any) -> str:
