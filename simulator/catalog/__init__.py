@@ -51,6 +51,12 @@ class GpuSpec(_Frozen):
     gpus_per_node: int = Field(
         default=1, gt=0, description="GPUs per node: the unit capacity is rented and bought in."
     )
+    internode_gb_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="Scale-out network bandwidth per GPU per direction between nodes, GB/s "
+        "(default 50: one 400 Gb/s NIC per GPU, as in HGX H100 clusters).",
+    )
     host_power_w_per_gpu: float = Field(
         default=0.0, ge=0, description="Server power beyond the GPU (CPUs, memory, NICs, fans), W per GPU."
     )

@@ -30,7 +30,35 @@ class EfficiencyParameters(BaseModel):
     interconnect_efficiency: float = Field(gt=0, le=1.5, description="All-reduce bus BW share.")
     allreduce_latency_s: float = Field(ge=0, description="Fixed latency of one all-reduce.")
     iteration_overhead_s: float = Field(ge=0, description="Fixed cost of one serving step.")
-    training_mfu: float = Field(gt=0, le=1, description="Model FLOPs utilisation in training.")
+    training_kernel_efficiency: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Training step time on one GPU against its roofline (GEMMs at gemm "
+        "efficiency, attention at attention efficiency, element-wise traffic at the achieved "
+        "bandwidth): what fp32 gradient accumulation, launch gaps and stragglers cost. "
+        "Calibrated on published runs (see simulator.perf.training).",
+    )
+    training_layer_overhead_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Fixed seconds per layer and micro-batch of a training step (forward + "
+        "backward kernel launches and small ops), on top of the roofline.",
+    )
+    fp8_gemm_efficiency_max: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Share of the FP8 peak FP8 GEMMs reach at large M; default: "
+        "gemm_efficiency_max.",
+    )
+    training_mfu: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="A fixed model FLOPs utilisation for every training job on this GPU, "
+        "overriding the layout model (profiles written before it; a job's mfu: wins).",
+    )
     # Optional refinements, measured by `fleetsim calibrate`; the defaults leave the roofline as
     # it was (published profiles fold these costs into the figures above).
     kv_bandwidth_efficiency: float | None = Field(
@@ -52,6 +80,13 @@ class EfficiencyParameters(BaseModel):
         ge=0,
         description="Fixed cost per layer of one serving step (kernel launches / op dispatch), s.",
     )
+
+
+    def fp8_gemm_scale(self, compute_dtype: str) -> float:
+        """FP8 GEMM efficiency relative to the bf16 one (1 for other dtypes)."""
+        if compute_dtype != "fp8" or self.fp8_gemm_efficiency_max is None:
+            return 1.0
+        return self.fp8_gemm_efficiency_max / self.gemm_efficiency_max
 
 
 class CalibrationProfile(BaseModel):

@@ -558,13 +558,68 @@ class TrainingJob(Strict):
     start: Date = Field(description="Earliest start (it may queue for GPUs).")
     dtype: Literal["bf16", "fp8"] = "bf16"
     sequence_length_tokens: int = Field(default=8192, gt=0)
-    mfu: float | None = Field(default=None, gt=0, le=1, description="Default: the profile's.")
-    checkpoint_interval_hours: float = Field(default=2.0, gt=0)
-    checkpoint_minutes: float = Field(default=1.0, ge=0, description="Time to write one.")
+    mfu: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Model FLOPs utilisation; default: computed from the layout "
+        "(simulator.perf.training), or the profile's training_mfu where it sets one.",
+    )
+    tensor_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
+    pipeline_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
+    context_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
+    expert_parallel: int | None = Field(
+        default=None, gt=0, description="MoE models; default: the layout rule."
+    )
+    virtual_pipeline_stages: int | None = Field(
+        default=None, gt=0, description="Interleaved 1F1B stages per GPU; default: one layer each."
+    )
+    micro_batch_sequences: int = Field(default=1, gt=0, description="Sequences per micro-batch.")
+    global_batch_tokens: float | None = Field(
+        default=None,
+        gt=0,
+        description="Tokens per optimizer step; default: DeepSeek LLM's compute-optimal "
+        "batch size 0.292 x C^0.3271 for the run's C FLOPs.",
+    )
+    activation_recompute: Literal["selective", "full"] | None = Field(
+        default=None, description="Default: selective where it fits in memory, else full."
+    )
+    data_parallel_sharding: Literal["optimizer", "full"] | None = Field(
+        default=None,
+        description="'optimizer': ZeRO-1 / distributed optimizer; 'full': FSDP / ZeRO-3 "
+        "(weights and gradients sharded too). Default: the faster that fits.",
+    )
+    overlap_expert_communication: bool = Field(
+        default=False,
+        description="Overlap the MoE all-to-all with compute (DeepSeek-V3's DualPipe).",
+    )
+    checkpoint_interval_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default: the Young-Daly optimum for the job's interruption rate and "
+        "checkpoint time.",
+    )
+    checkpoint_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        description="Time to write one; default: weights and optimizer state (14 bytes per "
+        "parameter) over checkpoint_storage_gb_per_s_per_gpu x GPUs.",
+    )
+    checkpoint_storage_gb_per_s_per_gpu: float = Field(
+        default=0.122,
+        gt=0,
+        description="Storage write bandwidth per GPU of the job, GB/s (default: Llama 3's "
+        "2 TB/s sustained Tectonic throughput for 16,384 GPUs).",
+    )
     failures_per_gpu_day: float | None = Field(
         default=None, ge=0, description="Default from published large-run experience."
     )
-    restart_minutes: float = Field(default=30.0, ge=0)
+    restart_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        description="Relaunch, collective set-up and checkpoint load after an interruption "
+        "(default: an estimate; see simulator.training.plan).",
+    )
     repeat_every_months: int | None = Field(default=None, gt=0, le=600)
     repeat_until: Date | None = None
     priority: int = Field(default=0, description="Higher runs first among queued jobs.")

@@ -4,13 +4,28 @@ Conventions (all documented for users in the engine's docstring):
 
 - Every date is the instant 00:00 of that day; engine time is seconds since
   ``horizon.start`` 00:00.
-- MFU: the job's ``mfu:`` if given, else ``training_mfu`` of the pool's calibration profile
-  (:func:`simulator.scenario.resolve.profile_for_pool`: the pool's profile, else the scenario's, else the
-  bundled one of the pool's GPU; e.g. 0.40 for h100-sxm, from the Llama 3 paper's 38-43% BF16 MFU).
+- Speed: the step-time model of :mod:`simulator.perf.training` on the job's layout (its
+  ``tensor_parallel``/``pipeline_parallel``/... where given, the fastest layout that fits in
+  memory for the rest) with the efficiencies of the pool's calibration profile
+  (:func:`simulator.scenario.resolve.profile_for_pool`). Failure-free compute time = tokens /
+  tokens per second of that layout; its MFU is what the job reports. A job's ``mfu:`` (or a
+  profile's ``training_mfu``) overrides the speed: FLOPs / (GPUs x peak for the dtype x MFU); the
+  layout is still chosen and must fit in memory. A job no layout fits is a validation error.
 - Compute: ``method: full`` costs :func:`simulator.perf.roofline.training_flops` (6 N D plus
   attention); ``method: lora`` costs :func:`simulator.perf.lora.lora_training_flops` (4 N D plus
-  the adapters' 6 N_lora D plus attention: no weight gradients for the frozen base). Both run at
-  GPUs x peak for the dtype x MFU.
+  the adapters' 6 N_lora D plus attention: no weight gradients for the frozen base).
+- Global batch: ``global_batch_tokens``, else DeepSeek LLM's compute-optimal batch for the run's
+  FLOPs (:func:`simulator.perf.training.default_global_batch_tokens`), run as whole micro-batches.
+- Checkpoints: ``checkpoint_minutes``, else the weights and optimizer state (14 bytes per
+  parameter: bf16 weights + fp32 master and Adam moments; adapters only for LoRA, plus nothing for
+  the frozen base) over ``checkpoint_storage_gb_per_s_per_gpu`` x GPUs (0.122 GB/s per GPU:
+  Llama 3 paper Sec. 3.3.1, Tectonic sustains 2 TB/s for 16,384 GPUs). ``checkpoint_interval_hours``,
+  else the Young-Daly optimum for the job's interruption rate
+  (:func:`simulator.training.jobs.young_daly_interval_s`).
+- Restart: ``restart_minutes`` (default 10: an engineering estimate for relaunch, NCCL set-up and
+  checkpoint load at scale; the Llama 3 paper reports cutting job start-up time without a figure.
+  With the default failure rate and Young-Daly interval it gives 16,384-GPU Llama 3 405B a
+  goodput of ~92%, where Meta reports > 90% effective training time).
 - Failures: the job's ``failures_per_gpu_day`` if given, else
   :data:`~simulator.training.jobs.DEFAULT_FAILURES_PER_GPU_DAY`; pre-emptions only on spot pools
   (``pricing.preemptions_per_gpu_day``); both scaled by the job's GPUs.
@@ -30,9 +45,21 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from functools import lru_cache
+
 from simulator.common.errors import Problem, ScenarioError
-from simulator.perf.lora import lora_training_flops
-from simulator.perf.roofline import training_flops, training_time_s
+from simulator.perf.lora import adapter_active_parameters, adapter_parameters, lora_training_flops
+from simulator.perf.profile import EfficiencyParameters
+from simulator.perf.roofline import training_flops
+from simulator.perf.training import (
+    CHECKPOINT_BYTES_PER_PARAMETER,
+    LayoutError,
+    LayoutRequest,
+    StepTime,
+    TrainingJobShape,
+    best_layout,
+    default_global_batch_tokens,
+)
 from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
 from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.training.jobs import (
@@ -42,6 +69,7 @@ from simulator.training.jobs import (
     SECONDS_PER_HOUR,
     RunSpec,
     expected_interruptions,
+    young_daly_interval_s,
 )
 
 
@@ -53,9 +81,10 @@ class JobPlan:
     job: TrainingJob
     pool: str
     mfu: float
-    mfu_source: str  # "job" or "profile:<profile name>"
+    mfu_source: str  # "job", "profile:<name>" (its training_mfu) or "model:<profile name>"
     flops: float  # per run
     spec: RunSpec
+    step: StepTime  # the layout and its step-time breakdown (speed from it unless mfu is set)
 
 
 @dataclass(frozen=True)
@@ -78,25 +107,84 @@ def horizon_hours(horizon: Horizon) -> int:
     return (horizon.end - horizon.start).days * 24
 
 
-def plan_job(scenario: Scenario, index: int) -> JobPlan:
-    """Resolve job ``index``: FLOPs, MFU, failure-free compute time, rates."""
-    job = scenario.training_jobs[index]
+@lru_cache(maxsize=256)
+def _step(shape: TrainingJobShape, request: LayoutRequest, eff: EfficiencyParameters) -> StepTime:
+    return best_layout(shape, request, eff)
+
+
+def job_step(scenario: Scenario, job: TrainingJob) -> StepTime:
+    """The job's layout and step time on its pool (raises ScenarioError when none fits)."""
     pool = scenario.pool(job.pool)
     gpu = gpu_of(scenario, pool)
     model = model_of(scenario, job.model)
-    if job.mfu is not None:
-        mfu, source = job.mfu, "job"
-    else:
-        profile = profile_for_pool(scenario, pool)
-        mfu, source = profile.parameters.training_mfu, f"profile:{profile.name}"
+    eff = profile_for_pool(scenario, pool).parameters
+    lora = job.method == "lora"
+    flops = _job_flops(scenario, job)
+    shape = TrainingJobShape(
+        model=model,
+        gpu=gpu,
+        dtype=job.dtype,
+        gpus=job.gpus,
+        sequence_length_tokens=job.sequence_length_tokens,
+        global_batch_tokens=job.global_batch_tokens or default_global_batch_tokens(flops),
+        method=job.method,
+        lora_parameters=adapter_active_parameters(model, job.lora_rank) if lora else 0.0,
+        overlap_expert_communication=job.overlap_expert_communication,
+    )
+    request = LayoutRequest(
+        tensor_parallel=job.tensor_parallel,
+        pipeline_parallel=job.pipeline_parallel,
+        context_parallel=job.context_parallel,
+        expert_parallel=job.expert_parallel,
+        virtual_stages=job.virtual_pipeline_stages,
+        micro_batch_sequences=job.micro_batch_sequences,
+        recompute=job.activation_recompute,
+        sharding=job.data_parallel_sharding,
+    )
+    try:
+        return _step(shape, request, eff)
+    except LayoutError as exc:
+        raise ScenarioError(
+            [Problem(("training_jobs", job.name, "gpus"), f"{job.model} on {job.gpus} x {gpu.name}: {exc}")],
+            f"scenario {scenario.name!r}",
+        ) from None
+
+
+def _job_flops(scenario: Scenario, job: TrainingJob) -> float:
+    model = model_of(scenario, job.model)
     if job.method == "lora":
-        flops = lora_training_flops(model, job.tokens, job.sequence_length_tokens, job.lora_rank)
-        work_s = flops / (job.gpus * gpu.peak_flops_per_s(gpu.compute_dtype_for(job.dtype)) * mfu)
+        return lora_training_flops(model, job.tokens, job.sequence_length_tokens, job.lora_rank)
+    return training_flops(model, job.tokens, job.sequence_length_tokens)
+
+
+def checkpoint_s(scenario: Scenario, job: TrainingJob) -> float:
+    """Seconds to write one checkpoint: the job's, else state bytes over storage bandwidth."""
+    if job.checkpoint_minutes is not None:
+        return job.checkpoint_minutes * 60.0
+    model = model_of(scenario, job.model)
+    if job.method == "lora":
+        state_bytes = adapter_parameters(model, job.lora_rank) * CHECKPOINT_BYTES_PER_PARAMETER
     else:
-        flops = training_flops(model, job.tokens, job.sequence_length_tokens)
-        work_s = training_time_s(
-            model, job.tokens, job.gpus, gpu, job.dtype, job.sequence_length_tokens, mfu
-        )
+        state_bytes = model.parameters * CHECKPOINT_BYTES_PER_PARAMETER
+    return state_bytes / (job.gpus * job.checkpoint_storage_gb_per_s_per_gpu * 1e9)
+
+
+def plan_job(scenario: Scenario, index: int) -> JobPlan:
+    """Resolve job ``index``: layout, FLOPs, MFU, failure-free compute time, rates."""
+    job = scenario.training_jobs[index]
+    pool = scenario.pool(job.pool)
+    gpu = gpu_of(scenario, pool)
+    profile = profile_for_pool(scenario, pool)
+    step = job_step(scenario, job)
+    flops = _job_flops(scenario, job)
+    peak = gpu.peak_flops_per_s(gpu.compute_dtype_for(job.dtype))
+    if job.mfu is not None or profile.parameters.training_mfu is not None:
+        mfu = job.mfu if job.mfu is not None else profile.parameters.training_mfu
+        source = "job" if job.mfu is not None else f"profile:{profile.name}"
+        work_s = flops / (job.gpus * peak * mfu)
+    else:
+        work_s = job.tokens / step.tokens_per_s
+        mfu, source = flops / (job.gpus * peak * work_s), f"model:{profile.name}"
     per_gpu_day = (
         job.failures_per_gpu_day
         if job.failures_per_gpu_day is not None
@@ -105,13 +193,21 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
     preempt_per_gpu_day = (
         pool.pricing.preemptions_per_gpu_day if pool.pricing.kind == "spot" else 0.0
     )
+    failure_rate = per_gpu_day * job.gpus / SECONDS_PER_DAY
+    preemption_rate = preempt_per_gpu_day * job.gpus / SECONDS_PER_DAY
+    write_s = checkpoint_s(scenario, job)
+    interval_s = (
+        job.checkpoint_interval_hours * SECONDS_PER_HOUR
+        if job.checkpoint_interval_hours is not None
+        else young_daly_interval_s(write_s, failure_rate + preemption_rate, work_s)
+    )
     spec = RunSpec(
         work_s=work_s,
-        checkpoint_interval_s=job.checkpoint_interval_hours * SECONDS_PER_HOUR,
-        checkpoint_s=job.checkpoint_minutes * 60.0,
+        checkpoint_interval_s=interval_s,
+        checkpoint_s=write_s,
         restart_s=job.restart_minutes * 60.0,
-        failure_rate_per_s=per_gpu_day * job.gpus / SECONDS_PER_DAY,
-        preemption_rate_per_s=preempt_per_gpu_day * job.gpus / SECONDS_PER_DAY,
+        failure_rate_per_s=failure_rate,
+        preemption_rate_per_s=preemption_rate,
     )
     expected = expected_interruptions(spec)
     if expected > MAX_EXPECTED_INTERRUPTIONS:
@@ -119,7 +215,7 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
         raise ScenarioError([Problem(
             ("training_jobs", job.name, "failures_per_gpu_day"),
             f"at {per_gpu_day + preempt_per_gpu_day:g} interruptions per GPU-day on {job.gpus} GPUs (one "
-            f"every {every_s:,.0f} s) a {job.checkpoint_interval_hours:g}-hour checkpoint segment almost "
+            f"every {every_s:,.0f} s) a {interval_s / SECONDS_PER_HOUR:g}-hour checkpoint segment almost "
             f"never completes (~{expected:,.3g} expected interruptions, at most "
             f"{MAX_EXPECTED_INTERRUPTIONS:,}); shorten checkpoint_interval_hours or lower the rate",
         )], f"scenario {scenario.name!r}")  # fmt: skip
@@ -131,6 +227,7 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
         mfu_source=source,
         flops=flops,
         spec=spec,
+        step=step,
     )
 
 

@@ -13,10 +13,12 @@ from simulator.scenario.resolve import gpu_of, model_of
 from simulator.scenario.schema import Scenario
 from simulator.training import TrainingResult, simulate_training
 from simulator.training.hourly import add_interval
+from simulator.training.plan import plan_job
 
 HOUR = 3600.0
-#: No failures, free checkpoints: runs take exactly their compute time.
-CLEAN = {"failures_per_gpu_day": 0, "checkpoint_minutes": 0}
+#: No failures, free checkpoints, a fixed MFU: runs take exactly their compute time (the layout
+#: model's own speed is tested in tests/unit/test_perf_training.py).
+CLEAN = {"failures_per_gpu_day": 0, "checkpoint_minutes": 0, "mfu": 0.4}
 
 
 def scenario(
@@ -81,10 +83,12 @@ def test_alone_on_idle_pool_takes_exactly_the_compute_time(
     assert (row.failures, row.preemptions, row.status) == (0, 0, "finished")
 
 
-def test_default_mfu_is_the_profiles() -> None:
-    row = run(scenario([{}])).runs.iloc[0]
-    assert row.mfu == 0.4
-    assert row.wall_hours * HOUR == pytest.approx(compute_s(1e9, 8, 0.4), rel=1e-14)
+def test_default_mfu_is_the_layout_models() -> None:
+    row = run(scenario([{"mfu": None}])).runs.iloc[0]
+    plan = plan_job(scenario([{"mfu": None}]), 0)
+    assert plan.mfu_source == "model:h100-sxm" and 0.2 < row.mfu < 0.6
+    assert row.mfu == pytest.approx(plan.mfu, rel=1e-12)
+    assert row.wall_hours * HOUR == pytest.approx(compute_s(1e9, 8, row.mfu), rel=1e-12)
 
 
 def test_fp8_runs_at_fp8_peak() -> None:
@@ -190,7 +194,7 @@ def test_running_training_is_not_preempted_when_the_offer_drops() -> None:
 
 
 def test_never_starts_when_the_pool_never_has_room() -> None:
-    s = scenario([{}, {"gpus": 1}])
+    s = scenario([{}, {"gpus": 2}])
     result = run(s, np.full(hours_of(s), 7.0))
     runs = result.runs.set_index("job")
     assert runs.status["j0"] == "queued" and pd.isna(runs.started_at["j0"])
@@ -201,7 +205,7 @@ def test_never_starts_when_the_pool_never_has_room() -> None:
 
 def test_held_never_exceeds_a_constant_offer() -> None:
     s = scenario([{"gpus": g, "tokens": 3e9, "start": f"2027-01-0{d}"}
-                  for g, d in [(3, 1), (5, 1), (2, 2), (6, 2), (1, 3), (4, 3)]])  # fmt: skip
+                  for g, d in [(3, 1), (5, 1), (2, 2), (6, 2), (2, 3), (4, 3)]])  # fmt: skip
     result = run(s, np.full(hours_of(s), 8.0))
     assert result.gpus_held_by_pool["p"].max() <= 8 + 1e-9
     assert (result.runs.status == "finished").all()
@@ -355,7 +359,7 @@ def test_a_jobs_randomness_does_not_depend_on_later_jobs() -> None:
     extended = scenario(
         [{"tokens": 1e11, "failures_per_gpu_day": 0.1},
          {"tokens": 5e10, "failures_per_gpu_day": 0.1, "gpus": 4, "repeat_every_months": 1},
-         {"tokens": 1e9, "gpus": 1, "start": "2027-03-20", "failures_per_gpu_day": 1.0}],
+         {"tokens": 1e9, "gpus": 2, "start": "2027-03-20", "failures_per_gpu_day": 1.0}],
         max_gpus=16, months=3,
     )  # fmt: skip
     a, b = run(base, seed=3).runs, run(extended, seed=3).runs
