@@ -22,7 +22,12 @@ from simulator.cli.options import (
 @app.command()
 def cost(
     scenario: ScenarioArg,
-    deployment: Annotated[str, typer.Option("--deployment", "-d", help="Deployment name.")],
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", "-d", help="Deployment name (serving figures).")
+    ] = None,
+    job: Annotated[
+        str | None, typer.Option("--job", "-j", help="Training job name (layout and step-time figures).")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Decode batch size (running requests).", min=1)] = 32,
     context: Annotated[int, typer.Option(help="Context tokens per request.", min=1)] = 2000,
     prompt: Annotated[
@@ -31,17 +36,28 @@ def cost(
     on: OnDateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cost-model figures for one replica: iteration times, tokens/s and $ per 1M tokens."""
-    from simulator.economics.costing import replica_cost_figures
-
+    """Cost-model figures: one serving replica (--deployment: iteration times, tokens/s, $ per 1M
+    tokens) or one training job (--job: its layout, step-time breakdown, MFU and goodput)."""
+    if (deployment is None) == (job is None):
+        raise typer.BadParameter("give exactly one of --deployment or --job")
     loaded = load(scenario, on)
-    with user_errors():
-        figures = replica_cost_figures(loaded, deployment, batch, context, prompt or context)
+    if job is not None:
+        from simulator.training.plan import job_figures
+
+        with user_errors():
+            figures = job_figures(loaded, job)
+        title = f"Cost model: training job {job}"
+    else:
+        from simulator.economics.costing import replica_cost_figures
+
+        with user_errors():
+            figures = replica_cost_figures(loaded, deployment, batch, context, prompt or context)
+        title = f"Cost model: {deployment} (batch {batch}, context {context})"
     if as_json:
         print_json(figures)
         return
     rows = [[key.replace("_", " "), _fmt_number(value)] for key, value in figures.items()]
-    out.print(table(f"Cost model: {deployment} (batch {batch}, context {context})", ["figure", "value"], rows))
+    out.print(table(title, ["figure", "value"], rows))
 
 
 def _fmt_number(value: Any) -> str:

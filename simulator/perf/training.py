@@ -28,15 +28,18 @@ of the work, so the step time of one GPU is the job's. It is the sum of
   micro-batches and v virtual stages per GPU (Narayanan et al. 2021, eq. for the interleaved
   schedule), plus the point-to-point activation sends (exposed);
 - **data-parallel** gradient reduce-scatter and parameter all-gather of the GPU's parameters
-  (bf16, ring: (DP-1)/DP of the bytes each), overlapped with the step's compute (Megatron's
-  ``--overlap-grad-reduce --overlap-param-gather``; only what exceeds the compute shows).
+  (bf16, ring: (DP-1)/DP of the bytes each; FSDP gathers the weights a second time for the
+  backward pass), overlapped with the step's compute (Megatron's ``--overlap-grad-reduce
+  --overlap-param-gather``): what exceeds the compute shows, and while it overlaps it takes
+  :data:`OVERLAP_SM_SHARE` of the SMs from the math (NCCL kernels run on SMs).
 
 MFU is then model FLOPs (:func:`simulator.perf.roofline.training_flops`) / (GPUs x peak x step
 time), the same definition as the Llama 3 paper's Table 4 and Megatron-LM's tables.
 
-Memory per GPU (mixed-precision Adam, ZeRO-1 / Megatron's distributed optimizer; Rajbhandari et
-al. 2020, "ZeRO"): 2 bytes of bf16 weights + 2 of bf16 gradients per parameter held, plus 12
-bytes (fp32 master weight and two moments) per parameter sharded over the data-parallel group;
+Memory per GPU (mixed-precision Adam; Rajbhandari et al. 2020, "ZeRO"): with ``sharding:
+optimizer`` (ZeRO-1, Megatron's distributed optimizer) 2 bytes of bf16 weights + 2 of bf16
+gradients per parameter held, plus 12 bytes (fp32 master weight and two moments) per parameter
+sharded over the data-parallel group; with ``sharding: full`` (FSDP / ZeRO-3) all 16 sharded;
 activations per layer and micro-batch, split over the TP ranks by sequence parallelism, of
 ``2 (4 h + 2 q + 2 kv + 3 f)`` bytes per token for a Llama-style layer (bf16: the inputs and
 outputs of both norms, Q of width q, K and V of width kv each and the attention output kept by
@@ -47,6 +50,13 @@ the fp32 logits on the last; :data:`MEMORY_RESERVE_BYTES` held back for the CUDA
 
 Everything is a pure function of numbers; the layout search (:func:`best_layout`) evaluates a
 small grid of layouts and keeps the fastest that fits.
+
+Calibration (``training_kernel_efficiency`` and ``training_layer_overhead_s`` in the bundled
+profiles) and its error against published runs: ``calibration/profiles/h100-sxm.yaml`` and
+``tests/validation/test_training_published.py``. Simplifications, stated: every GPU does the
+same work (no stragglers, no load imbalance of MoE routing: experts are assumed balanced);
+tensor-parallel collectives are not overlapped; interleaving's extra activation memory is left
+out; the expert all-to-all is costed on the inter-node link whenever the EP group spans nodes.
 """
 
 from __future__ import annotations
@@ -384,7 +394,8 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
         passes = 3 if layout.sharding == "full" else 2
         volume = trainable * 2.0 * (group - 1) / group * passes
         dp_time = volume / _link_bytes_per_s(gpu, layout.gpus if group > 1 else 1, eff)
-        dp_s = max(dp_time - compute_s, 0.0)
+        # Overlapped with the step's math, on SMs it takes from it while it runs.
+        dp_s = max(dp_time - compute_s, 0.0) + min(dp_time, compute_s) * OVERLAP_SM_SHARE
     return StepTime(
         layout=layout,
         tokens_per_step=tokens,
@@ -496,7 +507,7 @@ def best_layout(shape: TrainingJobShape, request: LayoutRequest, eff: Efficiency
     remedies = ["more GPUs"]
     if closest.layout.recompute != "full":
         remedies.append("activation_recompute: full")
-    if closest.layout.sharding != "full":
+    if closest.layout.sharding != "full" and closest.layout.data_parallel > 1:
         remedies.append("data_parallel_sharding: full")
     if request.tensor_parallel or request.pipeline_parallel:
         remedies.append("more tensor or pipeline parallelism")

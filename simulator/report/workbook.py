@@ -548,6 +548,10 @@ def _job_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
         )
         w.add(f"{name}.gpu_hours_lost", "  GPU-hours lost to failures", "GPU-hours", "int", "simulated",
               [(None, s.get("gpu_hours_lost")) for s in stats])  # fmt: skip
+        w.add(f"{name}.goodput", "  goodput (useful / held GPU-hours)", "%", "pct", "simulated",
+              [(None, s.get("goodput")) for s in stats])  # fmt: skip
+        w.add(f"{name}.mfu", "  MFU (model FLOPs / peak, failure-free)", "%", "pct", "cost model",
+              [(None, s.get("mfu")) for s in stats])  # fmt: skip
         w.add(
             f"{name}.failures",
             "  failures",

@@ -483,6 +483,7 @@ def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, An
         "runs_finished": len(finished),
         "gpu_hours": float(rows["gpu_hours"].sum()) if len(rows) else 0.0,
         "gpu_hours_lost": float(rows["gpu_hours_lost"].sum()) if len(rows) else 0.0,
+        **_goodput_summary(rows),
         "failures": int(rows["failures"].sum()) if len(rows) else 0,
         "preemptions": int(rows["preemptions"].sum()) if len(rows) and "preemptions" in rows else 0,
         "first_start": _iso(min(started)) if len(started) else None,
@@ -490,6 +491,22 @@ def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, An
         "cost_usd": cost,
         "deadline": job.deadline.isoformat() if job.deadline else None,
         "deadline_missed": bool(rows["deadline_missed"].any()) if len(rows) else False,
+    }
+
+
+def _goodput_summary(rows: pd.DataFrame) -> dict[str, Any]:
+    """Goodput (useful / held GPU-hours) and the lost shares, the MFU and layout of the runs."""
+    held = float(rows["gpu_hours"].sum()) if len(rows) else 0.0
+    def share(column: str) -> float | None:
+        return float(rows[column].sum()) / held if held > 0 else None
+    return {
+        "goodput": share("gpu_hours_useful"),
+        "checkpoint_share": share("gpu_hours_checkpoint"),
+        "rework_share": share("gpu_hours_rework"),
+        "restart_share": share("gpu_hours_restart"),
+        "mfu": float(rows["mfu"].iloc[-1]) if len(rows) else None,
+        "layout": str(rows["layout"].iloc[-1]) if len(rows) else None,
+        "checkpoint_interval_hours": float(rows["checkpoint_interval_hours"].iloc[-1]) if len(rows) else None,
     }
 
 

@@ -473,6 +473,19 @@ def _training_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
             problems.append(
                 Problem(("training_jobs", i, "model"), _unknown("model", job.model, list(catalog.models)))
             )
+        elif pool is not None and pool.gpu in catalog.gpus and job.gpus <= pool.max_gpus:
+            from simulator.perf.lora import lora_training_fits
+            from simulator.scenario.training_layout import layout_problem
+
+            if job.method == "lora" and not lora_training_fits(
+                catalog.models[job.model], job.lora_rank, BYTES_PER_ELEMENT[job.dtype],
+                catalog.gpus[pool.gpu], job.gpus,
+            )[0]:  # fmt: skip
+                continue  # the LoRA state check below says why, in its own words
+
+            short = layout_problem(scenario, job)
+            if short:
+                problems.append(Problem(("training_jobs", i, "gpus"), short))
     return problems
 
 

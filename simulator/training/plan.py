@@ -45,22 +45,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from functools import lru_cache
-
 from simulator.common.errors import Problem, ScenarioError
-from simulator.perf.lora import adapter_active_parameters, adapter_parameters, lora_training_flops
-from simulator.perf.profile import EfficiencyParameters
-from simulator.perf.roofline import training_flops
-from simulator.perf.training import (
-    CHECKPOINT_BYTES_PER_PARAMETER,
-    LayoutError,
-    LayoutRequest,
-    StepTime,
-    TrainingJobShape,
-    best_layout,
-    default_global_batch_tokens,
-)
+from simulator.perf.lora import adapter_parameters
+from simulator.perf.training import CHECKPOINT_BYTES_PER_PARAMETER, LayoutError, StepTime
 from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
+from simulator.scenario.training_layout import job_flops
+from simulator.scenario.training_layout import job_step as _job_step
 from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.training.jobs import (
     DEFAULT_FAILURES_PER_GPU_DAY,
@@ -107,54 +97,16 @@ def horizon_hours(horizon: Horizon) -> int:
     return (horizon.end - horizon.start).days * 24
 
 
-@lru_cache(maxsize=256)
-def _step(shape: TrainingJobShape, request: LayoutRequest, eff: EfficiencyParameters) -> StepTime:
-    return best_layout(shape, request, eff)
-
-
 def job_step(scenario: Scenario, job: TrainingJob) -> StepTime:
-    """The job's layout and step time on its pool (raises ScenarioError when none fits)."""
-    pool = scenario.pool(job.pool)
-    gpu = gpu_of(scenario, pool)
-    model = model_of(scenario, job.model)
-    eff = profile_for_pool(scenario, pool).parameters
-    lora = job.method == "lora"
-    flops = _job_flops(scenario, job)
-    shape = TrainingJobShape(
-        model=model,
-        gpu=gpu,
-        dtype=job.dtype,
-        gpus=job.gpus,
-        sequence_length_tokens=job.sequence_length_tokens,
-        global_batch_tokens=job.global_batch_tokens or default_global_batch_tokens(flops),
-        method=job.method,
-        lora_parameters=adapter_active_parameters(model, job.lora_rank) if lora else 0.0,
-        overlap_expert_communication=job.overlap_expert_communication,
-    )
-    request = LayoutRequest(
-        tensor_parallel=job.tensor_parallel,
-        pipeline_parallel=job.pipeline_parallel,
-        context_parallel=job.context_parallel,
-        expert_parallel=job.expert_parallel,
-        virtual_stages=job.virtual_pipeline_stages,
-        micro_batch_sequences=job.micro_batch_sequences,
-        recompute=job.activation_recompute,
-        sharding=job.data_parallel_sharding,
-    )
+    """The job's layout and step time (a ScenarioError when none fits, for callers that did
+    not validate the scenario first)."""
     try:
-        return _step(shape, request, eff)
+        return _job_step(scenario, job)
     except LayoutError as exc:
         raise ScenarioError(
-            [Problem(("training_jobs", job.name, "gpus"), f"{job.model} on {job.gpus} x {gpu.name}: {exc}")],
+            [Problem(("training_jobs", job.name, "gpus"), f"{job.model} on {job.gpus} x {scenario.pool(job.pool).gpu}: {exc}")],
             f"scenario {scenario.name!r}",
         ) from None
-
-
-def _job_flops(scenario: Scenario, job: TrainingJob) -> float:
-    model = model_of(scenario, job.model)
-    if job.method == "lora":
-        return lora_training_flops(model, job.tokens, job.sequence_length_tokens, job.lora_rank)
-    return training_flops(model, job.tokens, job.sequence_length_tokens)
 
 
 def checkpoint_s(scenario: Scenario, job: TrainingJob) -> float:
@@ -176,7 +128,7 @@ def plan_job(scenario: Scenario, index: int) -> JobPlan:
     gpu = gpu_of(scenario, pool)
     profile = profile_for_pool(scenario, pool)
     step = job_step(scenario, job)
-    flops = _job_flops(scenario, job)
+    flops = job_flops(scenario, job)
     peak = gpu.peak_flops_per_s(gpu.compute_dtype_for(job.dtype))
     if job.mfu is not None or profile.parameters.training_mfu is not None:
         mfu = job.mfu if job.mfu is not None else profile.parameters.training_mfu
@@ -265,3 +217,41 @@ def releases(job: TrainingJob, horizon: Horizon) -> list[Release]:
             )
         )
     return out
+
+
+def job_figures(scenario: Scenario, name: str) -> dict[str, float | int | str]:
+    """What ``fleetsim cost --job`` shows: the layout, its step-time breakdown and the run's
+    expected wall time with failures, checkpoints and restarts (closed form, no sampling)."""
+    names = [j.name for j in scenario.training_jobs]
+    if name not in names:
+        raise ScenarioError(
+            [Problem(("training_jobs",), f"no training job {name!r} (jobs: {', '.join(names) or 'none'})")],
+            f"scenario {scenario.name!r}",
+        )
+    plan = plan_job(scenario, names.index(name))
+    step, spec, job = plan.step, plan.spec, plan.job
+    expected_wall_s = spec.expected_wall_s()
+    figures: dict[str, float | int | str] = {
+        "layout": step.layout.describe(),
+        "gpus": job.gpus,
+        "global_batch_tokens": step.tokens_per_step,
+        "micro_batches_per_step": step.micro_batches,
+        "step_s": step.step_s,
+        "tokens_per_s_per_gpu": step.tokens_per_s / job.gpus,
+        "mfu": plan.mfu,
+        "mfu_source": plan.mfu_source,
+    }
+    figures.update({f"share_{term}": value for term, value in step.shares().items()})
+    figures.update({
+        "memory_gib_per_gpu": step.memory_bytes_per_gpu / 2**30,
+        "memory_limit_gib_per_gpu": step.memory_limit_bytes / 2**30,
+        "compute_hours": spec.work_s / SECONDS_PER_HOUR,
+        "checkpoint_write_s": spec.checkpoint_s,
+        "checkpoint_interval_hours": spec.checkpoint_interval_s / SECONDS_PER_HOUR,
+        "restart_minutes": spec.restart_s / 60.0,
+        "interruptions_per_day": spec.interruption_rate_per_s * SECONDS_PER_DAY,
+        "expected_wall_hours": expected_wall_s / SECONDS_PER_HOUR,
+        "expected_goodput": spec.work_s / expected_wall_s,
+        "expected_gpu_hours": expected_wall_s * job.gpus / SECONDS_PER_HOUR,
+    })  # fmt: skip
+    return figures

@@ -19,6 +19,8 @@ RUN_COLUMNS: dict[str, str] = {
     "finished_at": "datetime64[ns]",
     "gpus": "int64",
     "mfu": "float64",
+    "layout": "str",  # parallel layout the speed comes from (simulator.perf.training)
+    "checkpoint_interval_hours": "float64",  # compute between checkpoints (Young-Daly by default)
     "flops": "float64",
     "compute_hours": "float64",  # failure-free compute time of the run (work / (GPUs x peak x MFU))
     "wall_hours": "float64",  # hours held: start to finish, or to the horizon end
@@ -28,6 +30,7 @@ RUN_COLUMNS: dict[str, str] = {
     "gpu_hours_checkpoint": "float64",
     "gpu_hours_rework": "float64",
     "gpu_hours_restart": "float64",
+    "goodput": "float64",  # useful / held GPU-hours (NaN for a run that never started)
     "failures": "int64",
     "preemptions": "int64",
     "deadline": "datetime64[ns]",

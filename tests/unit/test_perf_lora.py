@@ -201,9 +201,8 @@ def test_lora_job_memory_check():
     with pytest.raises(ScenarioError, match="LoRA fine-tune of llama-3-405b.*raise gpus"):
         scenario(lambda d: big(d, 8))
     scenario(lambda d: big(d, 16))  # 810 GB of bf16 weights over 16 x 80 GB: fits
-    scenario(
-        lambda d: d["training_jobs"][0].update(model="llama-3-405b", gpus=8)
-    )  # full: not checked
+    with pytest.raises(ScenarioError, match=r"llama-3-405b on 8 x h100-sxm: does not fit in GPU memory.*GiB over"):
+        scenario(lambda d: d["training_jobs"][0].update(model="llama-3-405b", gpus=8))  # full: 16 B/param
 
 
 # ---------------------------------------------------------------------- scenario checks
