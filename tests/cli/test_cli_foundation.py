@@ -62,6 +62,39 @@ def test_cost_unknown_deployment(chat_path):
     assert "no deployment named 'chat-7b'" in result.output
 
 
+def test_cost_job_breakdown(chat_path):
+    result = runner.invoke(app, ["cost", str(chat_path), "--job", "base-v2", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    shares = sum(v for k, v in figures.items() if k.startswith("share_"))
+    assert shares == pytest.approx(1.0)
+    assert figures["mfu_source"] == "model:h100-sxm" and 0.2 < figures["mfu"] < 0.6
+    assert figures["memory_gib_per_gpu"] <= figures["memory_limit_gib_per_gpu"]
+    assert figures["expected_gpu_hours"] == pytest.approx(figures["expected_wall_hours"] * figures["gpus"])
+    assert 0.8 < figures["expected_goodput"] <= 1
+    plain = runner.invoke(app, ["cost", str(chat_path), "--job", "base-v2"])
+    assert plain.exit_code == 0 and "share pipeline bubble" in plain.output
+
+
+def test_cost_needs_one_of_deployment_or_job(chat_path):
+    for args in ([], ["--job", "base-v2", "--deployment", "chat-70b"]):
+        result = runner.invoke(app, ["cost", str(chat_path), *args])
+        assert result.exit_code == 2 and "exactly one of --deployment or --job" in result.output
+    result = runner.invoke(app, ["cost", str(chat_path), "--job", "nope"])
+    assert result.exit_code == 2 and "no training job 'nope'" in result.output
+
+
+def test_validate_training_job_that_does_not_fit(tmp_path, chat_path):
+    bad = tmp_path / "big.yaml"
+    bad.write_text(chat_path.read_text().replace("model: llama-3-70b\n    tokens: 2.0e12\n    gpus: 1024",
+                                                 "model: llama-3-405b\n    tokens: 2.0e12\n    gpus: 8"))
+    assert "llama-3-405b" in bad.read_text()
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{bad}:56: training_jobs.base-v2.gpus: llama-3-405b on 8 x h100-sxm: does not fit in GPU memory" in result.output
+    assert "GiB over" in result.output
+
+
 def test_python_m_simulator_version():
     done = subprocess.run(
         [sys.executable, "-m", "simulator", "--version"], check=False, capture_output=True, text=True
