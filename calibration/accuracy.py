@@ -104,10 +104,9 @@ def predict(
         context = timing.tokens + np.arange(setup.new_tokens - 1)  # cache before each step
         return float(np.mean(cm.decode_step_s(timing.batch, context)))
     if timing.kind == "training":
-        eff = profile.parameters
-        mfu = eff.training_mfu or eff.gemm_efficiency_max * eff.training_kernel_efficiency
+        mfu = profile.parameters.training_mfu
         return training_time_s(setup.model, timing.batch * timing.tokens, 1, gpu, setup.dtype,
-                               timing.tokens, min(mfu, 1.0))  # fmt: skip
+                               timing.tokens, mfu)  # fmt: skip
     raise ValueError(f"unknown point kind {timing.kind!r}")
 
 

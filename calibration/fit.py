@@ -17,8 +17,7 @@ predictions (:func:`log_error`), and the fit is scored by the mean absolute perc
   ``elementwise_traffic_factor``;
 - decode step of a tiny-width model: ``fixed + layers x per_layer`` -> ``iteration_overhead_s``,
   ``layer_overhead_s``;
-- training step: ``FLOPs / (peak x gemm_efficiency_max x k)`` -> ``training_kernel_efficiency`` k
-  (the layout model of :mod:`simulator.perf.training` scales a job's compute by it);
+- training step: ``FLOPs / (peak x MFU)`` -> ``training_mfu``;
 - all-reduce (when measured): ``latency + bus bytes / (link x eff)`` -> ``allreduce_latency_s``,
   ``interconnect_efficiency``.
 
@@ -299,19 +298,9 @@ def fit(m: Measurements, gpu: GpuSpec, primary: str, base: EfficiencyParameters)
         peak = gpu.peak_flops_per_s(gpu.compute_dtype_for(_dtype(primary)))
         at_one = np.array([t.flops for t in rows_t]) / peak
         seconds = np.array([t.seconds for t in rows_t])
-        # The step's share of the fitted GEMM roofline: what the layout model of
-        # simulator.perf.training scales a job's compute by (a profile's training_mfu would
-        # instead fix every job's MFU, communication and pipeline bubbles ignored).
-        gemm_eff = float(values["gemm_efficiency_max"] or 1.0)
-        mfu = 1.0 / best_scale(at_one, seconds)
-        kernel = min(mfu / gemm_eff, 1.0)
-        if mfu / gemm_eff > 1.0:
-            notes.append(f"training steps reached {mfu:.3f} of peak, above the GEMM fit's "
-                         f"{gemm_eff:.3f}: training_kernel_efficiency capped at 1")  # fmt: skip
-        values["training_kernel_efficiency"] = kernel
-        values["training_mfu"] = None  # a base profile's fixed MFU would override the layout model
-        errors["training"] = mape(at_one / (gemm_eff * kernel), seconds)
-        counts["training"] = len(rows_t)
+        mfu = min(1.0 / best_scale(at_one, seconds), 1.0)
+        values["training_mfu"] = mfu
+        errors["training"], counts["training"] = mape(at_one / mfu, seconds), len(rows_t)
 
     if m.allreduce:
         sizes = np.array([a.bytes for a in m.allreduce])

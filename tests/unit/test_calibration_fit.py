@@ -93,8 +93,7 @@ def test_fit_recovers_the_parameters_that_generated_the_data():
     assert p.elementwise_traffic_factor == pytest.approx(TRUE["factor"], rel=0.02)
     assert p.iteration_overhead_s == pytest.approx(TRUE["fixed"], rel=1e-6)
     assert p.layer_overhead_s == pytest.approx(TRUE["per_layer"], rel=1e-6)
-    assert p.training_mfu is None  # the layout model stays in charge of jobs' MFU
-    assert p.gemm_efficiency_max * p.training_kernel_efficiency == pytest.approx(TRUE["mfu"], rel=1e-6)
+    assert p.training_mfu == pytest.approx(TRUE["mfu"], rel=1e-6)
     assert result.mape < 1.0
     assert set(result.mape_by_group) == {"gemm", "attention", "elementwise", "overhead", "training"}
 

@@ -49,7 +49,7 @@ def test_the_fit_describes_its_own_micro_benchmarks(run):
     p = run.profile.parameters
     assert 0.05 < p.gemm_efficiency_max <= 1.5
     assert p.layer_overhead_s > 0 and p.iteration_overhead_s >= 0
-    assert 0 < p.training_kernel_efficiency <= 1 and p.training_mfu is None
+    assert 0 < p.training_mfu <= 1
 
 
 def test_the_profile_holds_raw_points_fit_and_accuracy_and_loads_back(run, tmp_path):
