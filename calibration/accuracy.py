@@ -104,7 +104,8 @@ def predict(
         context = timing.tokens + np.arange(setup.new_tokens - 1)  # cache before each step
         return float(np.mean(cm.decode_step_s(timing.batch, context)))
     if timing.kind == "training":
-        mfu = profile.parameters.training_mfu
+        eff = profile.parameters  # published profiles carry no single-device MFU: approximate
+        mfu = eff.training_mfu or min(eff.gemm_efficiency_max * eff.training_kernel_efficiency, 1.0)
         return training_time_s(setup.model, timing.batch * timing.tokens, 1, gpu, setup.dtype,
                                timing.tokens, mfu)  # fmt: skip
     raise ValueError(f"unknown point kind {timing.kind!r}")

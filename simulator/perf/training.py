@@ -24,12 +24,13 @@ of the work, so the step time of one GPU is the job's. It is the sum of
 - **expert-parallel** all-to-all: dispatch and combine of every token's ``experts_per_token``
   copies, forward and backward, for the share of experts on other GPUs; exposed, unless the job
   overlaps it with compute (DeepSeek-V3's DualPipe);
-- **pipeline**: the 1F1B bubble, (PP - 1) / (v x m) of the per-micro-batch work for m
-  micro-batches and v virtual stages per GPU (Narayanan et al. 2021, eq. for the interleaved
-  schedule), plus the point-to-point activation sends (exposed);
-- **data-parallel** gradient reduce-scatter and parameter all-gather of the GPU's parameters
-  (bf16, ring: (DP-1)/DP of the bytes each; FSDP gathers the weights a second time for the
-  backward pass), overlapped with the step's compute (Megatron's ``--overlap-grad-reduce
+- **pipeline**: the 1F1B bubble, (PP - 1) / (v x m) of the step's work for m micro-batches
+  and v virtual stages per GPU (Narayanan et al. 2021, eq. for the interleaved schedule; v = 1
+  when m < PP, where interleaving cannot run), plus the point-to-point activation sends (exposed);
+- **data-parallel** bf16 gradient reduce-scatter and weight all-gather of the GPU's
+  parameters (ring: (DP-1)/DP of the bytes each) once per step with ZeRO-1; FSDP gathers the
+  weights for every micro-batch's forward and backward pass and reduce-scatters every
+  micro-batch's gradients (ZeRO-2: every micro-batch's gradients, the weights once); overlapped with the step's compute (Megatron's ``--overlap-grad-reduce
   --overlap-param-gather``): what exceeds the compute shows, and while it overlaps it takes
   :data:`OVERLAP_SM_SHARE` of the SMs from the math (NCCL kernels run on SMs).
 
@@ -39,7 +40,9 @@ time), the same definition as the Llama 3 paper's Table 4 and Megatron-LM's tabl
 Memory per GPU (mixed-precision Adam; Rajbhandari et al. 2020, "ZeRO"): with ``sharding:
 optimizer`` (ZeRO-1, Megatron's distributed optimizer) 2 bytes of bf16 weights + 2 of bf16
 gradients per parameter held, plus 12 bytes (fp32 master weight and two moments) per parameter
-sharded over the data-parallel group; with ``sharding: full`` (FSDP / ZeRO-3) all 16 sharded;
+sharded over the data-parallel group; with ``sharding: gradients`` (ZeRO-2; Llama 3's FSDP
+that keeps the weights after the forward pass) the gradients sharded too; with ``sharding:
+full`` (FSDP / ZeRO-3) all 16 sharded;
 activations per layer and micro-batch, split over the TP ranks by sequence parallelism, of
 ``2 (4 h + 2 q + 2 kv + 3 f)`` bytes per token for a Llama-style layer (bf16: the inputs and
 outputs of both norms, Q of width q, K and V of width kv each and the attention output kept by
@@ -71,10 +74,15 @@ from simulator.perf.profile import EfficiencyParameters
 from simulator.perf.roofline import gemm_efficiency, matmul_parameters
 
 Recompute = Literal["selective", "full"]
-Sharding = Literal["optimizer", "full"]
+Sharding = Literal["optimizer", "gradients", "full"]
 
-#: Bytes per parameter held on the GPU besides the optimizer shard: bf16 weights + bf16 grads.
-WEIGHT_AND_GRADIENT_BYTES = 4.0
+#: Bytes per parameter held on the GPU besides the optimizer shard: bf16 weights + bf16 gradients
+#: (ZeRO's 2 + 2 + 12 accounting; Megatron-LM accumulates and reduces gradients in the weights'
+#: dtype unless --accumulate-allreduce-grads-in-fp32 is set. Llama 3 used fp32 (Dubey et al.
+#: 2024, Sec. 3.3.2): 2 more bytes per parameter held and twice the reduce-scatter traffic.)
+WEIGHT_BYTES = 2.0
+GRADIENT_BYTES = 2.0
+WEIGHT_AND_GRADIENT_BYTES = WEIGHT_BYTES + GRADIENT_BYTES
 #: Adam in mixed precision: fp32 master weights + first and second moments (ZeRO paper, K = 12).
 OPTIMIZER_BYTES = 12.0
 #: Bytes of a checkpoint per parameter: bf16 weights + the fp32 optimizer state (ZeRO's 2 + 12).
@@ -130,7 +138,7 @@ class Layout:
         if self.expert_parallel > 1:
             parts.append(f"EP{self.expert_parallel}")
         parts.append(f"DP{self.data_parallel}")
-        sharded = "FSDP" if self.sharding == "full" else "ZeRO-1"
+        sharded = {"optimizer": "ZeRO-1", "gradients": "ZeRO-2", "full": "FSDP"}[self.sharding]
         return (" ".join(parts) + f" {sharded}, micro-batch {self.micro_batch_sequences}, "
                 f"{self.recompute} recompute")  # fmt: skip
 
@@ -291,13 +299,17 @@ def memory_bytes_per_gpu(shape: TrainingJobShape, layout: Layout) -> float:
         state = frozen * 2.0 + trainable * (WEIGHT_AND_GRADIENT_BYTES + OPTIMIZER_BYTES)
     elif layout.sharding == "full":  # FSDP / ZeRO-3: weights and gradients sharded too
         state = shard * (WEIGHT_AND_GRADIENT_BYTES + OPTIMIZER_BYTES)
+    elif layout.sharding == "gradients":  # ZeRO-2: weights held, gradients sharded
+        state = held * WEIGHT_BYTES + shard * (GRADIENT_BYTES + OPTIMIZER_BYTES)
     else:
         state = held * WEIGHT_AND_GRADIENT_BYTES + shard * OPTIMIZER_BYTES
     tokens = layout.micro_batch_sequences * shape.sequence_length_tokens / cp
     per_layer_token = activation_bytes_per_token_layer(model)
     layers_per_stage = math.ceil(model.layers / pp)
+    working = 0.0  # full recompute: one layer's activations, rebuilt during its backward pass
     if layout.recompute == "full":
-        kept = FULL_RECOMPUTE_BYTES_PER_HIDDEN * model.hidden_size * layers_per_stage + per_layer_token
+        kept = FULL_RECOMPUTE_BYTES_PER_HIDDEN * model.hidden_size * layers_per_stage
+        working = per_layer_token * tokens / tp
     else:
         kept = per_layer_token * layers_per_stage
     # 1F1B: the first stage holds the activations of PP micro-batches, the last stage one
@@ -307,7 +319,7 @@ def memory_bytes_per_gpu(shape: TrainingJobShape, layout: Layout) -> float:
     first_stage = kept * tokens / tp * in_flight
     logits = tokens * model.vocab_size * 4.0 / tp
     last_stage = kept * tokens / tp + logits
-    return state + max(first_stage, last_stage)
+    return state + max(first_stage, last_stage) + working
 
 
 def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters) -> StepTime:
@@ -339,14 +351,20 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
     matmul_s = matmul_flops_per_token / (peak * gemm_eff)
     attention_s = attention_flops_per_token / (bf16_peak * eff.attention_efficiency)
     ffn = model.ffn_hidden_size * (model.experts_per_token or 1)
-    elementwise_elements = model.layers * 3 * (12 * model.hidden_size + 3 * ffn) + 3 * model.vocab_size * 2
+    # bf16 activations of every layer's element-wise ops (forward, backward ~2x), and the fp32
+    # logits (written, softmax-read, gradient-written) of the LM head
+    elementwise_bytes = model.layers * 3 * (12 * model.hidden_size + 3 * ffn) * 2.0 + 3 * model.vocab_size * 4.0
     bandwidth = gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
-    elementwise_s = elementwise_elements * 2.0 / bandwidth
+    elementwise_s = elementwise_bytes / bandwidth
     per_token_s = (matmul_s + attention_s + elementwise_s) / eff.training_kernel_efficiency
     experts = expert_parameters(model)
     held = (model.parameters - experts) / (tp * pp) + experts / (ep * pp)
-    optimizer_s = held / (dp * cp) * OPTIMIZER_TRAFFIC_BYTES / bandwidth
-    launch_s = m * layout.virtual_stages * math.ceil(model.layers / (pp * layout.virtual_stages)) * eff.training_layer_overhead_s
+    if shape.method == "lora":  # Adam updates the adapters only
+        shard = shape.lora_parameters / (tp * pp) / (dp * cp)
+    else:  # expert shards span the expert-data-parallel group (DP x CP / EP ranks)
+        shard = (model.parameters - experts) / (tp * pp) / (dp * cp) + experts / (ep * pp) / max(dp * cp / ep, 1)
+    optimizer_s = shard * OPTIMIZER_TRAFFIC_BYTES / bandwidth
+    launch_s = m * (model.layers / pp) * eff.training_layer_overhead_s
     compute_s = per_token_s * tokens_per_gpu + optimizer_s + launch_s
     recompute_s = 0.0
     if layout.recompute == "full":
@@ -379,7 +397,9 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
             ep_s = max(ep_s - slowed, 0.0) + slowed - compute_s
     bubble_s = send_s = 0.0
     if pp > 1:
-        v = layout.virtual_stages
+        # Interleaving needs at least PP micro-batches in flight (Megatron requires m % PP == 0);
+        # with fewer, the schedule is plain 1F1B/GPipe: m + PP - 1 micro-batch slots.
+        v = layout.virtual_stages if m >= pp else 1
         per_micro_batch = (compute_s + recompute_s + tp_s + ep_s) / m
         bubble_s = (pp - 1) / v * per_micro_batch
         activation = micro_tokens * model.hidden_size * 2.0 / tp
@@ -388,12 +408,22 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
     dp_s = 0.0
     group = dp * cp
     if group > 1:
+        ring = (group - 1) / group
         trainable = shape.lora_parameters / (tp * pp) if shape.method == "lora" else held
-        # Reduce-scatter of the gradients and all-gather of the weights (bf16, ring); FSDP
-        # gathers the weights again for the backward pass (ZeRO paper: 1.5x the traffic).
-        passes = 3 if layout.sharding == "full" else 2
-        volume = trainable * 2.0 * (group - 1) / group * passes
-        dp_time = volume / _link_bytes_per_s(gpu, layout.gpus if group > 1 else 1, eff)
+        if layout.sharding == "full":
+            # FSDP / ZeRO-3 gathers the weights for every micro-batch's forward and
+            # backward pass and reduce-scatters its gradients; a LoRA job gathers its
+            # frozen base too.
+            gathered = held if shape.method == "lora" else trainable
+            volume = m * (gathered * 2 * WEIGHT_BYTES + trainable * GRADIENT_BYTES) * ring
+        elif layout.sharding == "gradients":
+            # ZeRO-2 (Llama 3's FSDP without resharding the weights after the forward pass):
+            # every micro-batch's gradients reduce-scattered, the weights gathered once
+            volume = (m * trainable * GRADIENT_BYTES + trainable * WEIGHT_BYTES) * ring
+        else:
+            # ZeRO-1: one gradient reduce-scatter and one weight all-gather per step
+            volume = trainable * (GRADIENT_BYTES + WEIGHT_BYTES) * ring
+        dp_time = volume / _link_bytes_per_s(gpu, layout.gpus, eff)
         # Overlapped with the step's math, on SMs it takes from it while it runs.
         dp_s = max(dp_time - compute_s, 0.0) + min(dp_time, compute_s) * OVERLAP_SM_SHARE
     return StepTime(
@@ -451,11 +481,27 @@ def default_virtual_stages(layers: int, pipeline_parallel: int) -> int:
     return max(layers // pipeline_parallel, 1)
 
 
+def request_problem(model: ModelSpec, request: LayoutRequest) -> str | None:
+    """Why a requested degree cannot run this model (None when it can)."""
+    tp, pp, ep, v = request.tensor_parallel, request.pipeline_parallel, request.expert_parallel, request.virtual_stages
+    if tp and (model.heads % tp or model.kv_heads % tp):
+        return f"tensor_parallel {tp} must divide the {model.heads} attention heads and {model.kv_heads} KV heads"
+    if pp and pp > model.layers:
+        return f"pipeline_parallel {pp} exceeds the model's {model.layers} layers"
+    if v and v > model.layers // (pp or 1):
+        return f"virtual_pipeline_stages {v} exceeds the {model.layers // (pp or 1)} layers of a pipeline stage"
+    if ep and ep > 1 and not model.is_moe:
+        return f"expert_parallel {ep} on a dense model (it has no experts)"
+    if ep and model.is_moe and (model.experts or 1) % ep:
+        return f"expert_parallel {ep} must divide the model's {model.experts} experts"
+    return None
+
+
 def candidate_layouts(shape: TrainingJobShape, request: LayoutRequest) -> list[Layout]:
     """Layouts the search considers: powers of two that divide the job, within its request."""
     model, gpus = shape.model, shape.gpus
     tps = [request.tensor_parallel] if request.tensor_parallel else [
-        t for t in _powers_of_two(shape.gpu.gpus_per_node) if model.heads % t == 0
+        t for t in _powers_of_two(shape.gpu.gpus_per_node) if model.heads % t == 0 and model.kv_heads % t == 0
     ]
     pps = [request.pipeline_parallel] if request.pipeline_parallel else [
         p for p in _powers_of_two(min(model.layers, 64))
@@ -464,7 +510,7 @@ def candidate_layouts(shape: TrainingJobShape, request: LayoutRequest) -> list[L
         c for c in _powers_of_two(32) if shape.sequence_length_tokens // c >= CONTEXT_SHARD_MIN_TOKENS or c == 1
     ]
     recomputes: list[Recompute] = [request.recompute] if request.recompute else ["selective", "full"]
-    shardings: list[Sharding] = [request.sharding] if request.sharding else ["optimizer", "full"]
+    shardings: list[Sharding] = [request.sharding] if request.sharding else ["optimizer", "gradients", "full"]
     out = []
     for tp, pp, cp, recompute, sharding in product(tps, pps, cps, recomputes, shardings):
         if gpus % (tp * pp * cp):
@@ -473,12 +519,12 @@ def candidate_layouts(shape: TrainingJobShape, request: LayoutRequest) -> list[L
         eps = [1]
         if model.is_moe:
             eps = [request.expert_parallel] if request.expert_parallel else [
-                e for e in _powers_of_two(model.experts or 1) if (dp * cp) % e == 0
+                e for e in _powers_of_two(model.experts or 1) if (dp * cp) % e == 0 and (model.experts or 1) % e == 0
             ]
         for ep in eps:
             if (dp * cp) % ep:
                 continue
-            v = request.virtual_stages or default_virtual_stages(model.layers, pp)
+            v = min(request.virtual_stages or default_virtual_stages(model.layers, pp), max(model.layers // pp, 1))
             out.append(Layout(tp, pp, cp, ep, dp, request.micro_batch_sequences, v, recompute, sharding))
     return out
 
@@ -492,6 +538,9 @@ def best_layout(shape: TrainingJobShape, request: LayoutRequest, eff: Efficiency
 
     Raises :class:`LayoutError` saying by how much the least-over layout misses when none fits.
     """
+    problem = request_problem(shape.model, request)
+    if problem:
+        raise LayoutError(problem)
     candidates = candidate_layouts(shape, request)
     if not candidates:
         raise LayoutError(
@@ -501,7 +550,9 @@ def best_layout(shape: TrainingJobShape, request: LayoutRequest, eff: Efficiency
     steps = [step_time(shape, layout, eff) for layout in candidates]
     fitting = [s for s in steps if s.fits]
     if fitting:
-        return min(fitting, key=lambda s: (s.step_s, s.layout.model_parallel))
+        # Fastest per token (steps of different layouts run whole micro-batches, so their sizes
+        # differ); ties to the least model parallelism.
+        return min(fitting, key=lambda s: (s.step_s / s.tokens_per_step, s.layout.model_parallel))
     closest = min(steps, key=lambda s: s.memory_bytes_per_gpu)
     gib = 2**30
     remedies = ["more GPUs"]

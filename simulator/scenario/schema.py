@@ -584,10 +584,11 @@ class TrainingJob(Strict):
     activation_recompute: Literal["selective", "full"] | None = Field(
         default=None, description="Default: selective where it fits in memory, else full."
     )
-    data_parallel_sharding: Literal["optimizer", "full"] | None = Field(
+    data_parallel_sharding: Literal["optimizer", "gradients", "full"] | None = Field(
         default=None,
-        description="'optimizer': ZeRO-1 / distributed optimizer; 'full': FSDP / ZeRO-3 "
-        "(weights and gradients sharded too). Default: the faster that fits.",
+        description="'optimizer': ZeRO-1 / distributed optimizer; 'gradients': ZeRO-2 "
+        "(gradients sharded too); 'full': FSDP / ZeRO-3 (weights too). Default: the fastest "
+        "that fits.",
     )
     overlap_expert_communication: bool = Field(
         default=False,

@@ -49,9 +49,9 @@ from simulator.common.errors import Problem, ScenarioError
 from simulator.perf.lora import adapter_parameters
 from simulator.perf.training import CHECKPOINT_BYTES_PER_PARAMETER, LayoutError, StepTime
 from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
+from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.scenario.training_layout import job_flops
 from simulator.scenario.training_layout import job_step as _job_step
-from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
 from simulator.training.jobs import (
     DEFAULT_FAILURES_PER_GPU_DAY,
     MAX_EXPECTED_INTERRUPTIONS,

@@ -166,3 +166,48 @@ def test_published_llama3_405b_layout_fits_an_h100() -> None:
     layout = Layout(8, 16, 1, 1, 128, 1, 7, "selective")
     assert step_time(s, layout, EFF).fits
     assert math.isclose(layout.gpus, 16384)
+
+
+def test_interleaving_needs_as_many_micro_batches_as_stages() -> None:
+    few = step_time(shape(gpus=4, batch_tokens=2 * SEQ), Layout(pipeline_parallel=4, virtual_stages=2), EFF)
+    assert few.micro_batches == 2
+    # m < PP: plain 1F1B, (PP - 1) micro-batch slots of bubble whatever v says
+    assert few.pipeline_bubble_s == pytest.approx(3 * few.compute_s / 2, rel=1e-12)
+
+
+def test_fsdp_gathers_the_weights_every_micro_batch() -> None:
+    one = GPU.model_copy(update={"gpus_per_node": 1})
+    big = 16 * 2 * SEQ  # 16 micro-batches per rank
+    a = step_time(shape(gpus=2, gpu=one, batch_tokens=big), Layout(data_parallel=2, sharding="full"), EFF)
+    comm = 16 * (TOY.parameters * 2 * 2 + TOY.parameters * 2) * (1 / 2) / 10e9
+    assert a.micro_batches == 16
+    expected = max(comm - a.compute_s, 0) + min(comm, a.compute_s) * OVERLAP_SM_SHARE
+    assert a.data_parallel_s == pytest.approx(expected, rel=1e-12)
+
+
+def test_impossible_requests_are_refused() -> None:
+    s = TrainingJobShape(CAT.models["llama-3-8b"], CAT.gpus["h100-sxm"], "bf16", 64, 8192, 2**22)
+    for request, message in [
+        (LayoutRequest(tensor_parallel=3), "must divide the 32 attention heads and 8 KV heads"),
+        (LayoutRequest(pipeline_parallel=64), "exceeds the model's 32 layers"),
+        (LayoutRequest(pipeline_parallel=2, virtual_stages=40), "exceeds the 16 layers of a pipeline stage"),
+        (LayoutRequest(expert_parallel=2), "on a dense model"),
+    ]:
+        with pytest.raises(LayoutError, match=message):
+            best_layout(s, request, EFF)
+    mixtral = TrainingJobShape(CAT.models["mixtral-8x7b"], CAT.gpus["h100-sxm"], "bf16", 64, 4096, 2**22)
+    with pytest.raises(LayoutError, match="must divide the model's 8 experts"):
+        best_layout(mixtral, LayoutRequest(expert_parallel=16), EFF)
+
+
+def test_rule_ranks_layouts_by_time_per_token() -> None:
+    s = TrainingJobShape(CAT.models["llama-3-70b"], CAT.gpus["h100-sxm"], "bf16", 1024, 8192, 4 * 2**20)
+    eff = EFF.model_copy(update={"interconnect_efficiency": 0.8})
+    best = best_layout(s, LayoutRequest(), eff)
+    per_token = best.step_s / best.tokens_per_step
+    for tp, pp in [(4, 1), (4, 4), (8, 2), (2, 8)]:
+        try:
+            other = best_layout(s, LayoutRequest(tensor_parallel=tp, pipeline_parallel=pp), eff)
+        except LayoutError:
+            continue
+        assert per_token <= other.step_s / other.tokens_per_step * (1 + 1e-12)
