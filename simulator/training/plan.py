@@ -231,13 +231,15 @@ def job_figures(scenario: Scenario, name: str) -> dict[str, float | int | str]:
     plan = plan_job(scenario, names.index(name))
     step, spec, job = plan.step, plan.spec, plan.job
     expected_wall_s = spec.expected_wall_s()
+    # A fixed mfu (job or profile) sets the speed; the shares stay the layout model's.
+    speed = job.tokens / spec.work_s
     figures: dict[str, float | int | str] = {
         "layout": step.layout.describe(),
         "gpus": job.gpus,
         "global_batch_tokens": step.tokens_per_step,
         "micro_batches_per_step": step.micro_batches,
-        "step_s": step.step_s,
-        "tokens_per_s_per_gpu": step.tokens_per_s / job.gpus,
+        "step_s": step.tokens_per_step / speed,
+        "tokens_per_s_per_gpu": speed / job.gpus,
         "mfu": plan.mfu,
         "mfu_source": plan.mfu_source,
     }
