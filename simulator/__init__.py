@@ -11,10 +11,25 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from simulator.common.errors import Problem, ScenarioError
-from simulator.results.runner import run
 from simulator.scenario.loading import load_scenario, scenario_for_plan
 from simulator.scenario.schema import Scenario
+
+if TYPE_CHECKING:
+    from simulator.results.result import Result
+
+
+def run(scenario: Scenario, plan: str | None = None, seed: int | None = None, **kwargs: Any) -> Result:
+    """Run a scenario (or one of its plans); see :func:`simulator.results.runner.run`.
+
+    Imported on first use, so that ``import simulator`` (and ``fleetsim --help``) does not load
+    pandas and the projection.
+    """
+    from simulator.results.runner import run as _run
+
+    return _run(scenario, plan=plan, seed=seed, **kwargs)
 
 
 def serve(*args, **kwargs):

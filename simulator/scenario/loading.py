@@ -11,7 +11,6 @@ import copy
 from pathlib import Path as FsPath
 from typing import Any
 
-import pandas as pd
 import yaml
 from pydantic import ValidationError
 
@@ -88,6 +87,8 @@ def _load_empirical(
         return  # validation reports what is missing
     csv_path = base_dir / str(dist["path"])
     try:
+        import pandas as pd  # only for empirical distributions: keeps `fleetsim --help` light
+
         frame = pd.read_csv(csv_path, usecols=[dist["column"]])
     except (OSError, ValueError) as err:
         problems.append(
