@@ -65,7 +65,7 @@ out; the expert all-to-all is costed on the inter-node link whenever the EP grou
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import product
 from typing import Literal
 
@@ -280,19 +280,25 @@ def _all_to_all_s_per_token_layer(
     return internode + intranode
 
 
+def parameters_per_gpu(model: ModelSpec, layout: Layout) -> tuple[float, float]:
+    """(held, shard): the model's parameters one GPU holds, and its data-parallel shard of them.
+
+    Dense parameters split over TP x PP, experts over EP x PP; shards span the data-parallel
+    group: DP x CP ranks for dense parameters, the expert-data-parallel group (DP x CP / EP
+    ranks) for expert ones.
+    """
+    tp, pp, cp, dp, ep = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
+                          layout.data_parallel, layout.expert_parallel)  # fmt: skip
+    experts = expert_parameters(model)
+    dense_held, experts_held = (model.parameters - experts) / (tp * pp), experts / (ep * pp)
+    return dense_held + experts_held, dense_held / (dp * cp) + experts_held / max(dp * cp / ep, 1)
+
+
 def memory_bytes_per_gpu(shape: TrainingJobShape, layout: Layout) -> float:
     """Weights, gradients, optimizer shard, activations and logits on the busiest GPU."""
     model = shape.model
-    tp, pp, cp, dp = (layout.tensor_parallel, layout.pipeline_parallel,
-                      layout.context_parallel, layout.data_parallel)  # fmt: skip
-    experts = expert_parameters(model)
-    dense = model.parameters - experts
-    held = dense / (tp * pp) + experts / (layout.expert_parallel * pp)
-    # Shards span the data-parallel group: DP x CP ranks for dense parameters, the
-    # expert-data-parallel group (DP x CP / EP ranks) for expert ones.
-    shard = dense / (tp * pp) / (dp * cp) + experts / (layout.expert_parallel * pp) / max(
-        dp * cp / layout.expert_parallel, 1
-    )
+    tp, pp, cp = layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel
+    held, shard = parameters_per_gpu(model, layout)
     if shape.method == "lora":
         trainable = shape.lora_parameters / (tp * pp)
         frozen = shard if layout.sharding == "full" else held
@@ -357,12 +363,9 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
     bandwidth = gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
     elementwise_s = elementwise_bytes / bandwidth
     per_token_s = (matmul_s + attention_s + elementwise_s) / eff.training_kernel_efficiency
-    experts = expert_parameters(model)
-    held = (model.parameters - experts) / (tp * pp) + experts / (ep * pp)
+    held, shard = parameters_per_gpu(model, layout)
     if shape.method == "lora":  # Adam updates the adapters only
         shard = shape.lora_parameters / (tp * pp) / (dp * cp)
-    else:  # expert shards span the expert-data-parallel group (DP x CP / EP ranks)
-        shard = (model.parameters - experts) / (tp * pp) / (dp * cp) + experts / (ep * pp) / max(dp * cp / ep, 1)
     optimizer_s = shard * OPTIMIZER_TRAFFIC_BYTES / bandwidth
     launch_s = m * (model.layers / pp) * eff.training_layer_overhead_s
     compute_s = per_token_s * tokens_per_gpu + optimizer_s + launch_s
@@ -524,7 +527,7 @@ def candidate_layouts(shape: TrainingJobShape, request: LayoutRequest) -> list[L
         for ep in eps:
             if (dp * cp) % ep:
                 continue
-            v = min(request.virtual_stages or default_virtual_stages(model.layers, pp), max(model.layers // pp, 1))
+            v = request.virtual_stages or default_virtual_stages(model.layers, pp)
             out.append(Layout(tp, pp, cp, ep, dp, request.micro_batch_sequences, v, recompute, sharding))
     return out
 
@@ -571,6 +574,3 @@ def best_layout(shape: TrainingJobShape, request: LayoutRequest, eff: Efficiency
         f"try {', '.join(remedies[:-1]) + ' or ' + remedies[-1] if len(remedies) > 1 else remedies[0]}"
     )
 
-
-def with_micro_batch(request: LayoutRequest, sequences: int) -> LayoutRequest:
-    return replace(request, micro_batch_sequences=sequences)

@@ -70,6 +70,11 @@ def job_step(scenario: Scenario, job: TrainingJob) -> StepTime:
     return _best(shape, request, profile_for_pool(scenario, pool).parameters)
 
 
+def layout_message(scenario: Scenario, job: TrainingJob, error: LayoutError) -> str:
+    """``error`` as said of ``job``: which model on how many of which GPU, and why."""
+    return f"{job.model} on {job.gpus} x {scenario.pool(job.pool).gpu}: {error}"
+
+
 def layout_problem(scenario: Scenario, job: TrainingJob) -> str | None:
     """Why no layout of ``job`` runs on its pool (memory, divisibility), or None."""
     try:
@@ -77,5 +82,5 @@ def layout_problem(scenario: Scenario, job: TrainingJob) -> str | None:
     except KeyError:  # no calibration profile for the pool's GPU: reported by its own check
         return None
     except LayoutError as exc:
-        return f"{job.model} on {job.gpus} x {scenario.pool(job.pool).gpu}: {exc}"
+        return layout_message(scenario, job, exc)
     return None

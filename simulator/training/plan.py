@@ -50,7 +50,7 @@ from simulator.perf.lora import adapter_parameters
 from simulator.perf.training import CHECKPOINT_BYTES_PER_PARAMETER, LayoutError, StepTime
 from simulator.scenario.resolve import gpu_of, model_of, profile_for_pool
 from simulator.scenario.schema import Horizon, Scenario, TrainingJob, add_months
-from simulator.scenario.training_layout import job_flops
+from simulator.scenario.training_layout import job_flops, layout_message
 from simulator.scenario.training_layout import job_step as _job_step
 from simulator.training.jobs import (
     DEFAULT_FAILURES_PER_GPU_DAY,
@@ -104,7 +104,7 @@ def job_step(scenario: Scenario, job: TrainingJob) -> StepTime:
         return _job_step(scenario, job)
     except LayoutError as exc:
         raise ScenarioError(
-            [Problem(("training_jobs", job.name, "gpus"), f"{job.model} on {job.gpus} x {scenario.pool(job.pool).gpu}: {exc}")],
+            [Problem(("training_jobs", job.name, "gpus"), layout_message(scenario, job, exc))],
             f"scenario {scenario.name!r}",
         ) from None
 
