@@ -37,7 +37,7 @@ from simulator.catalog import Dtype, GpuSpec
 from simulator.perf.profile import EfficiencyParameters
 
 #: Parameters are kept inside the ranges the profile schema allows.
-_EFF_MAX = 1.5
+_EFF_MAX = 1.0  # an efficiency is a share of the datasheet peak: never above it
 #: What the fit minimises: "log" (mean squared log error) or "mape".
 OBJECTIVE = "log"
 
@@ -192,7 +192,7 @@ def attention_time_s(
 
 
 def _dtype(name: str) -> Dtype:
-    known = ("fp32", "bf16", "fp8", "int8", "int4")
+    known = ("fp32", "bf16", "fp8", "fp4", "int8", "int4")
     return name if name in known else "bf16"  # type: ignore[return-value]
 
 

@@ -16,10 +16,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Dtype = Literal["fp32", "bf16", "fp8", "int8", "int4"]
+Dtype = Literal["fp32", "bf16", "fp8", "fp4", "int8", "int4"]
 
 #: Bytes per weight element for each quantization.
-BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+#: fp4 is NVFP4/MXFP4: 4-bit elements plus one 8-bit scale per 16 (NVFP4) or 32 (MXFP4) elements,
+#: 0.5 + 1/16 bytes for NVFP4 (NVIDIA "Introducing NVFP4", 2025); the scale is counted.
+BYTES_PER_ELEMENT: dict[str, float] = {
+    "fp32": 4.0, "bf16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int8": 1.0, "int4": 0.5,
+}
 
 
 class _Frozen(BaseModel):
@@ -34,6 +38,9 @@ class GpuSpec(_Frozen):
     description: str = ""
     bf16_tflops: float = Field(gt=0, description="Dense BF16 tensor throughput, TFLOP/s.")
     fp8_tflops: float | None = Field(default=None, gt=0, description="Dense FP8, TFLOP/s.")
+    fp4_tflops: float | None = Field(
+        default=None, gt=0, description="Dense FP4 (NVFP4/MXFP4) tensor throughput, TFLOP/s (Blackwell, MI355X)."
+    )
     int8_tops: float | None = Field(default=None, gt=0, description="Dense INT8, TOP/s.")
     fp32_tflops: float = Field(gt=0, description="FP32 (non-tensor) throughput, TFLOP/s.")
     hbm_gib: float = Field(gt=0, description="Device memory, GiB.")
@@ -51,6 +58,13 @@ class GpuSpec(_Frozen):
     gpus_per_node: int = Field(
         default=1, gt=0, description="GPUs per node: the unit capacity is rented and bought in."
     )
+    scale_up_gpus: int | None = Field(
+        default=None,
+        gt=0,
+        description="GPUs of one server that reach each other at interconnect_gb_per_s (the "
+        "NVLink domain, or a PCIe server's cards); default gpus_per_node. Larger TP/EP groups "
+        "pay internode_gb_per_s.",
+    )
     internode_gb_per_s: float = Field(
         default=50.0,
         gt=0,
@@ -66,6 +80,8 @@ class GpuSpec(_Frozen):
         tera = 1e12
         if compute_dtype == "fp8" and self.fp8_tflops:
             return self.fp8_tflops * tera
+        if compute_dtype == "fp4" and self.fp4_tflops:
+            return self.fp4_tflops * tera
         if compute_dtype == "int8" and self.int8_tops:
             return self.int8_tops * tera
         if compute_dtype == "fp32":
@@ -75,15 +91,23 @@ class GpuSpec(_Frozen):
     def compute_dtype_for(self, weight_dtype: Dtype) -> Dtype:
         """The dtype the matmuls run in: fp8/int8 where the GPU has such units, else bf16.
 
-        int4 is weight-only quantization (W4A16): the weights are dequantized to bf16.
+        int4 is weight-only quantization (W4A16): the weights are dequantized to bf16; so is fp4
+        on a GPU without FP4 tensor cores.
         """
         if weight_dtype == "fp8" and self.fp8_tflops:
             return "fp8"
+        if weight_dtype == "fp4" and self.fp4_tflops:
+            return "fp4"
         if weight_dtype == "int8" and self.int8_tops:
             return "int8"
         if weight_dtype == "fp32":
             return "fp32"
         return "bf16"
+
+    @property
+    def scale_up_domain(self) -> int:
+        """GPUs that share the fast interconnect (see ``scale_up_gpus``)."""
+        return self.scale_up_gpus or self.gpus_per_node
 
     @property
     def hbm_bytes(self) -> float:
@@ -114,6 +138,12 @@ class ModelSpec(_Frozen):
         gt=0,
         description="Multi-head latent attention: cached elements per token per layer "
         "(replaces 2 x kv_heads x head_dim).",
+    )
+    qk_rope_head_dim: int | None = Field(
+        default=None,
+        gt=0,
+        description="Multi-head latent attention: decoupled rotary dims per head, part of "
+        "kv_latent_dim (DeepSeek-V3: 64 of 576).",
     )
 
     @model_validator(mode="after")

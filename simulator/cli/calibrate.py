@@ -163,6 +163,32 @@ def calibrate(
             "against the reference transformer and store the result in it.",
         ),
     ] = True,
+    fit_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--fit",
+            metavar="RESULTS",
+            help="Fit --gpu's profile to measured serving figures instead of micro-benchmarks: "
+            "a CSV in the layout of serving_calibration.csv, or the JSON `vllm bench serve "
+            "--save-result` writes (then give --model, --dtype, --tp). No PyTorch needed.",
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="With --fit: the profile to start from (default: --gpu's bundled one)."),
+    ] = None,
+    tensor_parallel: Annotated[
+        int, typer.Option("--tp", min=1, help="With --fit on a vllm JSON: the run's tensor parallelism.")
+    ] = 1,
+    fit_parameters: Annotated[
+        str | None,
+        typer.Option(
+            "--fit-parameters",
+            help="With --fit: comma-separated profile parameters to fit (default "
+            "gemm_efficiency_max, fp8_gemm_efficiency_max, memory_bandwidth_efficiency, "
+            "sequence_overhead_s).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -177,7 +203,15 @@ def calibrate(
       fleetsim calibrate --device cpu --out calibration/profiles/cpu-local.yaml --name cpu-local
 
       fleetsim calibrate --check cpu-local
+
+      fleetsim calibrate --fit results.csv --gpu h100-sxm --out h100-fitted.yaml
     """
+    if fit_results is not None:
+        from simulator.cli.calibrate_fit import fit_command
+
+        fit_command(fit_results, gpu, base, model, dtype, tensor_parallel, fit_parameters,
+                    output, name, as_json)  # fmt: skip
+        return
     _require_torch()
     kind = _device(device)
     if check is not None:

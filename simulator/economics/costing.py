@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from simulator.economics.pricing import full_load_usd_per_gpu_hour
 from simulator.perf.memory import kv_cache_blocks
-from simulator.scenario.resolve import gpu_of, profile_for_pool, serving_cost_model
+from simulator.scenario.resolve import (
+    gpu_of,
+    kv_memory_options,
+    profile_for_pool,
+    serving_cost_model,
+)
 from simulator.scenario.schema import Scenario
 
 
@@ -31,7 +36,8 @@ def replica_cost_figures(
     decode_tokens_per_s = batch / decode_s
     prefill_tokens_per_s = prompt_tokens / prefill_s
     blocks = kv_cache_blocks(cm.model, gpu, dep.dtype, dep.kv_dtype, dep.tensor_parallel,
-                             dep.gpu_memory_utilization, dep.kv_block_tokens)
+                             dep.gpu_memory_utilization, dep.kv_block_tokens,
+                             **kv_memory_options(dep))  # type: ignore[arg-type]  # fmt: skip
     per_million = 1e6 / 3600 * replica_usd_per_hour
     return {
         "gpu": gpu.name,

@@ -41,10 +41,10 @@ from simulator.inference.router import ROUTERS
 from simulator.inference.timing import IterationTimer
 from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
-from simulator.perf.memory import kv_bytes_per_token, kv_cache_blocks, kv_cache_bytes
+from simulator.perf.memory import kv_cache_blocks, kv_cache_bytes
 from simulator.perf.roofline import ServingCostModel, activation_bytes
 from simulator.scenario.distributions import sample_token_counts
-from simulator.scenario.resolve import serving_cost_model
+from simulator.scenario.resolve import kv_memory_options, serving_cost_model
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Named random streams, spawned in this order from the seed.
@@ -139,6 +139,7 @@ def replica_limits(cost_model: ServingCostModel, deployment: Deployment) -> Repl
         kv_block_tokens=deployment.kv_block_tokens,
         max_context_tokens=cost_model.model.max_context_tokens,
         max_adapters_per_batch=deployment.max_adapters_per_batch if deployment.adapters else None,
+        admission=deployment.preset.admission,
     )
 
 
@@ -169,15 +170,18 @@ def resident_adapters(deployment: Deployment) -> int:
 def replica_kv_blocks(cost_model: ServingCostModel, deployment: Deployment) -> int:
     """KV-cache blocks of one replica: memory after weights and resident LoRA adapters."""
     args = (cost_model.model, cost_model.gpu, deployment.dtype)
+    options = kv_memory_options(deployment)
     if not deployment.adapters:
         return kv_cache_blocks(*args, deployment.kv_dtype, deployment.tensor_parallel,
-                               deployment.gpu_memory_utilization, deployment.kv_block_tokens)  # fmt: skip
-    free = kv_cache_bytes(*args, deployment.tensor_parallel, deployment.gpu_memory_utilization)
+                               deployment.gpu_memory_utilization, deployment.kv_block_tokens,
+                               **options)  # type: ignore[arg-type]  # fmt: skip
+    free = kv_cache_bytes(*args, deployment.tensor_parallel, deployment.gpu_memory_utilization,
+                          **options)  # type: ignore[arg-type]  # fmt: skip
     free -= resident_adapters(deployment) * adapter_bytes(
         cost_model.model, deployment.adapter_rank, deployment.adapter_modules,
         activation_bytes(deployment.dtype),
     )  # fmt: skip
-    per_block = kv_bytes_per_token(cost_model.model, deployment.kv_dtype) * deployment.kv_block_tokens
+    per_block = cost_model.kv_bytes_per_token * deployment.kv_block_tokens
     return max(int(free // per_block), 0)
 
 

@@ -12,6 +12,9 @@ At every iteration boundary the scheduler (:meth:`Replica._plan`)
    allow. A request is admitted when the blocks for its whole prompt are free, keeping a
    watermark of free blocks (1% of the cache, like vLLM's ``watermark``) when the batch is not
    empty; it stops at the first request that does not fit (FCFS, no overtaking);
+   With ``admission="reserve"`` (TensorRT-LLM's ``GUARANTEED_NO_EVICT``) a request is admitted
+   only when the blocks for its prompt and its whole output are free besides those promised to
+   the batch, so step 1 never pre-empts;
 3. runs the iteration: prefill chunks plus one decode token per running request, timed by the
    cost model (:class:`~simulator.inference.timing.IterationTimer`).
 
@@ -69,6 +72,10 @@ class ReplicaConfig:
     max_context_tokens: int = 1 << 62  #: prompt + output limit of the model
     kv_watermark: float = 0.01  #: share of blocks kept free when admitting into a busy batch
     max_adapters_per_batch: int | None = None  #: distinct LoRA adapters in a batch (None: no cap)
+    #: "preempt": admit when the prompt fits, pre-empt the newest when decoding runs short (vLLM,
+    #: SGLang); "reserve": admit only when prompt + whole output fit, never evict (TensorRT-LLM's
+    #: GUARANTEED_NO_EVICT)
+    admission: str = "preempt"
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_batched_tokens", "kv_block_tokens",
@@ -80,6 +87,8 @@ class ReplicaConfig:
             raise ValueError(f"kv_blocks (={self.kv_blocks}) must be >= 0")
         if not 0 <= self.kv_watermark < 1:
             raise ValueError(f"kv_watermark (={self.kv_watermark}) must be in [0, 1)")
+        if self.admission not in ("preempt", "reserve"):
+            raise ValueError(f"admission (={self.admission!r}) must be 'preempt' or 'reserve'")
         if self.max_adapters_per_batch is not None and self.max_adapters_per_batch < 1:
             raise ValueError(f"max_adapters_per_batch (={self.max_adapters_per_batch}) must be >= 1")
 
@@ -178,6 +187,8 @@ class Replica:
         self.block = config.kv_block_tokens
         self.total_blocks = config.kv_blocks
         self.watermark = config.watermark_blocks
+        self.reserve = config.admission == "reserve"
+        self.reserved_blocks = 0  # reserve admission: blocks promised to the admitted requests
         self._neg_res = -np.arange(self.block, dtype=np.int64)
         # router counters
         self.outstanding = 0  # in this replica's queue or batch (own queue: routed, unfinished)
@@ -379,6 +390,8 @@ class Replica:
         t = self.t
         t.status[rid] = DONE
         t.finish[rid] = now
+        if self.reserve:
+            self.reserved_blocks -= -(-(t.prompt[rid] + t.output[rid]) // self.block)
         self.active -= 1
         self.outstanding -= 1
         self.on_finish(now)
@@ -489,7 +502,14 @@ class Replica:
                         break
                     continue
                 need = -(-target[rid] // block)
-                reserve = self.watermark if self.active else 0
+                if self.reserve:  # room for the whole output, or wait
+                    whole = -(-(t.prompt[rid] + t.output[rid]) // block)
+                    if self.reserved_blocks + whole > total:
+                        break
+                    self.reserved_blocks += whole
+                    reserve = -total  # the reservation covers the blocks: skip the check below
+                else:
+                    reserve = self.watermark if self.active else 0
                 if used + need + reserve > total:
                     if exact:
                         break
@@ -571,7 +591,8 @@ class Replica:
             extra = {adapter_of[rid] for rid, _ in chunks} - dec.keys()
             extra.discard(-1)
             distinct = len(dec) + len(extra)
-        self.t_first = timer.iteration_s(prefill_tokens, pairs, seqs, b, self.a_sum + b * it, distinct)
+        self.t_first = timer.iteration_s(prefill_tokens, pairs, seqs, b, self.a_sum + b * it, distinct,
+                                         len(chunks))  # fmt: skip
         self.chunks = chunks
         self.seg_mixed_batch = b + len(chunks)
         self.run = None

@@ -41,13 +41,20 @@ class IterationTimer:
         self.weights = terms.weights_s.tolist()
         self.comm = terms.comm_s.tolist()
         self.alpha = float(terms.attention_s_per_pair)
+        self.alpha_prefill = float(terms.prefill_attention_s_per_pair or terms.attention_s_per_pair)
         self.kappa = float(terms.kv_s_per_token)
         self.overhead = float(terms.overhead_s)
+        self.per_row = float(terms.sequence_overhead_s)
+        self.per_chunk = float(terms.prefill_chunk_overhead_s)
+        self.overlap = float(terms.compute_memory_overlap)
         b = np.arange(self.max_tokens + 1, dtype=float)
+        compute = terms.gemm_s + terms.logits_s_per_row * b
         fixed = (
-            np.maximum(terms.gemm_s + terms.logits_s_per_row * b, terms.weights_s)
+            np.maximum(compute, terms.weights_s)
+            + (1 - self.overlap) * np.minimum(compute, terms.weights_s)
             + terms.comm_s
             + terms.overhead_s
+            + terms.sequence_overhead_s * b
         )
         fixed[0] = 0.0
         #: decode-only iteration of b requests, the context-independent part, seconds
@@ -76,17 +83,21 @@ class IterationTimer:
         decode_requests: int,
         decode_context_tokens: float,
         distinct_adapters: int = 0,
+        prefill_chunks: int | None = None,
     ) -> float:
         """Seconds of one iteration (arguments as in ``ServingCostModel.iteration_time_s``,
         plus the distinct LoRA adapters its requests use)."""
         t = prefill_tokens + decode_requests
         if t <= 0:
             return 0.0
-        g = self.gemm[t] + self.logits[t] * (decode_requests + prefill_sequences)
+        rows = decode_requests + prefill_sequences
+        g = self.gemm[t] + self.logits[t] * rows
         w = self.weights[t]
-        a = self.alpha * (prefill_attention_pairs + decode_context_tokens)
+        linear = max(w, g) + (1 - self.overlap) * min(w, g) if self.overlap < 1 else max(w, g)
+        a = self.alpha_prefill * prefill_attention_pairs + self.alpha * decode_context_tokens
         k = self.kappa * (decode_context_tokens + t)
-        base = (max(w, g)) + (max(k, a)) + self.comm[t] + self.overhead
+        chunks = prefill_sequences if prefill_chunks is None else prefill_chunks
+        base = linear + (max(k, a)) + self.comm[t] + self.overhead + self.per_row * rows + self.per_chunk * chunks
         if distinct_adapters > 0:
             return base + self.adapter_s(t, distinct_adapters)
         return base

@@ -1,20 +1,38 @@
 """Roofline cost model of one serving iteration and of training.
 
 An iteration of a continuously-batched server runs the prefill chunks it admitted and one decode
-token for every running request. Its time on a tensor-parallel replica is
+token for every running request. Its time on a tensor-parallel replica of TP GPUs is
 
-    max(GEMM FLOPs / achieved GEMM FLOP/s + element-wise time, weight bytes / achieved BW)
-                                                                                   linear layers
-  + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved KV bandwidth) attention
-  + 2 all-reduces per layer over the interconnect (TP > 1)
-  + a fixed per-iteration overhead + a fixed overhead per layer,
+    linear(T)                                                  the weight GEMMs of T tokens
+  + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved KV bandwidth)
+  + 2 all-reduces per layer over the TP group's slowest link (TP > 1)
+  + host overhead: fixed per iteration + per sampled sequence + per prefill chunk,
+    and a fixed cost per layer,
 
-with every "achieved" rate = datasheet peak x an efficiency from the calibration profile. GEMM
-efficiency rises with the token count M of the batch: eff(M) = max * M / (M + half). The
-element-wise time is the minimum activation traffic of the unfused ops between the GEMMs
-(norms, rotary, residual adds, gated activation) x ``elementwise_traffic_factor`` at the achieved
-bandwidth: zero in the published GPU profiles (their engines fuse these ops; what is left is in
-the GEMM efficiency), measured on CPUs, where eager PyTorch runs each op as its own pass.
+with every "achieved" rate = datasheet peak x an efficiency from the calibration profile, and
+
+    linear(T) = max(c, m) + (1 - overlap) x min(c, m)
+    c = dense GEMM FLOPs / (peak(dtype) x eff(T)) + routed-expert FLOPs / (peak x eff(M_e))
+        + element-wise traffic (norms, rotary, residual adds, gated activation) / bandwidth
+    m = weight bytes touched / achieved bandwidth
+
+GEMM efficiency rises with the GEMM's row count M: eff(M) = max(dtype) x M / (M + half), where
+max(dtype) is the profile's bf16, fp8 or fp4 maximum (FP8 GEMMs reach a smaller share of their
+doubled peak). ``overlap`` (``compute_memory_overlap``) is 1 for the ideal roofline; kernels near
+the ridge point reach neither bound, which a lower overlap expresses (the step time then keeps
+growing with the batch where the ideal roofline is flat).
+
+Mixture of experts: a batch of T tokens routed top-k over E experts touches each expert with
+probability 1 - (1 - k/E)^T (uniform routing); only touched experts' weights are read, and each
+touched expert's GEMM has M_e = T k / (E x touched share) rows, far fewer than T (a decode batch
+of 64 on Mixtral: 16 rows per expert), so it runs at a lower efficiency than a dense GEMM.
+
+Attention: standard heads read 2 x kv_heads x head_dim per token and layer per replica
+(replicated when TP > kv_heads, :func:`simulator.perf.memory.kv_heads_per_rank`). Multi-head
+latent attention (DeepSeek-V3) keeps the whole latent on every rank and, decoding in the
+weight-absorbed form, does 2 x heads x (2 x latent - rope) FLOPs per query-key pair, 4.25x a
+128-dim head's 4 x heads x head_dim; its prefill runs as ordinary attention over decompressed
+heads (qk = head_dim + rope, v = head_dim).
 
 All functions take numpy arrays (or scalars) and broadcast, so a DES can price many iterations in
 one call.
@@ -36,7 +54,7 @@ ACTIVATION_BYTES = 2.0
 
 
 def gemm_efficiency(tokens: ArrayLike, eff: EfficiencyParameters) -> np.ndarray:
-    """Fraction of peak a GEMM with ``tokens`` rows reaches (saturating curve)."""
+    """Fraction of peak a bf16 GEMM with ``tokens`` rows reaches (saturating curve)."""
     m = np.asarray(tokens, dtype=float)
     return eff.gemm_efficiency_max * m / (m + eff.gemm_half_saturation_tokens)
 
@@ -59,9 +77,9 @@ def elementwise_bytes_per_token_layer(
     return elements * element_bytes
 
 
-def fixed_overhead_s(layers: int, eff: EfficiencyParameters) -> float:
-    """Fixed seconds of one serving iteration: per step plus per layer."""
-    return eff.iteration_overhead_s + layers * eff.layer_overhead_s
+def fixed_overhead_s(layers: int, eff: EfficiencyParameters, host_scale: float = 1.0) -> float:
+    """Fixed seconds of one serving iteration: host time per step plus a cost per layer."""
+    return eff.iteration_overhead_s * host_scale + layers * eff.layer_overhead_s
 
 
 def kv_bandwidth_efficiency(eff: EfficiencyParameters) -> float:
@@ -71,9 +89,24 @@ def kv_bandwidth_efficiency(eff: EfficiencyParameters) -> float:
     return eff.kv_bandwidth_efficiency
 
 
+def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, overlap: float) -> np.ndarray:
+    """max(c, m) + (1 - overlap) x min(c, m): the roofline with partial overlap."""
+    return np.maximum(compute_s, memory_s) + (1 - overlap) * np.minimum(compute_s, memory_s)
+
+
+def experts_touched_share(tokens: ArrayLike, experts: int, per_token: int) -> np.ndarray:
+    """Expected share of E experts that T tokens routed top-k touch: 1 - (1 - k/E)^T."""
+    t = np.asarray(tokens, dtype=float)
+    return 1 - (1 - per_token / experts) ** t
+
+
 @dataclass(frozen=True)
 class ServingCostModel:
-    """Iteration time of one replica of a deployment: model x GPU x dtype x TP x profile."""
+    """Iteration time of one replica of a deployment: model x GPU x dtype x TP x profile.
+
+    ``host_overhead_scale`` multiplies the profile's host overheads (the engine preset's:
+    :mod:`simulator.perf.engines`).
+    """
 
     model: ModelSpec
     gpu: GpuSpec
@@ -81,6 +114,7 @@ class ServingCostModel:
     kv_dtype: Dtype
     tensor_parallel: int
     efficiency: EfficiencyParameters
+    host_overhead_scale: float = 1.0
 
     # ---- derived constants (per replica) ------------------------------------------------
     @property
@@ -93,8 +127,28 @@ class ServingCostModel:
         return max(self.model.active - 2 * self.embedding_parameters, 0.0)
 
     @property
+    def expert_parameters(self) -> float:
+        """Parameters of one routed expert over all layers (0 for a dense model).
+
+        From the totals: with E experts, k per token, all experts hold (P - A) / (1 - k/E).
+        """
+        m = self.model
+        if not m.is_moe:
+            return 0.0
+        share = m.experts_per_token / m.experts  # type: ignore[operator]
+        if share >= 1:
+            return 0.0
+        return (m.parameters - m.active) / (1 - share) / m.experts  # type: ignore[operator]
+
+    @property
+    def routed_active_parameters(self) -> float:
+        """Active parameters in routed experts per token (k experts)."""
+        return self.expert_parameters * (self.model.experts_per_token or 0)
+
+    @property
     def kv_bytes_per_token(self) -> float:
-        return kv_bytes_per_token(self.model, self.kv_dtype)
+        """KV bytes per token held by the whole replica (all ranks, replicas of heads included)."""
+        return kv_bytes_per_token(self.model, self.kv_dtype, self.tensor_parallel)
 
     @property
     def attention_width(self) -> int:
@@ -102,40 +156,132 @@ class ServingCostModel:
         return self.model.heads * self.model.attention_head_dim
 
     @property
-    def elementwise_s_per_token(self) -> float:
-        """Seconds of the unfused element-wise ops per token (all layers; 0 by default).
+    def decode_flops_per_pair(self) -> float:
+        """Attention FLOPs per query-key pair of a decode token, all layers.
 
-        Split over TP ranks like the GEMMs (norms and residual adds, replicated in practice, are
-        a minor share).
+        Standard: QK^T and AV, 2 x 2 x heads x head_dim per layer. MLA (absorbed): QK over the
+        latent + rope dims and AV over the latent: 2 x heads x (2 latent - rope) per layer.
         """
+        m = self.model
+        if m.kv_latent_dim:
+            rope = m.qk_rope_head_dim or 0
+            return 2 * m.layers * m.heads * (2 * m.kv_latent_dim - rope)
+        return 4 * m.layers * self.attention_width
+
+    @property
+    def prefill_flops_per_pair(self) -> float:
+        """Attention FLOPs per query-key pair of a prompt token (MLA: decompressed heads)."""
+        m = self.model
+        if m.kv_latent_dim:
+            rope = m.qk_rope_head_dim or 0
+            return 2 * m.layers * m.heads * (2 * m.attention_head_dim + rope)
+        return 4 * m.layers * self.attention_width
+
+    @property
+    def elementwise_s_per_token(self) -> float:
+        """Seconds of the element-wise ops per token (all layers), split over TP ranks."""
         eff = self.efficiency
         if eff.elementwise_traffic_factor == 0:
             return 0.0
         m = self.model
+        ffn = m.ffn_hidden_size * (m.experts_per_token or 1)
         per_layer = elementwise_bytes_per_token_layer(
             m.hidden_size, self.attention_width, m.kv_heads * m.attention_head_dim,
-            m.ffn_hidden_size, activation_bytes(self.dtype),
+            ffn, activation_bytes(self.dtype),
         )  # fmt: skip
         bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
         per_token = eff.elementwise_traffic_factor * m.layers * per_layer
         return per_token / self.tensor_parallel / bandwidth
 
-    def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
-        """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched.
+    @property
+    def gemm_peak_flops_per_s(self) -> float:
+        """Peak x the dtype's efficiency scale (eff(M) then supplies the bf16 curve)."""
+        compute = self.gpu.compute_dtype_for(self.dtype)
+        return self.gpu.peak_flops_per_s(compute) * self.efficiency.fp8_gemm_scale(compute)
 
-        With E experts, k per token, a batch of T tokens touches each expert with probability
-        1 - (1 - k/E)^T (uniform routing), so small decode batches read few experts.
-        """
+    def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
+        """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched."""
         width = BYTES_PER_ELEMENT[self.dtype]
         lm_head = self.embedding_parameters * width
         m = self.model
-        if not m.is_moe:
+        if not m.is_moe or self.expert_parameters == 0:
             return np.full_like(tokens, (m.parameters - self.embedding_parameters) * width)
-        share = m.experts_per_token / m.experts  # type: ignore[operator]
-        expert_total = (m.parameters - m.active) / (1 - share) if share < 1 else m.parameters
+        expert_total = self.expert_parameters * m.experts  # type: ignore[operator]
         dense = m.parameters - expert_total - 2 * self.embedding_parameters
-        touched = 1 - (1 - share) ** tokens
+        touched = experts_touched_share(tokens, m.experts, m.experts_per_token)  # type: ignore[arg-type]
         return (dense + expert_total * touched) * width + lm_head
+
+    def _gemm_compute_s(self, tokens: np.ndarray) -> np.ndarray:
+        """Body GEMM seconds (+ element-wise) of T tokens: dense at M = T, experts at M_e."""
+        tp = self.tensor_parallel
+        peak = self.gemm_peak_flops_per_s
+        eff = self.efficiency
+        t = np.maximum(tokens, 1e-9)
+        routed = self.routed_active_parameters
+        dense = self.body_active_parameters - routed
+        seconds = 2 * dense * t / tp / (peak * gemm_efficiency(t, eff))
+        if routed > 0:
+            m = self.model
+            touched = experts_touched_share(t, m.experts, m.experts_per_token)  # type: ignore[arg-type]
+            rows = np.maximum(t * m.experts_per_token / (m.experts * touched), 1.0)  # type: ignore[operator]
+            seconds = seconds + 2 * routed * t / tp / (peak * gemm_efficiency(rows, eff))
+        return np.where(tokens > 0, seconds + self.elementwise_s_per_token * tokens, 0.0)
+
+    def _linear_s(self, tokens: np.ndarray, logit_rows: np.ndarray) -> np.ndarray:
+        """linear(T): body + LM-head GEMMs against the weight reads, partially overlapped."""
+        compute = self._gemm_compute_s(tokens) + self._logits_s_per_row(tokens) * logit_rows
+        memory = self._weights_s(tokens)
+        return np.where(tokens > 0, overlapped(compute, memory, self.efficiency.compute_memory_overlap), 0.0)
+
+    def _logits_s_per_row(self, tokens: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = self.gemm_peak_flops_per_s * gemm_efficiency(tokens, self.efficiency)
+            return np.where(tokens > 0, 2 * self.embedding_parameters / self.tensor_parallel / rate, 0.0)
+
+    def _weights_s(self, tokens: np.ndarray) -> np.ndarray:
+        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * self.efficiency.memory_bandwidth_efficiency
+        return np.where(tokens > 0, self._weight_bytes_read(tokens) / self.tensor_parallel / bandwidth, 0.0)
+
+    @property
+    def tp_link_bytes_per_s(self) -> float:
+        """Achieved all-reduce bandwidth of the TP group: NVLink within a node, the scale-out
+        network when the group spans nodes (a ring is as fast as its slowest hop)."""
+        gpu = self.gpu
+        per_direction = gpu.interconnect_gb_per_s
+        if self.tensor_parallel > gpu.scale_up_domain:
+            per_direction = min(per_direction, gpu.internode_gb_per_s)
+        return per_direction * 1e9 * self.efficiency.interconnect_efficiency
+
+    def _comm_s(self, tokens: np.ndarray) -> np.ndarray:
+        tp = self.tensor_parallel
+        if tp <= 1:
+            return np.zeros_like(tokens)
+        ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
+        per_layer = self.efficiency.allreduce_latency_s + ring_bytes / self.tp_link_bytes_per_s
+        return np.where(tokens > 0, 2 * self.model.layers * per_layer, 0.0)
+
+    @property
+    def _attention_rate(self) -> float:
+        peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
+        return peak * self.efficiency.attention_efficiency * self.tensor_parallel
+
+    @property
+    def kv_s_per_token(self) -> float:
+        """Seconds to read (or write) one token's KV on each rank, in parallel over the ranks."""
+        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * kv_bandwidth_efficiency(self.efficiency)
+        return self.kv_bytes_per_token / self.tensor_parallel / bandwidth
+
+    @property
+    def sequence_overhead_s(self) -> float:
+        return self.efficiency.sequence_overhead_s * self.host_overhead_scale
+
+    @property
+    def prefill_chunk_overhead_s(self) -> float:
+        return self.efficiency.prefill_chunk_overhead_s * self.host_overhead_scale
+
+    @property
+    def overhead_s(self) -> float:
+        return fixed_overhead_s(self.model.layers, self.efficiency, self.host_overhead_scale)
 
     # ---- iteration time -----------------------------------------------------------------
     def iteration_time_s(
@@ -145,6 +291,7 @@ class ServingCostModel:
         prefill_sequences: ArrayLike = 0,
         decode_requests: ArrayLike = 0,
         decode_context_tokens: ArrayLike = 0,
+        prefill_chunks: ArrayLike | None = None,
     ) -> np.ndarray:
         """Seconds one iteration takes.
 
@@ -154,45 +301,23 @@ class ServingCostModel:
         prefill_sequences: prompts whose last chunk runs now (they produce a logit row).
         decode_requests: running requests producing one token each.
         decode_context_tokens: sum of their context lengths (prompt + tokens so far).
+        prefill_chunks: prompt chunks run now (default: ``prefill_sequences``).
         """
         p = np.asarray(prefill_tokens, dtype=float)
         pairs = np.asarray(prefill_attention_pairs, dtype=float)
         seqs = np.asarray(prefill_sequences, dtype=float)
         b = np.asarray(decode_requests, dtype=float)
         ctx = np.asarray(decode_context_tokens, dtype=float)
-        eff = self.efficiency
-        tp = self.tensor_parallel
-        layers = self.model.layers
+        chunks = seqs if prefill_chunks is None else np.asarray(prefill_chunks, dtype=float)
         tokens = p + b
-
-        gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
-        attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
-        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
-        kv_bandwidth = self.gpu.hbm_tb_per_s * 1e12 * kv_bandwidth_efficiency(eff)
-
-        gemm_flops = 2 * self.body_active_parameters * tokens + 2 * self.embedding_parameters * (
-            b + seqs
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
-            gemm_compute_s = np.where(
-                tokens > 0, gemm_flops / tp / gemm_rate + self.elementwise_s_per_token * tokens, 0.0
-            )
-        weight_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
-
-        attn_flops = 4 * layers * self.attention_width * (pairs + ctx)
-        attn_compute_s = attn_flops / tp / (attn_peak * eff.attention_efficiency)
-        kv_bytes = self.kv_bytes_per_token * (ctx + tokens)
-        kv_s = kv_bytes / tp / kv_bandwidth
-
-        comm_s = np.zeros_like(tokens)
-        if tp > 1:
-            ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
-            link = self.gpu.interconnect_gb_per_s * 1e9 * eff.interconnect_efficiency
-            comm_s = np.where(tokens > 0, 2 * layers * (eff.allreduce_latency_s + ring_bytes / link), 0)
-
-        busy = np.maximum(gemm_compute_s, weight_s) + np.maximum(attn_compute_s, kv_s) + comm_s
-        return np.where(tokens > 0, busy + fixed_overhead_s(layers, eff), 0.0)
+        rows = b + seqs
+        linear = self._linear_s(tokens, rows)
+        rate = self._attention_rate
+        attn_compute_s = (self.prefill_flops_per_pair * pairs + self.decode_flops_per_pair * ctx) / rate
+        kv_s = self.kv_s_per_token * (ctx + tokens)
+        host = self.overhead_s + self.sequence_overhead_s * rows + self.prefill_chunk_overhead_s * chunks
+        busy = linear + np.maximum(attn_compute_s, kv_s) + self._comm_s(tokens) + host
+        return np.where(tokens > 0, busy, 0.0)
 
     # ---- convenience views ----------------------------------------------------------------
     def decode_step_s(self, batch: ArrayLike, context_tokens: ArrayLike) -> np.ndarray:
@@ -215,35 +340,19 @@ class ServingCostModel:
         tables are indexed by the iteration's token count T = 0..``max_tokens``.
         """
         tokens = np.arange(max_tokens + 1, dtype=float)
-        eff = self.efficiency
-        tp = self.tensor_parallel
-        layers = self.model.layers
-        gemm_peak = self.gpu.peak_flops_per_s(self.gpu.compute_dtype_for(self.dtype))
-        attn_peak = self.gpu.peak_flops_per_s("fp32" if self.dtype == "fp32" else "bf16")
-        bandwidth = self.gpu.hbm_tb_per_s * 1e12 * eff.memory_bandwidth_efficiency
-        kv_bandwidth = self.gpu.hbm_tb_per_s * 1e12 * kv_bandwidth_efficiency(eff)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gemm_rate = gemm_peak * gemm_efficiency(tokens, eff)
-            body_flops = 2 * self.body_active_parameters * tokens
-            gemm_s = np.where(
-                tokens > 0, body_flops / tp / gemm_rate + self.elementwise_s_per_token * tokens, 0.0
-            )
-            logits_s = np.where(tokens > 0, 2 * self.embedding_parameters / tp / gemm_rate, 0.0)
-        weights_s = np.where(tokens > 0, self._weight_bytes_read(tokens) / tp / bandwidth, 0.0)
-        comm_s = np.zeros_like(tokens)
-        if tp > 1:
-            ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
-            link = self.gpu.interconnect_gb_per_s * 1e9 * eff.interconnect_efficiency
-            comm_s = np.where(tokens > 0, 2 * layers * (eff.allreduce_latency_s + ring_bytes / link), 0)
+        rate = self._attention_rate
         return IterationTerms(
-            gemm_s=gemm_s,
-            logits_s_per_row=logits_s,
-            weights_s=weights_s,
-            comm_s=comm_s,
-            attention_s_per_pair=4 * layers * self.attention_width / tp
-            / (attn_peak * eff.attention_efficiency),
-            kv_s_per_token=self.kv_bytes_per_token / tp / kv_bandwidth,
-            overhead_s=fixed_overhead_s(layers, eff),
+            gemm_s=self._gemm_compute_s(tokens),
+            logits_s_per_row=self._logits_s_per_row(tokens),
+            weights_s=self._weights_s(tokens),
+            comm_s=self._comm_s(tokens),
+            attention_s_per_pair=self.decode_flops_per_pair / rate,
+            prefill_attention_s_per_pair=self.prefill_flops_per_pair / rate,
+            kv_s_per_token=self.kv_s_per_token,
+            overhead_s=self.overhead_s,
+            sequence_overhead_s=self.sequence_overhead_s,
+            prefill_chunk_overhead_s=self.prefill_chunk_overhead_s,
+            compute_memory_overlap=self.efficiency.compute_memory_overlap,
         )
 
 
@@ -251,13 +360,15 @@ class ServingCostModel:
 class IterationTerms:
     """:meth:`ServingCostModel.iteration_time_s` as tables over the token count plus coefficients.
 
-    For an iteration of T = prefill_tokens + decode_requests > 0 tokens (0 s when T = 0)::
+    For an iteration of T = prefill_tokens + decode_requests > 0 tokens (0 s when T = 0), with
+    R = decode_requests + prefill_sequences sampled rows::
 
-        time_s = max(gemm_s[T] + logits_s_per_row[T] * (decode_requests + prefill_sequences),
-                     weights_s[T])
-               + max(attention_s_per_pair * (prefill_attention_pairs + decode_context_tokens),
+        time_s = overlapped(gemm_s[T] + logits_s_per_row[T] * R, weights_s[T], overlap)
+               + max(prefill_attention_s_per_pair * prefill_attention_pairs
+                     + attention_s_per_pair * decode_context_tokens,
                      kv_s_per_token * (decode_context_tokens + T))
-               + comm_s[T] + overhead_s
+               + comm_s[T] + overhead_s + sequence_overhead_s * R
+               + prefill_chunk_overhead_s * chunks
 
     Same arithmetic as ``iteration_time_s`` (equal to rounding); an event-driven engine uses it
     to price one iteration with a table look-up instead of a vectorised call.
@@ -267,9 +378,13 @@ class IterationTerms:
     logits_s_per_row: np.ndarray  #: LM-head GEMM seconds per logit row at T tokens
     weights_s: np.ndarray  #: seconds to read the weights an iteration of T tokens touches
     comm_s: np.ndarray  #: tensor-parallel all-reduce seconds at T tokens
-    attention_s_per_pair: float  #: attention compute seconds per query-key pair
+    attention_s_per_pair: float  #: decode attention compute seconds per query-key pair
     kv_s_per_token: float  #: seconds to read/write one token's KV cache
     overhead_s: float  #: fixed seconds per iteration
+    prefill_attention_s_per_pair: float = 0.0  #: prompt attention seconds per query-key pair
+    sequence_overhead_s: float = 0.0  #: host seconds per sampled row
+    prefill_chunk_overhead_s: float = 0.0  #: seconds per prefill chunk
+    compute_memory_overlap: float = 1.0  #: see :func:`overlapped`
 
 
 # ---- training -----------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def expert_parameters(model: ModelSpec) -> float:
 
 def _link_bytes_per_s(gpu: GpuSpec, group_span: int, eff: EfficiencyParameters) -> float:
     """Achieved per-GPU bandwidth of a collective over ``group_span`` consecutive GPUs."""
-    per_direction = gpu.interconnect_gb_per_s if group_span <= gpu.gpus_per_node else gpu.internode_gb_per_s
+    per_direction = gpu.interconnect_gb_per_s if group_span <= gpu.scale_up_domain else gpu.internode_gb_per_s
     return per_direction * 1e9 * eff.interconnect_efficiency
 
 
@@ -271,11 +271,11 @@ def _all_to_all_s_per_token_layer(
     dispatch = 1.0 if shape.dtype == "fp8" else 2.0
     forward, backward = dispatch + 2.0, 4.0
     per_copy = model.hidden_size * (forward * (2 if layout.recompute == "full" else 1) + backward)
-    gpus_per_node_in_group = max(min(ep, gpu.gpus_per_node // span), 1)
+    gpus_per_node_in_group = max(min(ep, gpu.scale_up_domain // span), 1)
     nodes = max(ep // gpus_per_node_in_group, 1)
     remote_nodes = (nodes - 1) * (1 - (1 - 1 / nodes) ** k) if nodes > 1 else 0.0
     local_copies = k * (gpus_per_node_in_group - 1) / ep
-    internode = remote_nodes * per_copy / _link_bytes_per_s(gpu, gpu.gpus_per_node + 1, eff)
+    internode = remote_nodes * per_copy / _link_bytes_per_s(gpu, gpu.scale_up_domain + 1, eff)
     intranode = local_copies * per_copy / _link_bytes_per_s(gpu, 1, eff)
     return internode + intranode
 
@@ -504,7 +504,7 @@ def candidate_layouts(shape: TrainingJobShape, request: LayoutRequest) -> list[L
     """Layouts the search considers: powers of two that divide the job, within its request."""
     model, gpus = shape.model, shape.gpus
     tps = [request.tensor_parallel] if request.tensor_parallel else [
-        t for t in _powers_of_two(shape.gpu.gpus_per_node) if model.heads % t == 0 and model.kv_heads % t == 0
+        t for t in _powers_of_two(shape.gpu.scale_up_domain) if model.heads % t == 0 and model.kv_heads % t == 0
     ]
     pps = [request.pipeline_parallel] if request.pipeline_parallel else [
         p for p in _powers_of_two(min(model.layers, 64))

@@ -40,4 +40,13 @@ def serving_cost_model(scenario: Scenario, deployment: Deployment | str) -> Serv
         kv_dtype=dep.kv_dtype,
         tensor_parallel=dep.tensor_parallel,
         efficiency=profile_for_pool(scenario, pool).parameters,
+        host_overhead_scale=dep.preset.iteration_overhead_scale,
     )
+
+
+def kv_memory_options(deployment: Deployment) -> dict[str, int | bool]:
+    """Keyword arguments of :func:`simulator.perf.memory.kv_cache_blocks` beyond the basics:
+    the activation reserve's batch shape and the engine's memory-fraction semantics."""
+    return {"max_batched_tokens": deployment.max_batched_tokens,
+            "max_batch_size": deployment.max_batch_size,
+            "fraction_of_free": deployment.preset.memory_fraction_of_free}  # fmt: skip

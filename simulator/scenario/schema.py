@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from simulator.catalog import GpuSpec, ModelSpec
+from simulator.perf.engines import ENGINE_PRESETS, EnginePreset
 from simulator.perf.profile import CalibrationProfile
 from simulator.scenario.distributions import Distribution
 
@@ -304,7 +305,7 @@ class Pool(Strict):
 
 # --------------------------------------------------------------------------- deployments
 
-WeightDtype = Literal["fp32", "bf16", "fp8", "int8", "int4"]
+WeightDtype = Literal["fp32", "bf16", "fp8", "fp4", "int8", "int4"]
 
 
 class Autoscaling(Strict):
@@ -350,15 +351,30 @@ class Deployment(Strict):
     model: str = Field(description="Catalog model name.")
     dtype: WeightDtype = Field(default="bf16", description="Weight quantization.")
     kv_cache_dtype: Literal["auto", "bf16", "fp8"] = Field(
-        default="auto", description="'auto': fp8 when the weights are fp8, else bf16."
+        default="auto", description="'auto': fp8 when the weights are fp8 or fp4, else bf16."
     )
     tensor_parallel: int = Field(default=1, gt=0)
-    max_batch_size: int = Field(default=256, gt=0, description="Running requests per replica.")
-    max_batched_tokens: int = Field(
-        default=8192, gt=0, description="Token budget per iteration (chunked prefill)."
+    engine: Literal["vllm", "sglang", "tensorrt-llm"] = Field(
+        default="vllm",
+        description="Serving engine whose scheduler defaults apply (admission policy, batch and "
+        "token limits, memory fraction, KV block size, host overhead; "
+        "simulator.perf.engines). The fields below override them.",
     )
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    kv_block_tokens: int = Field(default=16, gt=0, description="KV-cache block size, tokens.")
+    max_batch_size: int = Field(
+        default=256, gt=0, description="Running requests per replica (default: the engine's)."
+    )
+    max_batched_tokens: int = Field(
+        default=8192, gt=0,
+        description="Token budget per iteration (chunked prefill; default: the engine's).",
+    )  # fmt: skip
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=1,
+        description="Memory share for the engine (vLLM/SGLang: of the GPU; TensorRT-LLM: of "
+        "what is free after weights, for the KV cache). Default: the engine's.",
+    )  # fmt: skip
+    kv_block_tokens: int = Field(
+        default=16, gt=0, description="KV-cache block size, tokens (default: the engine's)."
+    )
     router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
     autoscaling: Autoscaling = Autoscaling()
     from_date: Date | None = Field(
@@ -385,6 +401,26 @@ class Deployment(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        """Fields the file leaves out take the engine preset's value."""
+        if not isinstance(data, dict) or data.get("engine") in (None, "vllm"):
+            return data
+        preset = ENGINE_PRESETS.get(data["engine"])
+        if preset is None:
+            return data  # the Literal reports the unknown engine
+        defaults = {"max_batch_size": preset.max_batch_size,
+                    "max_batched_tokens": preset.max_batched_tokens,
+                    "gpu_memory_utilization": preset.gpu_memory_fraction,
+                    "kv_block_tokens": preset.kv_block_tokens}  # fmt: skip
+        return {**defaults, **data}
+
+    @property
+    def preset(self) -> EnginePreset:
+        """The engine's scheduler defaults (admission policy, memory semantics, overheads)."""
+        return ENGINE_PRESETS[self.engine]
+
     @model_validator(mode="after")
     def _window(self) -> Deployment:
         if self.from_date and self.until and self.until <= self.from_date:
@@ -397,7 +433,7 @@ class Deployment(Strict):
             return self.kv_cache_dtype
         if self.dtype == "fp32":
             return "fp32"
-        return "fp8" if self.dtype == "fp8" else "bf16"
+        return "fp8" if self.dtype in ("fp8", "fp4") else "bf16"
 
 
 # --------------------------------------------------------------------------- workloads

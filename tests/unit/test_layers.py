@@ -21,10 +21,10 @@ RANKS: dict[str, int] = {
     "simulator.perf": 2,
     "simulator.scenario": 3,
     "simulator.economics": 4,
-    "calibration": 4,
     "simulator.inference": 5,
     "simulator.training": 5,
     "simulator.fleet": 6,
+    "calibration": 6,  # replays published benchmarks in the serving engine (calibration.serving)
     "simulator.results": 7,
     "simulator.report": 8,
     "simulator.sweep": 9,

@@ -106,10 +106,93 @@ def test_gemm_efficiency_curve():
 
 def test_kv_blocks_llama3_8b_on_h100():
     m, g = CAT.models["llama-3-8b"], CAT.gpus["h100-sxm"]
-    usable = 80 * 2**30 * 0.9 - 2 * 2**30
-    free = usable - m.parameters * 2
+    # runtime 1 GiB + activations of 8192 tokens (gate+up 2 x 14336 and 4 x 4096 residual-stream
+    # elements, bf16) + fp32 logits of 256 rows
+    reserve = 2**30 + 8192 * (2 * 14336 + 4 * 4096) * 2 + 256 * 128256 * 4
+    free = 80 * 2**30 * 0.9 - m.parameters * 2 - reserve
     per_block = kv_bytes_per_token(m, "bf16") * 16
     assert kv_cache_blocks(m, g, "bf16", "bf16", 1, 0.9, 16) == int(free // per_block)
+
+
+def test_kv_fraction_of_free_memory_tensorrt_style():
+    m, g = CAT.models["llama-3-8b"], CAT.gpus["h100-sxm"]
+    reserve = 2**30 + 8192 * (2 * 14336 + 4 * 4096) * 2 + 256 * 128256 * 4
+    free = (80 * 2**30 - m.parameters * 2 - reserve) * 0.95
+    per_block = kv_bytes_per_token(m, "bf16") * 32
+    got = kv_cache_blocks(m, g, "bf16", "bf16", 1, 0.95, 32, fraction_of_free=True)
+    assert got == int(free // per_block)
+
+
+def test_kv_heads_replicate_when_tp_exceeds_them():
+    m = CAT.models["llama-3-70b"]  # 8 KV heads
+    per_rank_one_head = 80 * 2 * 1 * 128 * 2
+    assert kv_bytes_per_token(m, "bf16", 8) == 8 * per_rank_one_head  # one head per rank
+    assert kv_bytes_per_token(m, "bf16", 16) == 16 * per_rank_one_head  # 2x the model's KV
+    assert kv_bytes_per_token(m, "bf16", 4) == kv_bytes_per_token(m, "bf16")
+
+
+def test_mla_latent_is_copied_on_every_rank():
+    m = CAT.models["deepseek-v3"]
+    assert kv_bytes_per_token(m, "fp8", 8) == 8 * m.layers * 576 * 1
+
+
+def test_fp8_gemms_use_their_own_efficiency():
+    eff = EFF.model_copy(update={"fp8_gemm_efficiency_max": 0.6})
+    bf16 = model(eff=eff)
+    fp8 = model(dtype="fp8", eff=eff)
+    assert fp8.gemm_peak_flops_per_s == pytest.approx(1979e12 * 0.6 / 0.8)
+    assert bf16.gemm_peak_flops_per_s == pytest.approx(989e12)
+
+
+def test_fp4_falls_back_to_bf16_units_without_fp4_tensor_cores():
+    assert CAT.gpus["h100-sxm"].compute_dtype_for("fp4") == "bf16"
+
+
+def test_partial_overlap_adds_the_hidden_share():
+    c, m = np.array([2.0, 5.0]), np.array([3.0, 1.0])
+    from simulator.perf.roofline import overlapped
+
+    assert overlapped(c, m, 1.0).tolist() == [3.0, 5.0]
+    assert overlapped(c, m, 0.0).tolist() == [5.0, 6.0]
+    assert overlapped(c, m, 0.5).tolist() == [4.0, 5.5]
+
+
+def test_host_overheads_per_sequence_and_chunk():
+    eff = EFF.model_copy(update={"sequence_overhead_s": 1e-5, "prefill_chunk_overhead_s": 2e-5})
+    base = model()
+    more = model(eff=eff)
+    args = {"prefill_tokens": 100, "prefill_attention_pairs": 5050, "prefill_sequences": 1,
+                "decode_requests": 10, "decode_context_tokens": 5000, "prefill_chunks": 2}
+    extra = float(more.iteration_time_s(**args)) - float(base.iteration_time_s(**args))
+    assert extra == pytest.approx(11 * 1e-5 + 2 * 2e-5)
+
+
+def test_moe_expert_gemms_run_at_the_per_expert_row_count():
+    eff = EFF.model_copy(update={"gemm_half_saturation_tokens": 64.0})
+    cm = model("mixtral-8x7b", eff=eff)
+    t = 64.0
+    m = CAT.models["mixtral-8x7b"]
+    touched = 1 - (1 - 2 / 8) ** t
+    rows = t * 2 / (8 * touched)  # 16 rows per touched expert
+    expert = (m.parameters - m.active) / (1 - 2 / 8) / 8
+    dense = m.active - 2 * m.vocab_size * m.hidden_size - 2 * expert
+    expected = (2 * dense * t / (989e12 * 0.8 * t / (t + 64))
+                + 2 * 2 * expert * t / (989e12 * 0.8 * rows / (rows + 64)))  # fmt: skip
+    assert float(cm._gemm_compute_s(np.array([t]))[0]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_mla_decode_attention_flops():
+    cm = model("deepseek-v3", tp=8)
+    # absorbed MLA: 2 x heads x (2 x 576 - 64) per layer and pair
+    assert cm.decode_flops_per_pair == 2 * 61 * 128 * (2 * 576 - 64)
+    assert cm.decode_flops_per_pair / (4 * 61 * 128 * 128) == pytest.approx(4.25)
+
+
+def test_tp_group_across_nodes_pays_the_scale_out_link():
+    inside = model("llama-3-405b", tp=8)
+    across = model("llama-3-405b", tp=16)
+    assert inside.tp_link_bytes_per_s == pytest.approx(450e9 * 0.5)
+    assert across.tp_link_bytes_per_s == pytest.approx(50e9 * 0.5)
 
 
 def test_training_time_is_flops_over_peak_times_mfu():
