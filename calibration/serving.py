@@ -341,7 +341,7 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_bandwidth_efficiency": (0.3, 0.93),  # STREAM-class copies reach <= ~0.9-0.93 of HBM peak
     "kv_bandwidth_efficiency": (0.2, 1.0),
     "attention_efficiency": (0.1, 1.0),
-    "iteration_overhead_s": (0.0, 0.02),
+    "iteration_overhead_s": (0.0, 0.01),
     "sequence_overhead_s": (0.0, 1e-4),
     "compute_memory_overlap": (0.0, 1.0),
     "interconnect_efficiency": (0.2, 1.0),

@@ -53,6 +53,10 @@ class MM1Curve:
         return self.rates_per_replica / self.service_rate
 
     @property
+    def prefill_busy_fraction(self) -> np.ndarray:
+        return 0.2 * self.busy_fraction  # a fixed phase mix for the synthetic queue
+
+    @property
     def capacity_per_replica(self) -> float:
         # attainment >= 0.95  <=>  exp(-(mu - lambda) t) <= 0.05
         return self.service_rate - np.log(20) / (self.slo_ms / 1e3)

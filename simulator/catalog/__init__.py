@@ -52,6 +52,15 @@ class GpuSpec(_Frozen):
     idle_power_fraction: float = Field(
         default=0.3, ge=0, le=1, description="Power drawn when idle, as a fraction of TDP."
     )
+    decode_power_fraction: float = Field(
+        default=0.55, gt=0, le=1,
+        description="Board power while serving memory-bound decode iterations, as a fraction "
+        "of TDP; compute-bound prefill iterations and training draw TDP. Default 0.55: the "
+        "Splitwise simulator's H100 constants (token phase 380 W, prompt phase 700 W of 700; "
+        "Patel et al., ISCA 2024, github.com/Mutinifni/splitwise-sim configs/power_model). "
+        "A simplification: decode power rises with batch size (ML.ENERGY: ~43% of TDP at "
+        "batch 1, ~86% at batch 128 on H100).",
+    )  # fmt: skip
     usd_per_gpu_hour_on_demand: float | None = Field(default=None, ge=0)
     usd_per_gpu_hour_reserved: float | None = Field(default=None, ge=0)
     capex_usd: float | None = Field(default=None, ge=0)

@@ -17,7 +17,12 @@ class Problem:
         """``pools.serving.pricing`` style path; ``(root)`` for the whole file."""
         if not self.path:
             return "(root)"
-        return ".".join(str(part) for part in self.path)
+        return ".".join(_printable(str(part)) for part in self.path)
+
+
+def _printable(text: str) -> str:
+    """A path part as one printable line: control characters (a name of '\\r') escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class ScenarioError(Exception):
@@ -33,5 +38,6 @@ class ScenarioError(Exception):
         out = []
         for p in self.problems:
             where = f"{self.source}:{p.line}" if p.line else self.source
-            out.append(f"{where}: {p.dotted()}: {p.message}")
+            message = " ".join(p.message.splitlines())  # one line per problem, whatever the input held
+            out.append(f"{where}: {p.dotted()}: {message}")
         return "\n".join(out)

@@ -27,6 +27,7 @@ class CurveLike(Protocol):
     e2e_ms: np.ndarray
     slo_attainment: np.ndarray
     busy_fraction: np.ndarray
+    prefill_busy_fraction: np.ndarray  # share of time in iterations that run prefill
     capacity_per_replica: float
 
 

@@ -95,8 +95,12 @@ class DeploymentHours:
     billed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # replicas held after limits
     serving: np.ndarray = field(default_factory=lambda: np.zeros(0))  # hour-averaged, after delay
     busy_gpus: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: busy GPUs weighted by their board power as a share of TDP (prefill at TDP, decode at the
+    #: GPU's decode_power_fraction): what energy is charged on
+    power_gpus: np.ndarray = field(default_factory=lambda: np.zeros(0))
     down_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spot: reloading
     preemptions_per_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    decode_power_fraction: float = 1.0  #: the GPU's decode board power / TDP (catalog)
 
 
 @dataclass
@@ -198,8 +202,11 @@ def project(
         busy[pool.name] = train_gpus[pool.name] + sum(
             (d.busy_gpus for d in deployments.values() if d.pool == pool.name), np.zeros(line.hours)
         )
+        power_gpus = train_gpus[pool.name] + sum(
+            (d.power_gpus for d in deployments.values() if d.pool == pool.name), np.zeros(line.hours)
+        )  # energy follows the phase mix (training and prefill at TDP, decode below it)
         pool_costs[pool.name] = _pool_cost(scenario, pool, line, inf_gpus[pool.name],
-                                           train_gpus[pool.name], busy[pool.name])  # fmt: skip
+                                           train_gpus[pool.name], power_gpus)  # fmt: skip
     _attribute_inference_cost(routes, deployments, pool_costs, inf_gpus)
     job_cost = _attribute_training_cost(scenario, training, pool_costs, train_gpus)
     return Projection(
@@ -316,6 +323,7 @@ def _requested_replicas(
                                held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0),
             down_fraction=down,
             preemptions_per_hour=rate,
+            decode_power_fraction=gpu_of(scenario, scenario.pool(dep.pool)).decode_power_fraction,
         )
     return out
 
@@ -448,11 +456,14 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
     for dep in deployments.values():
         members = [r for r in routes if r.deployment == dep.name]
         dep.busy_gpus = np.zeros_like(dep.billed)
+        dep.power_gpus = np.zeros_like(dep.billed)
         if not members:
             continue
+        decode_power = dep.decode_power_fraction
         equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep.billed))
         utilisation = divide(equivalents, dep.serving, np.inf)
         busy_per_replica = np.zeros_like(dep.billed)
+        power_per_replica = np.zeros_like(dep.billed)
         for route in members:
             curve = route.curve
             load = utilisation * sizing_capacity(curve)  # req/s per replica, this workload's units
@@ -469,8 +480,12 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
             route.busy_fraction = route.point_weights @ np.asarray(curve.busy_fraction, dtype=float)
             share = divide(route.replica_equivalents, equivalents)
             busy_per_replica += share * route.busy_fraction
+            prefill = np.minimum(route.point_weights @ np.asarray(curve.prefill_busy_fraction, dtype=float),
+                                 route.busy_fraction)  # fmt: skip
+            power_per_replica += share * (prefill + decode_power * (route.busy_fraction - prefill))
             route.requests_preempted = _preempted_requests(route, dep)
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
+        dep.power_gpus = np.minimum(power_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
 
 
 def _preempted_requests(route: RouteHours, dep: DeploymentHours) -> np.ndarray:

@@ -54,7 +54,7 @@ from simulator.perf.roofline import ServingCostModel
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
-CURVE_VERSION = 1
+CURVE_VERSION = 2  # 2: issue 15's cost model, engine presets, prefill busy share
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
 
@@ -72,6 +72,7 @@ class LatencyCurve:
     e2e_ms: np.ndarray  # shape (n, q)
     slo_attainment: np.ndarray  # shape (n,)
     busy_fraction: np.ndarray  # shape (n,) replica busy fraction
+    prefill_busy_fraction: np.ndarray  # shape (n,) share of time in iterations with prefill
     tokens_per_request: tuple[float, float]  # mean (input, output) tokens
     capacity_per_replica: float  # req/s where SLO attainment == target (>= 0; 0 if unreachable)
 
@@ -113,6 +114,7 @@ class PointResult:
     e2e_ms: np.ndarray
     slo_attainment: float
     busy_fraction: float
+    prefill_busy_fraction: float
     overloaded: bool
     mean_prompt_tokens: float
     mean_output_tokens: float
@@ -155,7 +157,7 @@ class _Probe:
             duration = max(duration, settings.steady_duration_s)
             replications = settings.steady_replications
         warmup = min(0.5 * duration, max(0.1 * duration, self.warmup_floor_s))
-        ttft, tpot, e2e, busy, prompts, outputs = [], [], [], [], [], []
+        ttft, tpot, e2e, busy, prefill_busy, prompts, outputs = [], [], [], [], [], [], []
         met = counted = 0
         overloaded = False
         for seq in self.seeds[:replications]:
@@ -173,6 +175,8 @@ class _Probe:
             e2e.append(e[served])
             window = record.duration_s - record.warmup_s
             busy.append(float(np.mean([min(s.busy_s / window, 1.0) for s in record.replica_stats])))
+            prefill_busy.append(float(np.mean([min(s.prefill_busy_s / window, 1.0)
+                                               for s in record.replica_stats])))  # fmt: skip
             prompts.append(offered.prompt_tokens)
             outputs.append(offered.output_tokens)
         point = PointResult(
@@ -182,6 +186,7 @@ class _Probe:
             e2e_ms=_quantiles(np.concatenate(e2e)),
             slo_attainment=met / counted if counted else 0.0,
             busy_fraction=float(np.mean(busy)),
+            prefill_busy_fraction=float(np.mean(prefill_busy)),
             overloaded=overloaded,
             mean_prompt_tokens=float(np.concatenate(prompts).mean()),
             mean_output_tokens=float(np.concatenate(outputs).mean()),
@@ -278,6 +283,7 @@ def latency_curve(
         e2e_ms=np.vstack([p.e2e_ms for p in points]),
         slo_attainment=np.array([p.slo_attainment for p in points]),
         busy_fraction=np.array([p.busy_fraction for p in points]),
+        prefill_busy_fraction=np.array([p.prefill_busy_fraction for p in points]),
         tokens_per_request=(
             float(np.mean([p.mean_prompt_tokens for p in points])),
             float(np.mean([p.mean_output_tokens for p in points])),
@@ -329,7 +335,7 @@ def _bisect(holds: Any, lo: float, hi: float, tolerance: float) -> tuple[float, 
 
 _MEMORY: dict[str, LatencyCurve] = {}
 _ARRAYS = ("rates_per_replica", "quantile_levels", "ttft_ms", "tpot_ms", "e2e_ms",
-           "slo_attainment", "busy_fraction")  # fmt: skip
+           "slo_attainment", "busy_fraction", "prefill_busy_fraction")  # fmt: skip
 
 
 def curve_key(

@@ -144,6 +144,7 @@ class ReplicaStats:
         "kv_block_seconds",
         "output_tokens",
         "preemptions",
+        "prefill_busy_s",
         "prefill_tokens",
         "start_s",
     )  # fmt: skip
@@ -157,6 +158,7 @@ class ReplicaStats:
         self.output_tokens = 0.0
         self.kv_block_seconds = 0.0
         self.preemptions = 0
+        self.prefill_busy_s = 0.0  # busy seconds of iterations that ran prefill chunks
 
 
 class Replica:
@@ -361,6 +363,8 @@ class Replica:
                 batch += self.seg_mixed_batch
                 out_tokens += self.seg_mixed_batch - len(chunks) + first_tokens
             stats.busy_s += hi - lo
+            if chunks is not None and n >= 1:  # the mixed iteration [t0, t0 + t_first]
+                stats.prefill_busy_s += max(min(hi, t0 + self.t_first) - lo, 0.0)
             stats.iterations += iterations * share
             stats.batch_sum += batch * share
             stats.prefill_tokens += prefill_tokens * share

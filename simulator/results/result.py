@@ -30,7 +30,9 @@ from simulator.economics.retrieval import (
 )
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
+from simulator.perf.roofline import matmul_parameters
 from simulator.results.token_split import workload_input_share
+from simulator.scenario.resolve import gpu_of, model_of
 from simulator.scenario.schema import ReservedPricing
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -275,6 +277,7 @@ def _summary(
         "workloads": {},
         "training_jobs": {},
         "pools": {},
+        "deployments": {dep: _deployment_summary(p, dep) for dep in p.deployments},
         "warnings": [],
     }
     if p.retrieval:
@@ -320,6 +323,45 @@ def _summary(
                     f"${commitment['unused_commitment_usd']:,.0f} of commitment paid unused in all"
                 )
     return summary
+
+
+def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
+    """How full a deployment's replicas really were over the horizon.
+
+    - busy_fraction: share of held GPU-time an iteration was running; continuous batching keeps
+      it near 1 at almost any load, so it says little about headroom.
+    - load_factor: served load / SLO capacity of the serving replicas (replica-hours needed at
+      the SLO capacity over replica-hours serving): 1 means every replica at its SLO capacity.
+    - mfu: model FLOPs of the served tokens (2 x matmul parameters per token, forward only;
+      attention FLOPs left out, a simplification) over held GPU-hours x the dtype's peak.
+    - output_tokens_per_s_per_replica against max_output_tokens_per_s_per_replica (at the SLO
+      capacity): achieved against the most a replica serves within the SLO.
+    """
+    s = p.scenario
+    dep = p.deployments[name]
+    spec = s.deployment(name)
+    gpu = gpu_of(s, s.pool(spec.pool))
+    model = model_of(s, spec.model)
+    routes = [r for r in p.routes if r.deployment == name]
+    held_gpu_hours = float((dep.billed * dep.gpus_per_replica).sum())
+    serving_hours = float(dep.serving.sum())
+    needed = sum((np.minimum(r.replica_equivalents, dep.serving) for r in routes), np.zeros_like(dep.serving))
+    tokens = sum(float(r.served_requests.sum()) * sum(r.curve.tokens_per_request) for r in routes)
+    output = sum(float(r.served_requests.sum()) * r.curve.tokens_per_request[1] for r in routes)
+    peak = gpu.peak_flops_per_s(gpu.compute_dtype_for(spec.dtype))
+    flops = tokens * 2 * matmul_parameters(model)
+    max_output = [r.curve.capacity_per_replica * r.curve.tokens_per_request[1] for r in routes]
+    return {
+        "gpu": gpu.name,
+        "engine": spec.engine,
+        "gpu_hours_held": held_gpu_hours,
+        "busy_fraction": float(dep.busy_gpus.sum() / held_gpu_hours) if held_gpu_hours else 0.0,
+        "load_factor": float(needed.sum() / serving_hours) if serving_hours else 0.0,
+        "mfu": float(flops / (held_gpu_hours * 3600 * peak)) if held_gpu_hours else 0.0,
+        "output_tokens_per_s_per_replica": output / (serving_hours * 3600) if serving_hours else 0.0,
+        "max_output_tokens_per_s_per_replica": float(max(max_output)) if max_output else 0.0,
+        "busy_power_share_of_tdp": float(dep.power_gpus.sum() / dep.busy_gpus.sum()) if dep.busy_gpus.sum() else 0.0,
+    }
 
 
 def _commitment_summary(p: Projection, pool, rows: pd.DataFrame) -> dict[str, Any] | None:

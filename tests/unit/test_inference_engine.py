@@ -26,9 +26,10 @@ UNIT_COST_MODEL = serving_cost_model(unit_scenario(), "d")
 
 
 def run_unit(arrival, prompt, output, cached=None, *, batch=4, budget=64, blocks=10_000,
-             block=16, context=1_000_000, replicas=1, router="least_outstanding", max_queue=100):
+             block=16, context=1_000_000, replicas=1, router="least_outstanding", max_queue=100,
+             admission="preempt"):
     """simulate() on the unit timer with the given scheduler limits; returns the record."""
-    config = ReplicaConfig(batch, budget, blocks, block, context)
+    config = ReplicaConfig(batch, budget, blocks, block, context, admission=admission)
     timer = IterationTimer.from_cost_model(UNIT_COST_MODEL, config.max_iteration_tokens)
     n = len(arrival)
     requests = RequestArrays(np.asarray(arrival, float), np.asarray(prompt), np.asarray(output),
@@ -83,6 +84,18 @@ def test_kv_preemption_recomputes_the_newest():
     assert (r.status == "completed").all()
     assert r.finish_s[1] > r.finish_s[0]
     assert r.replica_stats[0].preemptions == 1
+
+
+def test_reserve_admission_waits_for_room_for_the_whole_output_and_never_preempts():
+    """The same two requests as above under TensorRT-LLM's GUARANTEED_NO_EVICT: each needs
+    ceil(14 / 4) = 4 blocks for prompt + output, so the second waits for the first to finish."""
+    r = run_unit([0.0, 0.0], [4, 4], [10, 10], batch=2, budget=64, blocks=6, block=4,
+                 admission="reserve")  # fmt: skip
+    assert r.preemptions.tolist() == [0, 0]
+    assert (r.status == "completed").all()
+    assert r.first_scheduled_s[1] == pytest.approx(r.finish_s[0])
+    roomy = run_unit([0.0, 0.0], [4, 4], [10, 10], batch=2, blocks=8, block=4, admission="reserve")
+    assert roomy.first_scheduled_s.tolist() == [0.0, 0.0]  # 8 blocks: both fit at once
 
 
 def test_queue_full_and_too_long_drops():
