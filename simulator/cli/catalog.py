@@ -33,12 +33,12 @@ def catalog_gpus(as_json: JsonOpt = False) -> None:
         return "-" if value is None else pattern.format(value)
 
     rows = [
-        [g.name, fmt(g.bf16_tflops), fmt(g.fp8_tflops), fmt(g.hbm_gib), fmt(g.hbm_tb_per_s),
+        [g.name, fmt(g.bf16_tflops), fmt(g.fp8_tflops), fmt(g.fp4_tflops), fmt(g.hbm_gib), fmt(g.hbm_tb_per_s),
          fmt(g.interconnect_gb_per_s), fmt(g.tdp_w), fmt(g.usd_per_gpu_hour_on_demand, "{:.2f}"),
          fmt(g.usd_per_gpu_hour_reserved, "{:.2f}"), fmt(g.capex_usd, "{:,.0f}")]
         for g in gpus
     ]  # fmt: skip
-    columns = ["gpu", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s",
+    columns = ["gpu", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s",
                "TDP W", "$/h on-demand", "$/h reserved", "capex $"]  # fmt: skip
     out.print(table("Bundled GPUs (dense peaks)", columns, rows))
 

@@ -5,7 +5,8 @@ token for every running request. Its time on a tensor-parallel replica of TP GPU
 
     linear(T)                                                  the weight GEMMs of T tokens
   + max(attention FLOPs / achieved attention FLOP/s, KV bytes / achieved KV bandwidth)
-  + 2 all-reduces per layer over the TP group's slowest link (TP > 1)
+  + 2 all-reduces per layer over the TP group's slowest link (TP > 1); with expert parallelism
+    the MLP's becomes an all-to-all dispatch + combine and the busiest GPU's experts set the pace
   + host overhead: fixed per iteration + per sampled sequence + per prefill chunk,
     and a fixed cost per layer,
 
@@ -51,6 +52,11 @@ from simulator.perf.profile import EfficiencyParameters
 
 #: Activations crossing the TP all-reduce are bf16.
 ACTIVATION_BYTES = 2.0
+#: With expert parallelism the busiest GPU's expert work over the mean: SGLang's large-scale EP
+#: study (LMSYS blog, May 2025: DeepSeek-V3 prefill at EP32) measured 50,302 tok/s per node with
+#: the default expert placement against 59,337 with perfectly balanced experts (x1.18); EPLB
+#: recovers part of it. A fixed factor is a simplification (imbalance grows with batch and EP).
+EXPERT_PARALLEL_IMBALANCE = 1.15
 
 
 def gemm_efficiency(tokens: ArrayLike, eff: EfficiencyParameters) -> np.ndarray:
@@ -115,6 +121,7 @@ class ServingCostModel:
     tensor_parallel: int
     efficiency: EfficiencyParameters
     host_overhead_scale: float = 1.0
+    expert_parallel: int = 1
 
     # ---- derived constants (per replica) ------------------------------------------------
     @property
@@ -224,7 +231,8 @@ class ServingCostModel:
             m = self.model
             touched = experts_touched_share(t, m.experts, m.experts_per_token)  # type: ignore[arg-type]
             rows = np.maximum(t * m.experts_per_token / (m.experts * touched), 1.0)  # type: ignore[operator]
-            seconds = seconds + 2 * routed * t / tp / (peak * gemm_efficiency(rows, eff))
+            imbalance = EXPERT_PARALLEL_IMBALANCE if self.expert_parallel > 1 else 1.0
+            seconds = seconds + imbalance * 2 * routed * t / tp / (peak * gemm_efficiency(rows, eff))
         return np.where(tokens > 0, seconds + self.elementwise_s_per_token * tokens, 0.0)
 
     def _linear_s(self, tokens: np.ndarray, logit_rows: np.ndarray) -> np.ndarray:
@@ -244,21 +252,37 @@ class ServingCostModel:
 
     @property
     def tp_link_bytes_per_s(self) -> float:
-        """Achieved all-reduce bandwidth of the TP group: NVLink within a node, the scale-out
-        network when the group spans nodes (a ring is as fast as its slowest hop)."""
+        """Achieved all-reduce bandwidth of the TP group (see :meth:`_link_bytes_per_s`)."""
+        return self._link_bytes_per_s(self.tensor_parallel)
+
+    def _link_bytes_per_s(self, group: int) -> float:
+        """Achieved bandwidth of a collective over ``group`` GPUs: NVLink inside the server,
+        the scale-out network when the group spans servers (a ring is as fast as its slowest hop)."""
         gpu = self.gpu
         per_direction = gpu.interconnect_gb_per_s
-        if self.tensor_parallel > gpu.scale_up_domain:
+        if group > gpu.scale_up_domain:
             per_direction = min(per_direction, gpu.internode_gb_per_s)
         return per_direction * 1e9 * self.efficiency.interconnect_efficiency
 
     def _comm_s(self, tokens: np.ndarray) -> np.ndarray:
+        """TP all-reduces (after attention and after the MLP) per layer; with expert
+        parallelism the MLP's all-reduce becomes an all-to-all dispatch and combine."""
         tp = self.tensor_parallel
         if tp <= 1:
             return np.zeros_like(tokens)
-        ring_bytes = 2 * (tp - 1) / tp * tokens * self.model.hidden_size * ACTIVATION_BYTES
-        per_layer = self.efficiency.allreduce_latency_s + ring_bytes / self.tp_link_bytes_per_s
-        return np.where(tokens > 0, 2 * self.model.layers * per_layer, 0.0)
+        eff = self.efficiency
+        hidden_bytes = tokens * self.model.hidden_size * ACTIVATION_BYTES
+        allreduce = eff.allreduce_latency_s + 2 * (tp - 1) / tp * hidden_bytes / self.tp_link_bytes_per_s
+        ep = self.expert_parallel
+        if ep > 1 and self.model.is_moe:
+            # each rank sends its T/ep tokens to k experts, (ep-1)/ep of them remote, and gets
+            # the results back (DeepEP-style dispatch + combine; bf16 activations)
+            k = self.model.experts_per_token or 1
+            per_rank = hidden_bytes / ep * k * (ep - 1) / ep
+            mlp = 2 * (eff.allreduce_latency_s + per_rank / self._link_bytes_per_s(ep))
+        else:
+            mlp = allreduce
+        return np.where(tokens > 0, self.model.layers * (allreduce + mlp), 0.0)
 
     @property
     def _attention_rate(self) -> float:

@@ -208,6 +208,7 @@ def write_summary(
     _spend_rows(w, layouts)
     _pool_rows(w, layouts)
     _workload_rows(w, layouts, book, shares)
+    _deployment_rows(w)
     _job_rows(w, layouts)
     w.section("SLO")
     w.add("meets_every_slo", "Meets every SLO", "", "text", "simulated",
@@ -522,6 +523,25 @@ def _slo_rows(w: _SummaryWriter, name: str) -> None:
     )
     for key, label in (("ttft_p95_ms", "  TTFT p95"), ("tpot_p95_ms", "  TPOT p95")):
         w.add(f"{name}.{key}", label, "ms", "num", "simulated", [(None, s.get(key)) for s in stats])
+
+
+#: How full serving replicas were (summary.json "deployments"; see simulator.results.result).
+_DEPLOYMENT_FIGURES = (
+    ("busy_fraction", "  busy (an iteration running; ~100% at any load)", "%", "pct"),
+    ("load_factor", "  load factor (served load / SLO capacity)", "%", "pct"),
+    ("mfu", "  MFU (2 x params x tokens / peak; attention left out)", "%", "pct"),
+    ("output_tokens_per_s_per_replica", "  output tokens/s per replica", "tok/s", "num"),
+    ("max_output_tokens_per_s_per_replica", "  output tokens/s per replica at SLO capacity", "tok/s", "num"),
+    ("busy_power_share_of_tdp", "  board power while busy (prefill at TDP, decode below)", "% of TDP", "pct"),
+)
+
+
+def _deployment_rows(w: _SummaryWriter) -> None:
+    for name in _union([list(r.result.summary.get("deployments", {})) for r in w.runs]):
+        w.section(f"Deployment {name}")
+        stats = [r.result.summary.get("deployments", {}).get(name) or {} for r in w.runs]
+        for key, label, unit, fmt in _DEPLOYMENT_FIGURES:
+            w.add(f"{name}.{key}", label, unit, fmt, "simulated", [(None, s.get(key)) for s in stats])
 
 
 def _job_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:

@@ -363,10 +363,25 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
                     f"{pool.name!r} max_gpus={pool.max_gpus}",
                 )
             )
+        if dep.expert_parallel > 1:
+            why = _expert_parallel_problem(dep.expert_parallel, dep.tensor_parallel, model)
+            if why:
+                problems.append(Problem(("deployments", i, "expert_parallel"), why))
         short = _weights_do_not_fit(dep, model, gpu)
         if short:
             problems.append(Problem(("deployments", i, "tensor_parallel"), short))
     return problems
+
+
+def _expert_parallel_problem(ep: int, tp: int, model) -> str | None:
+    """Why expert parallelism ``ep`` cannot serve ``model`` on TP ``tp`` GPUs, or None."""
+    if not model.is_moe:
+        return f"expert_parallel={ep} needs a mixture-of-experts model; {model.name} is dense"
+    if tp % ep:
+        return f"expert_parallel={ep} must divide tensor_parallel={tp} (the replica's GPUs)"
+    if model.experts % ep:
+        return f"expert_parallel={ep} must divide the {model.experts} experts of {model.name}"
+    return None
 
 
 def _weights_do_not_fit(dep, model, gpu) -> str | None:

@@ -41,6 +41,7 @@ def serving_cost_model(scenario: Scenario, deployment: Deployment | str) -> Serv
         tensor_parallel=dep.tensor_parallel,
         efficiency=profile_for_pool(scenario, pool).parameters,
         host_overhead_scale=dep.preset.iteration_overhead_scale,
+        expert_parallel=dep.expert_parallel,
     )
 
 

@@ -354,6 +354,12 @@ class Deployment(Strict):
         default="auto", description="'auto': fp8 when the weights are fp8 or fp4, else bf16."
     )
     tensor_parallel: int = Field(default=1, gt=0)
+    expert_parallel: int = Field(
+        default=1, gt=0,
+        description="MoE models: spread the routed experts over this many of the replica's "
+        "GPUs (whole experts per GPU, tokens sent by all-to-all) instead of slicing every "
+        "expert by tensor_parallel; must divide tensor_parallel and the expert count.",
+    )  # fmt: skip
     engine: Literal["vllm", "sglang", "tensorrt-llm"] = Field(
         default="vllm",
         description="Serving engine whose scheduler defaults apply (admission policy, batch and "

@@ -202,3 +202,24 @@ def test_training_time_is_flops_over_peak_times_mfu():
     assert flops == pytest.approx((6 * n + 6 * 80 * 8192 * 8192) * 1e12)
     t = training_time_s(m, 1e12, 1024, g, "bf16", 8192, 0.4)
     assert t == pytest.approx(flops / (1024 * 989e12 * 0.4))
+
+
+def test_expert_parallel_swaps_the_mlp_all_reduce_for_an_all_to_all_and_pays_imbalance():
+    from simulator.perf.roofline import EXPERT_PARALLEL_IMBALANCE
+
+    tp_only = model("mixtral-8x7b", tp=8)
+    ep = ServingCostModel(CAT.models["mixtral-8x7b"], CAT.gpus["h100-sxm"], "bf16", "bf16", 8, EFF,
+                          expert_parallel=8)  # fmt: skip
+    t = np.array([256.0])
+    m = CAT.models["mixtral-8x7b"]
+    hidden = 256 * m.hidden_size * 2
+    link = 450e9 * 0.5
+    allreduce = 1e-5 + 2 * 7 / 8 * hidden / link
+    all_to_all = 2 * (1e-5 + hidden / 8 * 2 * 7 / 8 / link)
+    assert float(tp_only._comm_s(t)[0]) == pytest.approx(m.layers * 2 * allreduce)
+    assert float(ep._comm_s(t)[0]) == pytest.approx(m.layers * (allreduce + all_to_all))
+    dense_only = float(model("llama-3-8b", tp=8)._gemm_compute_s(t)[0])
+    assert dense_only > 0
+    routed_tp = float(tp_only._gemm_compute_s(t)[0])
+    routed_ep = float(ep._gemm_compute_s(t)[0])
+    assert routed_tp < routed_ep < routed_tp * EXPERT_PARALLEL_IMBALANCE

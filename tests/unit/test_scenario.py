@@ -207,3 +207,29 @@ def test_uncertainty_path_must_exist(mini):
     mini["uncertainty"] = {"pools.gpus.price": {"distribution": "normal", "mean": 1, "sd": 0.1}}
     with pytest.raises(ScenarioError, match="uncertainty.pools.gpus.price: no field 'pools.gpus.price'"):
         validate_scenario_data(mini)
+
+
+@pytest.mark.parametrize(("model", "tp", "ep", "message"), [
+    ("llama-3-8b", 8, 8, "needs a mixture-of-experts model"),
+    ("mixtral-8x7b", 4, 8, "must divide tensor_parallel=4"),
+    ("deepseek-v3", 8, 8, None),
+])  # fmt: skip
+def test_expert_parallel_is_checked(model, tp, ep, message):
+    from simulator.catalog import bundled_catalog
+    from simulator.scenario.checks import _expert_parallel_problem
+
+    why = _expert_parallel_problem(ep, tp, bundled_catalog().models[model])
+    assert (why is None) if message is None else (message in why)
+
+
+def test_engine_preset_fills_the_fields_the_file_leaves_out():
+    from simulator.scenario.schema import Deployment
+
+    trt = Deployment.model_validate({"name": "d", "pool": "p", "model": "llama-3-8b", "engine": "tensorrt-llm"})
+    assert (trt.max_batch_size, trt.max_batched_tokens, trt.kv_block_tokens) == (2048, 8192, 32)
+    assert trt.preset.admission == "reserve" and trt.preset.memory_fraction_of_free
+    mine = Deployment.model_validate({"name": "d", "pool": "p", "model": "llama-3-8b",
+                                      "engine": "tensorrt-llm", "max_batch_size": 64})  # fmt: skip
+    assert mine.max_batch_size == 64
+    vllm = Deployment.model_validate({"name": "d", "pool": "p", "model": "llama-3-8b"})
+    assert (vllm.engine, vllm.max_batch_size, vllm.preset.admission) == ("vllm", 256, "preempt")
