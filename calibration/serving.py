@@ -11,6 +11,9 @@ replays the benchmark's load in the same discrete-event engine that plans use:
 - ``mean_itl_ms`` / ``mean_tpot_ms``: mean over requests of (E2E - TTFT) / (output - 1), under
   Poisson arrivals at ``rate_rps`` (or, with no rate, one request at a time: batch-1 decode).
 - ``mean_ttft_ms``: mean arrival-to-first-token under the same load.
+- A latency row whose ``measure`` says ``concurrency=N`` (N > 1) is replayed closed-loop: N
+  clients each send the next request when the last one ends (no think time); the first round,
+  sent all at once, is left out of the mean.
 
 :func:`fit_profile` adjusts a profile's efficiencies to minimise the mean squared log error over
 cases (Nelder-Mead in a bounded, physical space: efficiencies stay in (0, 1]). No file I/O here:
@@ -88,7 +91,8 @@ class ServingCase:
         """Which kind of figure: 'throughput', 'latency' (under load) or 'batch1'."""
         if self.metric == "output_tokens_per_s":
             return "throughput"
-        return "latency" if self.rate_rps else "batch1"
+        loaded = self.rate_rps is not None or (self.concurrency or 1) > 1
+        return "latency" if loaded else "batch1"
 
 
 def _engine_key(text: str) -> str:
@@ -236,23 +240,29 @@ def replay_setup(case: ServingCase, params: EfficiencyParameters, catalog: Catal
     return Replay(cost_model, replica, preset)
 
 
+def _closed_loop(case: ServingCase) -> int | None:
+    """Clients of a closed-loop latency row (None: open loop or batch 1)."""
+    if case.area == "throughput" or case.rate_rps is not None or (case.concurrency or 1) <= 1:
+        return None
+    return case.concurrency
+
+
 def _requests(case: ServingCase, seed: int) -> RequestArrays:
-    if case.area != "throughput" and case.rate_rps is None and (case.concurrency or 1) > 1:
-        raise CaseError(f"{case.case}: closed-loop load (concurrency {case.concurrency}) cannot be "
-                        "replayed yet: the engine takes open-loop arrivals")  # fmt: skip
-    if case.metric == "output_tokens_per_s" or case.rate_rps is None and case.area == "throughput":
-        n = min(case.requests or MAX_THROUGHPUT_REQUESTS, MAX_THROUGHPUT_REQUESTS)
-        arrival = np.zeros(n)
+    """The benchmark's requests: fixed ISL/OSL, sent as its load says (see the module doc)."""
+    clients = _closed_loop(case)
+    if clients:  # closed loop: 10 rounds of the clients (at least 100 requests); sent by the engine
+        arrival = np.zeros(case.requests or min(max(10 * clients, 100), 2000))
+    elif case.area == "throughput":
+        arrival = np.zeros(min(case.requests or MAX_THROUGHPUT_REQUESTS, MAX_THROUGHPUT_REQUESTS))
     elif case.rate_rps is None:  # batch 1: one request at a time, far apart
-        n = min(case.requests or 5, 5)
-        arrival = np.arange(n) * 1e4
+        arrival = np.arange(min(case.requests or 5, 5)) * 1e4
     else:
-        n = case.requests or DEFAULT_LATENCY_REQUESTS
-        gaps = np.random.default_rng(seed).exponential(1 / case.rate_rps, n)
+        gaps = np.random.default_rng(seed).exponential(1 / case.rate_rps, case.requests or DEFAULT_LATENCY_REQUESTS)
         arrival = np.cumsum(gaps) - gaps[0]
-    tokens = lambda v: np.full(n, v, dtype=np.int64)
-    return RequestArrays(arrival_s=arrival, prompt_tokens=tokens(case.input_tokens),
-                         output_tokens=tokens(case.output_tokens), cached_tokens=tokens(0))  # fmt: skip
+    n = len(arrival)
+    return RequestArrays(arrival_s=arrival, prompt_tokens=np.full(n, case.input_tokens, dtype=np.int64),
+                         output_tokens=np.full(n, case.output_tokens, dtype=np.int64),
+                         cached_tokens=np.zeros(n, dtype=np.int64))  # fmt: skip
 
 
 def predict(case: ServingCase, params: EfficiencyParameters, catalog: Catalog | None = None,
@@ -262,9 +272,12 @@ def predict(case: ServingCase, params: EfficiencyParameters, catalog: Catalog | 
     requests = _requests(case, seed)
     timer = IterationTimer.from_cost_model(setup.cost_model, setup.replica.max_iteration_tokens)
     config = EngineConfig(replica=setup.replica, replicas=1, max_queue_per_replica=len(requests) + 1)
-    duration = float(requests.arrival_s[-1]) + 1e-6
-    record = simulate(config, timer, requests, duration_s=duration, drain_s=1e7)
+    clients = _closed_loop(case)
+    duration = 1e7 if clients else float(requests.arrival_s[-1]) + 1e-6
+    record = simulate(config, timer, requests, duration_s=duration, drain_s=1e7, concurrency=clients)
     done = record.status == "completed"
+    if clients:  # steady state: leave out the first round, which all start at once
+        done &= np.arange(len(done)) >= clients
     if not done.any():
         raise CaseError(f"{case.case}: no request completed (too long for the KV cache?)")
     if case.metric == "output_tokens_per_s":

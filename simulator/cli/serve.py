@@ -78,6 +78,15 @@ def serve_command(
         typer.Option("--router", help="round_robin, least_outstanding or shared_queue "
                      "(default: the deployment's)."),
     ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, help="Closed loop instead of --rps: this many users, "
+                     "each sending its next request when the last one ends (+ --think-s)."),
+    ] = None,
+    think_s: Annotated[
+        float, typer.Option("--think-s", min=0, help="With --concurrency: seconds a user waits "
+                            "between a response and its next request.")
+    ] = 0.0,
     on: OnDateOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -86,6 +95,8 @@ def serve_command(
     utilisation and SLO attainment.
 
     Example: fleetsim serve scenarios/chat-assistant.yaml -d chat-8b --rps 20 --duration-s 300
+
+    Closed loop: fleetsim serve scenarios/chat-assistant.yaml -d chat-8b --concurrency 64 --duration-s 300
     """
     from simulator.inference import read_trace, serve
 
@@ -94,7 +105,8 @@ def serve_command(
         trace_data = read_trace(trace) if trace is not None else None
         with _progress("simulating...", quiet):
             result = serve(loaded, deployment, workload, rps=rps, duration_s=duration_s,
-                           replicas=replicas, seed=seed, trace=trace_data, router=router)  # fmt: skip
+                           replicas=replicas, seed=seed, trace=trace_data, router=router,
+                           concurrency=concurrency, think_s=think_s)  # fmt: skip
     summary = result.summary
     if as_json:
         print_json(_json_ready(summary))
@@ -116,8 +128,10 @@ def _json_ready(value: Any) -> Any:
 def _serve_table(s: dict[str, Any]) -> Any:
     from rich.console import Group
 
+    load = (f"{s['concurrency']} users (think {s['think_s']:g} s): {s['offered_requests_per_s']:.3g} req/s achieved"
+            if s.get("concurrency") else f"{s['offered_requests_per_s']:.3g} req/s")  # fmt: skip
     title = (f"Serving {s['deployment']} x {s['replicas']} ({s['router']}), workload "
-             f"{s['workload'] or '(trace)'}, {s['offered_requests_per_s']:.3g} req/s for "
+             f"{s['workload'] or '(trace)'}, {load} for "
              f"{s['duration_s']:g} s (warm-up {s['warmup_s']:g} s excluded)")  # fmt: skip
     latency = table(title, ["latency (ms)", *STAT_KEYS],
                     [[name.replace("_ms", "").replace("_", " "), *[_ms(s[name][k]) for k in STAT_KEYS]]

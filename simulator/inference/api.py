@@ -287,6 +287,8 @@ def serve(
     warmup_s: float | None = None,
     drain_s: float | None = None,
     max_queue_per_replica: int = DEFAULT_MAX_QUEUE_PER_REPLICA,
+    concurrency: int | None = None,
+    think_s: float = 0.0,
 ) -> ServeResult:
     """Simulate ``replicas`` replicas of ``deployment`` serving a request stream.
 
@@ -301,6 +303,11 @@ def serve(
     router: "round_robin", "least_outstanding" or "shared_queue" (default: the deployment's).
     warmup_s: start of the measurement window (default 10% of ``duration_s``). drain_s: most
     seconds simulated after the arrivals stop (default ``duration_s``).
+
+    concurrency: closed-loop load instead of ``rps`` (how ``vllm bench serve
+    --max-concurrency`` and NIM/AIPerf concurrency sweeps measure): that many users each send a
+    request, wait for its last token, think ``think_s`` seconds and send the next, for
+    ``duration_s`` seconds; the summary's ``offered_requests_per_s`` is then the rate achieved.
     """
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload, required=trace is None)
@@ -309,7 +316,10 @@ def serve(
     if router is not None and router not in ROUTERS:
         raise _problem(("router",), f"unknown router {router!r} (expected one of: {', '.join(ROUTERS)})")
     seed = scenario.seed if seed is None else seed
-    if trace is not None:
+    replica_config, _, timer = replica_setup(scenario, dep)
+    if concurrency is not None:
+        offered, duration = _closed_loop_requests(wl, concurrency, think_s, rps, duration_s, trace, timer, seed)
+    elif trace is not None:
         offered, duration = _trace_requests(trace, wl, rps, duration_s, seed)
     else:
         if rps is None or not rps > 0:
@@ -326,11 +336,14 @@ def serve(
     warmup = WARMUP_SHARE * duration if warmup_s is None else warmup_s
     if not 0 <= warmup < duration:
         raise _problem(("warmup_s",), f"warm-up (={warmup:g} s) must be in [0, duration={duration:g} s)")
-    replica_config, _, timer = replica_setup(scenario, dep)
     config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
     hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
-    record = simulate(config, timer, offered.gpu_requests(hit_rate), duration_s=duration,
-                      warmup_s=warmup, drain_s=drain_s)  # fmt: skip
+    gpu_requests = offered.gpu_requests(hit_rate)
+    think = None if concurrency is None else np.full(len(gpu_requests), float(think_s))
+    record = simulate(config, timer, gpu_requests, duration_s=duration, warmup_s=warmup,
+                      drain_s=drain_s, concurrency=concurrency, think_s=think)  # fmt: skip
+    if concurrency is not None:  # the offered stream is what the clients sent
+        offered = _sent(offered, record)
     hits = offered.cache_hit & (offered.arrival_s < duration)  # answered at once: no retrieval
     slo = wl.slo if wl is not None else None
     requests = requests_frame(record, slo, offered.arrival_s[hits], offered.prompt_tokens[hits],
@@ -343,7 +356,48 @@ def serve(
         offered_requests_per_s=float((offered.arrival_s < duration).sum() / duration),
         seed=seed,
     )
+    if concurrency is not None:
+        summary.update(concurrency=concurrency, think_s=think_s)
     return ServeResult(requests, replica_frame, summary, record)
+
+
+def _closed_loop_requests(
+    workload: Workload | None, concurrency: int, think_s: float, rps: float | None,
+    duration_s: float | None, trace: Any, timer: IterationTimer, seed: int,
+) -> tuple[OfferedRequests, float]:  # fmt: skip
+    """The request pool a closed loop draws from, in the order the clients send them.
+
+    Enough for the most the clients could send: a request takes at least its output tokens x
+    the fastest iteration, plus the think time (response-cache hits and retrieval do not apply:
+    every request reaches the GPUs).
+    """
+    if rps is not None or trace is not None:
+        raise _problem(("concurrency",), "give either --concurrency (closed loop) or --rps/--trace (open loop)")
+    if concurrency < 1:
+        raise _problem(("concurrency",), f"concurrency (={concurrency}) must be >= 1")
+    if not think_s >= 0:
+        raise _problem(("think_s",), f"think time (={think_s}) must be >= 0 seconds")
+    if duration_s is None or not duration_s > 0:
+        raise _problem(("duration_s",), "give a duration > 0 seconds")
+    assert workload is not None
+    rngs = streams(seed)
+    probe = sample_token_counts(workload.output_tokens, rngs["output_tokens"], 10_000)
+    fastest_s = float(np.percentile(probe, 1)) * timer.decode_fixed[1] + think_s
+    n = int(min(MAX_SERVE_REQUESTS, concurrency * (duration_s / max(fastest_s, 1e-6) + 2)))
+    prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
+    if workload.retrieval is not None:
+        prompt = prompt + retrieved_tokens(workload)
+    output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
+    adapter = sample_adapters(workload, rngs["adapters"], n)
+    return OfferedRequests(np.zeros(n), prompt, output, np.zeros(n, dtype=bool), adapter), duration_s
+
+
+def _sent(offered: OfferedRequests, record: SimulationRecord) -> OfferedRequests:
+    """The closed loop's pool cut to the requests sent, with their send times."""
+    k = len(record.arrival_s)
+    cut = None if offered.adapter is None else offered.adapter[:k]
+    return OfferedRequests(record.arrival_s, offered.prompt_tokens[:k], offered.output_tokens[:k],
+                           offered.cache_hit[:k], cut)  # fmt: skip
 
 
 def _trace_requests(

@@ -149,6 +149,8 @@ class _Engine:
         self.drop_reason = [0] * len(too_long)
         self.in_system = 0
         self.area = 0.0  # integral of requests in system over the window
+        #: closed loop: each client sends its next request when the last one ends (+ think time)
+        self.closed: _ClosedLoop | None = None
 
     def _credit(self, t: float) -> float:
         """Window time from ``t`` to the window's end (how Little's area counts an event)."""
@@ -190,10 +192,39 @@ class _Engine:
     def _drop(self, rid: int, reason: int) -> None:
         self.table.status[rid] = DROPPED
         self.drop_reason[rid] = reason
+        if self.closed is not None:
+            self.closed.next_after(self.env.now)
 
-    def on_finish(self, now: float) -> None:
+    def on_finish(self, now: float, rid: int) -> None:
         self.in_system -= 1
         self.area -= self._credit(now)
+        if self.closed is not None:
+            self.closed.next_after(now)
+
+
+class _ClosedLoop:
+    """Clients of a closed-loop load: request k + 1 of the stream goes out ``think_s[k + 1]``
+    seconds after one of the running ones ends, until ``stop_s`` or the requests run out."""
+
+    def __init__(self, env: simpy.Environment, engine: _Engine, arrival: np.ndarray,
+                 think_s: np.ndarray, clients: int, stop_s: float) -> None:  # fmt: skip
+        self.env, self.engine, self.arrival, self.think, self.stop_s = env, engine, arrival, think_s, stop_s
+        self.issued = 0
+        for _ in range(min(clients, len(arrival))):
+            self._send(0.0)
+
+    def _send(self, at: float) -> None:
+        rid = self.issued
+        self.issued += 1
+        self.arrival[rid] = at
+        event = self.env.timeout(max(at - self.env.now, 0.0))
+        event.callbacks.append(lambda _: self.engine.arrive(rid))
+
+    def next_after(self, now: float) -> None:
+        if self.issued < len(self.arrival):
+            at = now + float(self.think[self.issued])
+            if at < self.stop_s:
+                self._send(at)
 
 
 def _arrivals(env: simpy.Environment, times: list[float], engine: _Engine) -> Iterator[simpy.Event]:
@@ -225,12 +256,20 @@ def simulate(
     duration_s: float,
     warmup_s: float = 0.0,
     drain_s: float | None = None,
+    concurrency: int | None = None,
+    think_s: np.ndarray | None = None,
 ) -> SimulationRecord:
     """Serve ``requests`` (those arriving before ``duration_s``) on ``config.replicas`` replicas.
 
     duration_s: seconds of arrivals simulated; warmup_s: start of the measurement window;
     drain_s: most seconds simulated after ``duration_s`` to let admitted requests finish
     (default ``duration_s``).
+
+    concurrency: closed-loop load instead (how ``vllm bench serve --max-concurrency``, NIM's
+    and AIPerf's concurrency sweeps measure): that many clients each send a request, wait for
+    it to end, think ``think_s[k]`` seconds (default 0) and send the next, in the order of
+    ``requests`` (its ``arrival_s`` is ignored); the record's ``arrival_s`` holds the send
+    times, and only requests sent before ``duration_s`` appear in it.
     """
     if duration_s <= 0:
         raise ValueError(f"duration_s (={duration_s}) must be > 0")
@@ -239,8 +278,10 @@ def simulate(
     if timer.max_tokens < config.replica.max_iteration_tokens:
         raise ValueError("timer tables are smaller than the replica's largest iteration")
     drain = duration_s if drain_s is None else drain_s
-    n = int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
-    arrival = np.asarray(requests.arrival_s[:n], dtype=float)
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency (={concurrency}) must be >= 1")
+    n = len(requests) if concurrency else int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
+    arrival = np.full(n, np.nan) if concurrency else np.asarray(requests.arrival_s[:n], dtype=float)
     prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
     rc = config.replica
     output = served_output_tokens(prompt, np.asarray(requests.output_tokens[:n], dtype=np.int64), rc)
@@ -256,7 +297,13 @@ def simulate(
     if warmup_s > 0:
         probe = env.timeout(warmup_s)
         probe.callbacks.append(lambda _: probes.__setitem__("warmup", engine.waiting()))
-    env.process(_arrivals(env, arrival.tolist(), engine))
+    if concurrency:
+        think = np.zeros(n) if think_s is None else np.asarray(think_s, dtype=float)
+        if len(think) < n or np.any(think[:n] < 0):
+            raise ValueError("think_s needs one non-negative time per request")
+        engine.closed = _ClosedLoop(env, engine, arrival, think, concurrency, duration_s)
+    else:
+        env.process(_arrivals(env, arrival.tolist(), engine))
     env.run(until=duration_s)
     waiting_at_end = engine.waiting()
     limit = duration_s + drain
@@ -267,9 +314,20 @@ def simulate(
         replica.finalize(end_s)
     record = _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
                      end_s, probes["warmup"], waiting_at_end)  # fmt: skip
+    if concurrency:  # keep the requests that were sent
+        record = _first(record, engine.closed.issued)  # type: ignore[union-attr]
+        adapter = None if adapter is None else adapter[: len(record.arrival_s)]
+        retrieval = None if retrieval is None else retrieval[: len(record.arrival_s)]
     if adapter is None and retrieval is None:
         return record
     return dataclasses.replace(record, adapter=adapter, retrieval_s=retrieval)
+
+
+def _first(record: SimulationRecord, k: int) -> SimulationRecord:
+    """The record of requests 0..k-1 only (closed loop: the ones that were sent)."""
+    per_request = ("arrival_s", "prompt_tokens", "output_tokens", "cached_tokens", "first_scheduled_s",
+                   "first_token_s", "finish_s", "replica", "preemptions", "status", "drop_reason")  # fmt: skip
+    return dataclasses.replace(record, **{name: getattr(record, name)[:k] for name in per_request})
 
 
 def _record(

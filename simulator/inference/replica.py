@@ -172,7 +172,7 @@ class Replica:
         config: ReplicaConfig,
         table: RequestTable,
         waiting: deque[int],
-        on_finish: Callable[[float], None],
+        on_finish: Callable[[float, int], None],
         stats: ReplicaStats,
         shared_queue: bool = False,
     ) -> None:
@@ -398,7 +398,7 @@ class Replica:
             self.reserved_blocks -= -(-(t.prompt[rid] + t.output[rid]) // self.block)
         self.active -= 1
         self.outstanding -= 1
-        self.on_finish(now)
+        self.on_finish(now, rid)
 
     def _prefill_complete(self, rid: int, now: float) -> None:
         """The last chunk of ``rid`` ran in iteration ``it - 1``: it produced a token."""

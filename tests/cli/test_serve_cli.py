@@ -130,3 +130,17 @@ def test_serve_refuses_a_run_it_could_not_hold_with_the_estimate(chat_path):
     result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--rps", "1e9", "--duration-s", "10"])
     assert result.exit_code == 2 and "about 10,000,000,000 requests" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_serve_closed_loop_reports_the_rate_it_achieved(chat_path):
+    result = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--concurrency", "16",
+                                 "--think-s", "1", "--duration-s", "60", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout)
+    assert s["concurrency"] == 16 and s["think_s"] == 1
+    # Little's law for the closed loop: users = rate x (response time + think time)
+    users = s["offered_requests_per_s"] * (s["e2e_ms"]["mean"] / 1000 + 1)
+    assert users == pytest.approx(16, rel=0.15)
+    both = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--concurrency", "4", "--rps", "2",
+                               "--duration-s", "10"])  # fmt: skip
+    assert both.exit_code == 2 and "either --concurrency" in both.output

@@ -55,10 +55,14 @@ def test_throughput_replay_counts_output_tokens_over_the_makespan():
     assert 0 < slower < tokens_per_s
 
 
-def test_closed_loop_latency_rows_are_refused_not_misread():
-    row = {**ROW, "metric": "mean_itl_ms", "measure": "closed loop concurrency=25", "value": "30"}
-    with pytest.raises(CaseError, match="closed-loop"):
-        predict(case_from_row(row, "f.csv:3"), H100)
+def test_closed_loop_latency_rows_replay_with_that_many_clients():
+    row = {**ROW, "metric": "mean_itl_ms", "measure": "closed loop concurrency=25", "value": "30",
+           "requests": ""}  # fmt: skip
+    case = case_from_row(row, "f.csv:3")
+    assert case.concurrency == 25 and case.area == "latency"
+    one = predict(case_from_row({**row, "measure": "closed loop concurrency=1"}, "f.csv:4"), H100)
+    many = predict(case, H100)
+    assert many > one  # 25 clients batch together: each token takes longer
 
 
 def test_vllm_bench_json_becomes_cases():

@@ -33,9 +33,10 @@ def bundled(case):
 
 
 #: measured at the fit (issue 15): 7.4% / 9.9% on the calibration rows, 12.4% on the 3 batch-1
-#: rows fitted beside them; 16.8% / 20.0% / 21.7% on the held-out rows
+#: rows fitted beside them; 16.8% / 16.0% / 21.7% on the held-out rows (latency: 6 Poisson-rate
+#: and 6 closed-loop NIM rows)
 CALIBRATION_LIMITS = {"throughput": 9.0, "latency": 12.0, "batch1": 15.0}
-HOLDOUT_LIMITS = {"throughput": 19.0, "latency": 23.0, "batch1": 25.0}
+HOLDOUT_LIMITS = {"throughput": 19.0, "latency": 19.0, "batch1": 25.0}
 
 
 def test_bundled_profiles_reproduce_the_calibration_set():
@@ -47,7 +48,7 @@ def test_bundled_profiles_reproduce_the_calibration_set():
 
 def test_bundled_profiles_on_published_figures_they_were_not_fitted_to():
     evaluation = evaluate(load("serving_holdout.csv"), bundled)
-    assert len(evaluation.results) >= 30
+    assert len(evaluation.results) >= 41
     for area, limit in HOLDOUT_LIMITS.items():
         assert evaluation.mape(area) <= limit, (area, evaluation.mape(area))
 
