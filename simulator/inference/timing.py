@@ -37,7 +37,7 @@ class IterationTimer:
             self._lora_flops: list[float] = adapters.flops_s.tolist()
             self._lora_bytes = adapters.bytes_s_per_adapter
         self.gemm = terms.gemm_s.tolist()
-        self.logits = terms.logits_s_per_row.tolist()
+        self.logits = terms.logits_s.tolist()
         self.weights = terms.weights_s.tolist()
         self.comm = terms.comm_s.tolist()
         self.alpha = float(terms.attention_s_per_pair)
@@ -48,7 +48,7 @@ class IterationTimer:
         self.per_chunk = float(terms.prefill_chunk_overhead_s)
         self.overlap = float(terms.compute_memory_overlap)
         b = np.arange(self.max_tokens + 1, dtype=float)
-        compute = terms.gemm_s + terms.logits_s_per_row * b
+        compute = terms.gemm_s + terms.logits_s
         fixed = (
             np.maximum(compute, terms.weights_s)
             + (1 - self.overlap) * np.minimum(compute, terms.weights_s)
@@ -91,7 +91,7 @@ class IterationTimer:
         if t <= 0:
             return 0.0
         rows = decode_requests + prefill_sequences
-        g = self.gemm[t] + self.logits[t] * rows
+        g = self.gemm[t] + self.logits[rows]
         w = self.weights[t]
         linear = max(w, g) + (1 - self.overlap) * min(w, g) if self.overlap < 1 else max(w, g)
         a = self.alpha_prefill * prefill_attention_pairs + self.alpha * decode_context_tokens

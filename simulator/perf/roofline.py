@@ -237,14 +237,17 @@ class ServingCostModel:
 
     def _linear_s(self, tokens: np.ndarray, logit_rows: np.ndarray) -> np.ndarray:
         """linear(T): body + LM-head GEMMs against the weight reads, partially overlapped."""
-        compute = self._gemm_compute_s(tokens) + self._logits_s_per_row(tokens) * logit_rows
+        compute = self._gemm_compute_s(tokens) + self._logits_s(logit_rows)
         memory = self._weights_s(tokens)
         return np.where(tokens > 0, overlapped(compute, memory, self.efficiency.compute_memory_overlap), 0.0)
 
-    def _logits_s_per_row(self, tokens: np.ndarray) -> np.ndarray:
+    def _logits_s(self, rows: np.ndarray) -> np.ndarray:
+        """LM-head GEMM seconds of ``rows`` logit rows: a GEMM of M = rows (only the rows that
+        sample a token go through it), so its efficiency follows the rows, not the batch's tokens."""
+        r = np.asarray(rows, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = self.gemm_peak_flops_per_s * gemm_efficiency(tokens, self.efficiency)
-            return np.where(tokens > 0, 2 * self.embedding_parameters / self.tensor_parallel / rate, 0.0)
+            rate = self.gemm_peak_flops_per_s * gemm_efficiency(r, self.efficiency)
+            return np.where(r > 0, 2 * self.embedding_parameters * r / self.tensor_parallel / rate, 0.0)
 
     def _weights_s(self, tokens: np.ndarray) -> np.ndarray:
         bandwidth = self.gpu.hbm_tb_per_s * 1e12 * self.efficiency.memory_bandwidth_efficiency
@@ -367,7 +370,7 @@ class ServingCostModel:
         rate = self._attention_rate
         return IterationTerms(
             gemm_s=self._gemm_compute_s(tokens),
-            logits_s_per_row=self._logits_s_per_row(tokens),
+            logits_s=self._logits_s(tokens),
             weights_s=self._weights_s(tokens),
             comm_s=self._comm_s(tokens),
             attention_s_per_pair=self.decode_flops_per_pair / rate,
@@ -387,7 +390,7 @@ class IterationTerms:
     For an iteration of T = prefill_tokens + decode_requests > 0 tokens (0 s when T = 0), with
     R = decode_requests + prefill_sequences sampled rows::
 
-        time_s = overlapped(gemm_s[T] + logits_s_per_row[T] * R, weights_s[T], overlap)
+        time_s = overlapped(gemm_s[T] + logits_s[R], weights_s[T], overlap)
                + max(prefill_attention_s_per_pair * prefill_attention_pairs
                      + attention_s_per_pair * decode_context_tokens,
                      kv_s_per_token * (decode_context_tokens + T))
@@ -399,7 +402,7 @@ class IterationTerms:
     """
 
     gemm_s: np.ndarray  #: body GEMM (+ element-wise) seconds at T tokens, shape (max_tokens + 1,)
-    logits_s_per_row: np.ndarray  #: LM-head GEMM seconds per logit row at T tokens
+    logits_s: np.ndarray  #: LM-head GEMM seconds of R logit rows, indexed by R (<= T)
     weights_s: np.ndarray  #: seconds to read the weights an iteration of T tokens touches
     comm_s: np.ndarray  #: tensor-parallel all-reduce seconds at T tokens
     attention_s_per_pair: float  #: decode attention compute seconds per query-key pair

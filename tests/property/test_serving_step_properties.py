@@ -7,6 +7,8 @@ and the engine's table-driven timer.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +78,13 @@ def test_engine_timer_prices_what_the_cost_model_prices(cm, it):
     if prefill == 0 and decode > 0:
         run = timer.decode_run(decode, context)
         assert abs(run.iteration_s(0) - expected) <= 1e-9 * max(expected, 1e-6)
+
+
+def test_a_longer_one_row_prefill_never_takes_less_time():
+    """Found by hypothesis: the LM head of one logit row was priced at the efficiency of the
+    batch's token count, so a 2-token prefill read faster than a 1-token one once compute and
+    weight reads stopped overlapping fully; the LM head now runs at M = its rows."""
+    eff = default_profile_for_gpu("h100-sxm").parameters.model_copy(update={"compute_memory_overlap": 0.0})
+    cm = ServingCostModel(CAT.models["llama-3-8b"], CAT.gpus["h100-sxm"], "bf16", "bf16", 1, eff)
+    times = [float(cm.iteration_time_s(p, p * (p + 1) / 2, 1)) for p in range(1, 200)]
+    assert all(b >= a for a, b in pairwise(times))

@@ -92,7 +92,7 @@ def test_iteration_terms_match_iteration_time_with_every_new_term(model, gpu, tp
             continue
         pairs, seqs, ctx = float(p * (p + 1) / 2), int(p > 0), float(b * rng.integers(1, 3000))
         t = p + b
-        table = (max(terms.gemm_s[t] + terms.logits_s_per_row[t] * (b + seqs), terms.weights_s[t])
+        table = (max(terms.gemm_s[t] + terms.logits_s[b + seqs], terms.weights_s[t])
                  + max(terms.attention_s_per_pair * (pairs + ctx), terms.kv_s_per_token * (ctx + t))
                  + terms.comm_s[t] + terms.overhead_s)  # fmt: skip
         direct = float(c.iteration_time_s(p, pairs, seqs, b, ctx))
