@@ -15,7 +15,7 @@ replays the benchmark's load in the same discrete-event engine that plans use:
   clients each send the next request when the last one ends (no think time); the first round,
   sent all at once, is left out of the mean.
 
-:func:`fit_profile` adjusts a profile's efficiencies to minimise the mean squared log error over
+:func:`fit_profiles` adjusts profiles' efficiencies to minimise the mean squared log error over
 cases (Nelder-Mead in a bounded, physical space: efficiencies stay in (0, 1]). No file I/O here:
 the CLI reads the CSV / JSON and passes rows in.
 """
@@ -29,16 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from calibration.fit import mape, nelder_mead
 from simulator.catalog import BYTES_PER_ELEMENT, Catalog, bundled_catalog
+from simulator.inference.api import replica_limits
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
-from simulator.perf.engines import ENGINE_PRESETS, EnginePreset, engine_preset_named
-from simulator.perf.memory import kv_cache_blocks
+from simulator.perf.engines import ENGINE_PRESETS
 from simulator.perf.profile import EfficiencyParameters
 from simulator.perf.roofline import ServingCostModel
+from simulator.scenario.resolve import deployment_cost_model
+from simulator.scenario.schema import Deployment
 
 #: Short names used by published tables and ``serving_calibration.csv`` -> catalog names.
 GPU_ALIASES = {"h100": "h100-sxm", "a100-80": "a100-80-sxm", "a100": "a100-80-sxm",
@@ -195,11 +198,10 @@ def cases_from_vllm_bench(result: Mapping[str, Any], gpu: str, model: str, dtype
 
 @dataclass(frozen=True)
 class Replay:
-    """The replica a case ran on: cost model, scheduler limits and preset."""
+    """The replica a case ran on: its cost model and scheduler limits."""
 
     cost_model: ServingCostModel
     replica: ReplicaConfig
-    preset: EnginePreset
 
 
 def _model_name(case: ServingCase, catalog: Catalog) -> str:
@@ -211,33 +213,37 @@ def _model_name(case: ServingCase, catalog: Catalog) -> str:
     raise CaseError(f"{case.case}: unknown model {case.model!r} (catalog: {', '.join(sorted(catalog.models))})")
 
 
+def case_deployment(case: ServingCase, catalog: Catalog) -> Deployment:
+    """The deployment the benchmark ran, as a scenario would write it: its engine (whose preset
+    fills the limits the row leaves out), dtype, TP and the limits the row states."""
+    limits = {"max_batch_size": case.max_batch_size, "max_batched_tokens": case.max_tokens_per_iteration,
+              "gpu_memory_utilization": case.gpu_memory_fraction}  # fmt: skip
+    if case.concurrency and case.area == "throughput":  # a client cap binds like a batch cap
+        limits["max_batch_size"] = min(case.max_batch_size or ENGINE_PRESETS[case.engine].max_batch_size,
+                                       case.concurrency)  # fmt: skip
+    try:
+        return Deployment.model_validate({
+            "name": "replay", "pool": "replay", "model": _model_name(case, catalog), "dtype": case.dtype,
+            "tensor_parallel": case.tensor_parallel, "engine": case.engine,
+            **{k: v for k, v in limits.items() if v is not None},
+        })  # fmt: skip
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise CaseError(f"{case.case}: {field}: {first['msg']}") from None
+
+
 def replay_setup(case: ServingCase, params: EfficiencyParameters, catalog: Catalog | None = None) -> Replay:
     """The replica of ``case`` priced with ``params``; CaseError when it cannot run."""
     catalog = catalog or bundled_catalog()
     if case.gpu not in catalog.gpus:
         raise CaseError(f"{case.case}: unknown GPU {case.gpu!r} (catalog: {', '.join(sorted(catalog.gpus))})")
-    model = catalog.models[_model_name(case, catalog)]
-    preset = engine_preset_named(case.engine)
-    kv_dtype = "fp8" if case.dtype in ("fp8", "fp4") else ("fp32" if case.dtype == "fp32" else "bf16")
-    cost_model = ServingCostModel(model=model, gpu=catalog.gpus[case.gpu], dtype=case.dtype,  # type: ignore[arg-type]
-                                  kv_dtype=kv_dtype, tensor_parallel=case.tensor_parallel,  # type: ignore[arg-type]
-                                  efficiency=params,
-                                  host_overhead_scale=preset.iteration_overhead_scale)  # fmt: skip
-    max_batch = case.max_batch_size or preset.max_batch_size
-    if case.concurrency and case.area == "throughput":  # a client cap binds like a batch cap
-        max_batch = min(max_batch, case.concurrency)
-    max_tokens = case.max_tokens_per_iteration or preset.max_batched_tokens
-    fraction = case.gpu_memory_fraction or preset.gpu_memory_fraction
-    blocks = kv_cache_blocks(model, cost_model.gpu, case.dtype, kv_dtype, case.tensor_parallel, fraction,
-                             preset.kv_block_tokens, max_batched_tokens=max_tokens, max_batch_size=max_batch,
-                             fraction_of_free=preset.memory_fraction_of_free)  # fmt: skip
-    if blocks <= 0:
+    dep = case_deployment(case, catalog)
+    cost_model = deployment_cost_model(dep, catalog.models[dep.model], catalog.gpus[case.gpu], params)
+    replica = replica_limits(cost_model, dep)
+    if replica.kv_blocks <= 0:
         raise CaseError(f"{case.case}: the weights do not fit on {case.tensor_parallel} x {case.gpu}")
-    replica = ReplicaConfig(max_batch_size=max_batch, max_batched_tokens=max_tokens, kv_blocks=blocks,
-                            kv_block_tokens=preset.kv_block_tokens,
-                            max_context_tokens=model.max_context_tokens,
-                            admission=preset.admission)  # fmt: skip
-    return Replay(cost_model, replica, preset)
+    return Replay(cost_model, replica)
 
 
 def _closed_loop(case: ServingCase) -> int | None:
@@ -453,5 +459,5 @@ def _exercised(name: str, cases: Sequence[ServingCase]) -> bool:
     return True
 
 
-__all__ = ["ENGINE_PRESETS", "CaseError", "ServingCase", "cases_from_rows", "cases_from_vllm_bench",
+__all__ = ["CaseError", "ServingCase", "case_deployment", "cases_from_rows", "cases_from_vllm_bench",
            "evaluate", "fit_profiles", "predict", "replay_setup"]

@@ -56,23 +56,25 @@ def fit_command(results: Path, gpu: str | None, base_ref: str | None, model: str
                 name: str | None, as_json: bool) -> None:  # fmt: skip
     """Fit, print and write; bad input is one message and exit 2 (user_errors)."""
     from calibration.profile_io import read_profile, write_profile
-    from calibration.serving import DEFAULT_FIT_PARAMETERS, CaseError, fit_profiles
+    from calibration.serving import (
+        DEFAULT_FIT_PARAMETERS,
+        GPU_ALIASES,
+        CaseError,
+        fit_profiles,
+        replayable,
+    )
     from simulator.catalog import bundled_catalog
     from simulator.perf.profile import CalibrationProfile
 
     with user_errors():
         if gpu is None:
             raise _fail("--fit needs --gpu (the catalog GPU whose profile is fitted)", "fleetsim calibrate")
-        from calibration.serving import GPU_ALIASES
-
         gpu = GPU_ALIASES.get(gpu, gpu)
         if gpu not in bundled_catalog().gpus:
             raise _fail(f"unknown GPU {gpu!r} (catalog: {', '.join(sorted(bundled_catalog().gpus))})",
                         "fleetsim calibrate")  # fmt: skip
         cases = _read_cases(results, gpu, model, dtype, tp)
         start = read_profile(base_ref or gpu)
-        from calibration.serving import replayable
-
         cases, skipped = replayable(cases, lambda _: start.parameters)
         for why in skipped:
             err.print(f"skipped {why}", markup=False)

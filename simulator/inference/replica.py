@@ -506,21 +506,20 @@ class Replica:
                         break
                     continue
                 need = -(-target[rid] // block)
-                if self.reserve:  # room for the whole output, or wait
+                if self.reserve:  # room for the whole output (which covers the prompt), or wait
                     whole = -(-(t.prompt[rid] + t.output[rid]) // block)
                     if self.reserved_blocks + whole > total:
                         break
                     self.reserved_blocks += whole
-                    reserve = -total  # the reservation covers the blocks: skip the check below
                 else:
                     reserve = self.watermark if self.active else 0
-                if used + need + reserve > total:
-                    if exact:
-                        break
-                    used = self._decode_blocks(it) + self.prefill_blocks
-                    exact = True
                     if used + need + reserve > total:
-                        break
+                        if exact:
+                            break
+                        used = self._decode_blocks(it) + self.prefill_blocks
+                        exact = True
+                        if used + need + reserve > total:
+                            break
                 waiting.popleft()
                 used += need
                 self.prefill_blocks += need

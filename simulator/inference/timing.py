@@ -41,7 +41,7 @@ class IterationTimer:
         self.weights = terms.weights_s.tolist()
         self.comm = terms.comm_s.tolist()
         self.alpha = float(terms.attention_s_per_pair)
-        self.alpha_prefill = float(terms.prefill_attention_s_per_pair or terms.attention_s_per_pair)
+        self.alpha_prefill = float(terms.prefill_attention_s_per_pair)
         self.kappa = float(terms.kv_s_per_token)
         self.overhead = float(terms.overhead_s)
         self.per_row = float(terms.sequence_overhead_s)

@@ -16,6 +16,14 @@ RUNTIME_RESERVE_BYTES_PER_GPU = 1 * 2**30
 LOGIT_BYTES = 4.0
 
 
+def default_kv_dtype(weight_dtype: str) -> str:
+    """The KV-cache dtype engines pick for weights of ``weight_dtype`` ("auto"): fp8 with fp8
+    or fp4 weights, fp32 with fp32, else bf16."""
+    if weight_dtype == "fp32":
+        return "fp32"
+    return "fp8" if weight_dtype in ("fp8", "fp4") else "bf16"
+
+
 def weight_bytes(model: ModelSpec, dtype: str) -> float:
     """Bytes of all weights (every expert of an MoE) at the given quantization."""
     return model.parameters * BYTES_PER_ELEMENT[dtype]

@@ -106,8 +106,7 @@ class EfficiencyParameters(BaseModel):
         description="Fixed cost per layer of one serving step (kernel launches / op dispatch), s.",
     )
 
-
-    def fp8_gemm_scale(self, compute_dtype: str) -> float:
+    def gemm_scale(self, compute_dtype: str) -> float:
         """GEMM efficiency of ``compute_dtype`` relative to the bf16 one (1 for bf16, fp32,
         int8): FP8 GEMMs reach a smaller share of their doubled peak (cuBLASLt FP8 on H100 runs
         ~1,300-1,500 of 1,979 TFLOPS where BF16 reaches ~750 of 989), FP4 a smaller one still."""

@@ -100,6 +100,34 @@ def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, overlap: float) -> n
     return np.maximum(compute_s, memory_s) + (1 - overlap) * np.minimum(compute_s, memory_s)
 
 
+def expert_parameters(model: ModelSpec) -> float:
+    """Parameters in routed experts, from the published totals alone.
+
+    With T total and A active parameters, E experts of p parameters each and k of them per
+    token: T = D + E p and A = D + k p, so p = (T - A) / (E - k) and the experts hold E p.
+    """
+    if not model.is_moe or model.experts == model.experts_per_token:
+        return 0.0
+    experts, k = model.experts or 1, model.experts_per_token or 1
+    per_expert = (model.parameters - model.active) / (experts - k)
+    return experts * per_expert
+
+
+def ring_allreduce_share(group: int) -> float:
+    """Bytes a ring all-reduce moves per GPU, per byte of the buffer: 2 (g - 1) / g."""
+    return 2 * (group - 1) / group
+
+
+def link_bytes_per_s(gpu: GpuSpec, group: int, eff: EfficiencyParameters) -> float:
+    """Achieved per-GPU bandwidth of a collective over ``group`` consecutive GPUs: the fast
+    interconnect inside the server, the scale-out network once the group spans servers (a ring
+    is as fast as its slowest hop)."""
+    per_direction = gpu.interconnect_gb_per_s
+    if group > gpu.scale_up_domain:
+        per_direction = min(per_direction, gpu.internode_gb_per_s)
+    return per_direction * 1e9 * eff.interconnect_efficiency
+
+
 def experts_touched_share(tokens: ArrayLike, experts: int, per_token: int) -> np.ndarray:
     """Expected share of E experts that T tokens routed top-k touch: 1 - (1 - k/E)^T."""
     t = np.asarray(tokens, dtype=float)
@@ -134,23 +162,14 @@ class ServingCostModel:
         return max(self.model.active - 2 * self.embedding_parameters, 0.0)
 
     @property
-    def expert_parameters(self) -> float:
-        """Parameters of one routed expert over all layers (0 for a dense model).
-
-        From the totals: with E experts, k per token, all experts hold (P - A) / (1 - k/E).
-        """
-        m = self.model
-        if not m.is_moe:
-            return 0.0
-        share = m.experts_per_token / m.experts  # type: ignore[operator]
-        if share >= 1:
-            return 0.0
-        return (m.parameters - m.active) / (1 - share) / m.experts  # type: ignore[operator]
+    def per_expert_parameters(self) -> float:
+        """Parameters of one routed expert over all layers (0 for a dense model)."""
+        return expert_parameters(self.model) / (self.model.experts or 1)
 
     @property
     def routed_active_parameters(self) -> float:
         """Active parameters in routed experts per token (k experts)."""
-        return self.expert_parameters * (self.model.experts_per_token or 0)
+        return self.per_expert_parameters * (self.model.experts_per_token or 0)
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -204,16 +223,16 @@ class ServingCostModel:
     def gemm_peak_flops_per_s(self) -> float:
         """Peak x the dtype's efficiency scale (eff(M) then supplies the bf16 curve)."""
         compute = self.gpu.compute_dtype_for(self.dtype)
-        return self.gpu.peak_flops_per_s(compute) * self.efficiency.fp8_gemm_scale(compute)
+        return self.gpu.peak_flops_per_s(compute) * self.efficiency.gemm_scale(compute)
 
     def _weight_bytes_read(self, tokens: np.ndarray) -> np.ndarray:
         """Weight bytes one iteration reads: all dense weights; for MoE, the experts touched."""
         width = BYTES_PER_ELEMENT[self.dtype]
         lm_head = self.embedding_parameters * width
         m = self.model
-        if not m.is_moe or self.expert_parameters == 0:
+        expert_total = expert_parameters(m)
+        if expert_total == 0:
             return np.full_like(tokens, (m.parameters - self.embedding_parameters) * width)
-        expert_total = self.expert_parameters * m.experts  # type: ignore[operator]
         dense = m.parameters - expert_total - 2 * self.embedding_parameters
         touched = experts_touched_share(tokens, m.experts, m.experts_per_token)  # type: ignore[arg-type]
         return (dense + expert_total * touched) * width + lm_head
@@ -255,17 +274,8 @@ class ServingCostModel:
 
     @property
     def tp_link_bytes_per_s(self) -> float:
-        """Achieved all-reduce bandwidth of the TP group (see :meth:`_link_bytes_per_s`)."""
-        return self._link_bytes_per_s(self.tensor_parallel)
-
-    def _link_bytes_per_s(self, group: int) -> float:
-        """Achieved bandwidth of a collective over ``group`` GPUs: NVLink inside the server,
-        the scale-out network when the group spans servers (a ring is as fast as its slowest hop)."""
-        gpu = self.gpu
-        per_direction = gpu.interconnect_gb_per_s
-        if group > gpu.scale_up_domain:
-            per_direction = min(per_direction, gpu.internode_gb_per_s)
-        return per_direction * 1e9 * self.efficiency.interconnect_efficiency
+        """Achieved all-reduce bandwidth of the TP group (:func:`link_bytes_per_s`)."""
+        return link_bytes_per_s(self.gpu, self.tensor_parallel, self.efficiency)
 
     def _comm_s(self, tokens: np.ndarray) -> np.ndarray:
         """TP all-reduces (after attention and after the MLP) per layer; with expert
@@ -275,14 +285,14 @@ class ServingCostModel:
             return np.zeros_like(tokens)
         eff = self.efficiency
         hidden_bytes = tokens * self.model.hidden_size * ACTIVATION_BYTES
-        allreduce = eff.allreduce_latency_s + 2 * (tp - 1) / tp * hidden_bytes / self.tp_link_bytes_per_s
+        allreduce = eff.allreduce_latency_s + ring_allreduce_share(tp) * hidden_bytes / self.tp_link_bytes_per_s
         ep = self.expert_parallel
         if ep > 1 and self.model.is_moe:
             # each rank sends its T/ep tokens to k experts, (ep-1)/ep of them remote, and gets
             # the results back (DeepEP-style dispatch + combine; bf16 activations)
             k = self.model.experts_per_token or 1
             per_rank = hidden_bytes / ep * k * (ep - 1) / ep
-            mlp = 2 * (eff.allreduce_latency_s + per_rank / self._link_bytes_per_s(ep))
+            mlp = 2 * (eff.allreduce_latency_s + per_rank / link_bytes_per_s(self.gpu, ep, eff))
         else:
             mlp = allreduce
         return np.where(tokens > 0, self.model.layers * (allreduce + mlp), 0.0)
@@ -408,10 +418,10 @@ class IterationTerms:
     attention_s_per_pair: float  #: decode attention compute seconds per query-key pair
     kv_s_per_token: float  #: seconds to read/write one token's KV cache
     overhead_s: float  #: fixed seconds per iteration
-    prefill_attention_s_per_pair: float = 0.0  #: prompt attention seconds per query-key pair
-    sequence_overhead_s: float = 0.0  #: host seconds per sampled row
-    prefill_chunk_overhead_s: float = 0.0  #: seconds per prefill chunk
-    compute_memory_overlap: float = 1.0  #: see :func:`overlapped`
+    prefill_attention_s_per_pair: float  #: prompt attention seconds per query-key pair
+    sequence_overhead_s: float  #: host seconds per sampled row
+    prefill_chunk_overhead_s: float  #: seconds per prefill chunk
+    compute_memory_overlap: float  #: see :func:`overlapped`
 
 
 # ---- training -----------------------------------------------------------------------------

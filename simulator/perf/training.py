@@ -71,7 +71,13 @@ from typing import Literal
 
 from simulator.catalog import Dtype, GpuSpec, ModelSpec
 from simulator.perf.profile import EfficiencyParameters
-from simulator.perf.roofline import gemm_efficiency, matmul_parameters
+from simulator.perf.roofline import (
+    expert_parameters,
+    gemm_efficiency,
+    link_bytes_per_s,
+    matmul_parameters,
+    ring_allreduce_share,
+)
 
 Recompute = Literal["selective", "full"]
 Sharding = Literal["optimizer", "gradients", "full"]
@@ -215,30 +221,6 @@ def default_global_batch_tokens(model_flops: float) -> float:
     return BATCH_SCALING_COEFFICIENT * model_flops**BATCH_SCALING_EXPONENT
 
 
-def expert_parameters(model: ModelSpec) -> float:
-    """Parameters in routed experts, from the published totals alone.
-
-    With T total and A active parameters, E experts of p parameters each and k of them per
-    token: T = D + E p and A = D + k p, so p = (T - A) / (E - k) and the experts hold E p.
-    """
-    if not model.is_moe or model.experts == model.experts_per_token:
-        return 0.0
-    experts, k = model.experts or 1, model.experts_per_token or 1
-    per_expert = (model.parameters - model.active) / (experts - k)
-    return experts * per_expert
-
-
-def _link_bytes_per_s(gpu: GpuSpec, group_span: int, eff: EfficiencyParameters) -> float:
-    """Achieved per-GPU bandwidth of a collective over ``group_span`` consecutive GPUs."""
-    per_direction = gpu.interconnect_gb_per_s if group_span <= gpu.scale_up_domain else gpu.internode_gb_per_s
-    return per_direction * 1e9 * eff.interconnect_efficiency
-
-
-def _ring_share(group: int) -> float:
-    """Bytes a ring all-reduce moves per GPU, per byte of the buffer: 2 (g - 1) / g."""
-    return 2 * (group - 1) / group
-
-
 def _micro_batches(shape: TrainingJobShape, layout: Layout) -> int:
     sequences = shape.global_batch_tokens / shape.sequence_length_tokens
     per_rank = sequences / (layout.data_parallel * layout.micro_batch_sequences)
@@ -275,8 +257,8 @@ def _all_to_all_s_per_token_layer(
     nodes = max(ep // gpus_per_node_in_group, 1)
     remote_nodes = (nodes - 1) * (1 - (1 - 1 / nodes) ** k) if nodes > 1 else 0.0
     local_copies = k * (gpus_per_node_in_group - 1) / ep
-    internode = remote_nodes * per_copy / _link_bytes_per_s(gpu, gpu.scale_up_domain + 1, eff)
-    intranode = local_copies * per_copy / _link_bytes_per_s(gpu, 1, eff)
+    internode = remote_nodes * per_copy / link_bytes_per_s(gpu, gpu.scale_up_domain + 1, eff)
+    intranode = local_copies * per_copy / link_bytes_per_s(gpu, 1, eff)
     return internode + intranode
 
 
@@ -353,7 +335,7 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
     rows = layout.micro_batch_sequences * seq / cp
     if model.is_moe:  # tokens each expert's GEMM sees: from every EP rank, k of E experts
         rows = rows * ep * (model.experts_per_token or 1) / (model.experts or 1)
-    gemm_eff = float(gemm_efficiency(rows, eff)) * eff.fp8_gemm_scale(compute_dtype)
+    gemm_eff = float(gemm_efficiency(rows, eff)) * eff.gemm_scale(compute_dtype)
     matmul_s = matmul_flops_per_token / (peak * gemm_eff)
     attention_s = attention_flops_per_token / (bf16_peak * eff.attention_efficiency)
     ffn = model.ffn_hidden_size * (model.experts_per_token or 1)
@@ -379,14 +361,14 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
     tp_s = 0.0
     if tp > 1:
         buffer = micro_tokens * model.hidden_size * 2.0
-        per_collective = buffer * _ring_share(tp) / _link_bytes_per_s(gpu, tp, eff) + eff.allreduce_latency_s
+        per_collective = buffer * ring_allreduce_share(tp) / link_bytes_per_s(gpu, tp, eff) + eff.allreduce_latency_s
         tp_s = m * layers_per_gpu * collectives * per_collective
     cp_s = 0.0
     if cp > 1:
         kv_width = model.kv_latent_dim or 2 * model.kv_heads * model.attention_head_dim
         kv_bytes = micro_tokens * kv_width * 2.0 / tp
         passes = 3 * (cp - 1)  # forward K, V; backward K, V and their gradients
-        ring = m * layers_per_gpu * passes * kv_bytes / _link_bytes_per_s(gpu, tp * cp, eff)
+        ring = m * layers_per_gpu * passes * kv_bytes / link_bytes_per_s(gpu, tp * cp, eff)
         attention_time = attention_s * tokens_per_gpu / eff.training_kernel_efficiency
         cp_s = max(ring - attention_time, 0.0)
     ep_s = 0.0
@@ -407,7 +389,7 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
         bubble_s = (pp - 1) / v * per_micro_batch
         activation = micro_tokens * model.hidden_size * 2.0 / tp
         sends = m * v * 2  # activations forward, their gradients backward
-        send_s = sends * activation / _link_bytes_per_s(gpu, layout.gpus + 1, eff)
+        send_s = sends * activation / link_bytes_per_s(gpu, layout.gpus + 1, eff)
     dp_s = 0.0
     group = dp * cp
     if group > 1:
@@ -426,7 +408,7 @@ def step_time(shape: TrainingJobShape, layout: Layout, eff: EfficiencyParameters
         else:
             # ZeRO-1: one gradient reduce-scatter and one weight all-gather per step
             volume = trainable * (GRADIENT_BYTES + WEIGHT_BYTES) * ring
-        dp_time = volume / _link_bytes_per_s(gpu, layout.gpus, eff)
+        dp_time = volume / link_bytes_per_s(gpu, layout.gpus, eff)
         # Overlapped with the step's math, on SMs it takes from it while it runs.
         dp_s = max(dp_time - compute_s, 0.0) + min(dp_time, compute_s) * OVERLAP_SM_SHARE
     return StepTime(

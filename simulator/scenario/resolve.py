@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simulator.catalog import Catalog, GpuSpec, ModelSpec, bundled_catalog
-from simulator.perf.profile import CalibrationProfile, bundled_profile
+from simulator.perf.profile import CalibrationProfile, EfficiencyParameters, bundled_profile
 from simulator.perf.roofline import ServingCostModel
 from simulator.scenario.schema import Deployment, Pool, Scenario
 
@@ -33,13 +33,22 @@ def serving_cost_model(scenario: Scenario, deployment: Deployment | str) -> Serv
     """The iteration-time model of one replica of ``deployment``."""
     dep = scenario.deployment(deployment) if isinstance(deployment, str) else deployment
     pool = scenario.pool(dep.pool)
+    return deployment_cost_model(dep, model_of(scenario, dep.model), gpu_of(scenario, pool),
+                                 profile_for_pool(scenario, pool).parameters)  # fmt: skip
+
+
+def deployment_cost_model(
+    dep: Deployment, model: ModelSpec, gpu: GpuSpec, efficiency: EfficiencyParameters
+) -> ServingCostModel:
+    """The iteration-time model of one replica of ``dep`` on ``gpu`` priced with ``efficiency``
+    (for callers that resolve the catalog and profile themselves, e.g. benchmark replays)."""
     return ServingCostModel(
-        model=model_of(scenario, dep.model),
-        gpu=gpu_of(scenario, pool),
+        model=model,
+        gpu=gpu,
         dtype=dep.dtype,
         kv_dtype=dep.kv_dtype,
         tensor_parallel=dep.tensor_parallel,
-        efficiency=profile_for_pool(scenario, pool).parameters,
+        efficiency=efficiency,
         host_overhead_scale=dep.preset.iteration_overhead_scale,
         expert_parallel=dep.expert_parallel,
     )

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.engines import ENGINE_PRESETS, EnginePreset
+from simulator.perf.memory import default_kv_dtype
 from simulator.perf.profile import CalibrationProfile
 from simulator.scenario.distributions import Distribution
 
@@ -343,6 +344,10 @@ class Autoscaling(Strict):
         return self
 
 
+#: The default engine, whose preset gives the fields' defaults (other engines: see the validator).
+_VLLM = ENGINE_PRESETS["vllm"]
+
+
 class Deployment(Strict):
     """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
 
@@ -367,19 +372,19 @@ class Deployment(Strict):
         "simulator.perf.engines). The fields below override them.",
     )
     max_batch_size: int = Field(
-        default=256, gt=0, description="Running requests per replica (default: the engine's)."
+        default=_VLLM.max_batch_size, gt=0, description="Running requests per replica (default: the engine's)."
     )
     max_batched_tokens: int = Field(
-        default=8192, gt=0,
+        default=_VLLM.max_batched_tokens, gt=0,
         description="Token budget per iteration (chunked prefill; default: the engine's).",
     )  # fmt: skip
     gpu_memory_utilization: float = Field(
-        default=0.9, gt=0, le=1,
+        default=_VLLM.gpu_memory_fraction, gt=0, le=1,
         description="Memory share for the engine (vLLM/SGLang: of the GPU; TensorRT-LLM: of "
         "what is free after weights, for the KV cache). Default: the engine's.",
     )  # fmt: skip
     kv_block_tokens: int = Field(
-        default=16, gt=0, description="KV-cache block size, tokens (default: the engine's)."
+        default=_VLLM.kv_block_tokens, gt=0, description="KV-cache block size, tokens (default: the engine's)."
     )
     router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
     autoscaling: Autoscaling = Autoscaling()
@@ -437,9 +442,7 @@ class Deployment(Strict):
     def kv_dtype(self) -> WeightDtype:
         if self.kv_cache_dtype != "auto":
             return self.kv_cache_dtype
-        if self.dtype == "fp32":
-            return "fp32"
-        return "fp8" if self.dtype in ("fp8", "fp4") else "bf16"
+        return default_kv_dtype(self.dtype)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- workloads
