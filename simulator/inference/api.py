@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.catalog import ModelSpec
 from simulator.common.errors import Problem, ScenarioError
 from simulator.economics.retrieval import retrieved_tokens, sample_retrieval_s
 from simulator.inference.arrivals import arrival_process, arrival_times_s
@@ -43,14 +44,21 @@ from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
 from simulator.perf.memory import kv_cache_blocks, kv_cache_bytes
 from simulator.perf.roofline import ServingCostModel, activation_bytes
+from simulator.perf.speculative import (
+    draft_cost_model,
+    draft_memory,
+    expected_tokens_per_iteration,
+    sample_decode_iterations,
+    speculation_terms,
+)
 from simulator.scenario.distributions import sample_token_counts
-from simulator.scenario.resolve import kv_memory_options, serving_cost_model
+from simulator.scenario.resolve import draft_model_of, kv_memory_options, serving_cost_model
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
 #: Streams derived from the seed by a fixed spawn key (the seed's key + (EXTRA_KEY + i,)).
-EXTRA_STREAMS = ("adapters", "retrieval")
+EXTRA_STREAMS = ("adapters", "retrieval", "speculation")
 EXTRA_KEY = 1 << 20
 
 #: Default warm-up: this share of the duration is excluded from statistics.
@@ -114,11 +122,13 @@ def find_workload(
 
 
 def replica_setup(
-    scenario: Scenario, deployment: Deployment
+    scenario: Scenario, deployment: Deployment, workload: Workload | None = None
 ) -> tuple[ReplicaConfig, ServingCostModel, IterationTimer]:
-    """Scheduler limits, cost model and iteration timer of one replica of ``deployment``."""
+    """Scheduler limits, cost model and iteration timer of one replica of ``deployment``
+    (speculative decoding at ``workload``'s acceptance rate when it overrides the deployment's)."""
     cost_model = serving_cost_model(scenario, deployment)
-    config = replica_limits(cost_model, deployment)
+    draft = draft_model_of(scenario, deployment)
+    config = replica_limits(cost_model, deployment, draft)
     adapters = None
     if deployment.adapters:
         adapters = adapter_terms(
@@ -126,16 +136,33 @@ def replica_setup(
             deployment.adapter_rank, deployment.adapter_modules, config.max_iteration_tokens,
             activation_bytes(deployment.dtype),
         )  # fmt: skip
-    timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters)
+    speculation = None
+    if deployment.speculative is not None and draft is not None:
+        spec = deployment.speculative
+        tokens = expected_tokens_per_iteration(acceptance_rate(deployment, workload), spec.draft_tokens)
+        speculation = speculation_terms(cost_model, draft_cost_model(cost_model, draft), spec.draft_tokens,
+                                        tokens, config.max_batch_size)  # fmt: skip
+    timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters, speculation)
     return config, cost_model, timer
 
 
-def replica_limits(cost_model: ServingCostModel, deployment: Deployment) -> ReplicaConfig:
+def acceptance_rate(deployment: Deployment, workload: Workload | None) -> float:
+    """Draft acceptance rate of ``workload``'s requests on ``deployment`` (0 without speculation)."""
+    if deployment.speculative is None:
+        return 0.0
+    if workload is not None and workload.speculative_acceptance_rate is not None:
+        return workload.speculative_acceptance_rate
+    return deployment.speculative.acceptance_rate
+
+
+def replica_limits(
+    cost_model: ServingCostModel, deployment: Deployment, draft: ModelSpec | None = None
+) -> ReplicaConfig:
     """The scheduler limits of one replica (context, KV blocks, batch), without its timer."""
     return ReplicaConfig(
         max_batch_size=deployment.max_batch_size,
         max_batched_tokens=deployment.max_batched_tokens,
-        kv_blocks=replica_kv_blocks(cost_model, deployment),
+        kv_blocks=replica_kv_blocks(cost_model, deployment, draft),
         kv_block_tokens=deployment.kv_block_tokens,
         max_context_tokens=cost_model.model.max_context_tokens,
         max_adapters_per_batch=deployment.max_adapters_per_batch if deployment.adapters else None,
@@ -157,7 +184,8 @@ def too_long_share(scenario: Scenario, deployment: Deployment, workload: Workloa
     if workload.retrieval is not None:
         prompt = prompt + retrieved_tokens(workload)
     output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
-    limits = replica_limits(serving_cost_model(scenario, deployment), deployment)
+    limits = replica_limits(serving_cost_model(scenario, deployment), deployment,
+                            draft_model_of(scenario, deployment))  # fmt: skip
     return float(too_long_mask(prompt, served_output_tokens(prompt, output, limits), limits).mean())
 
 
@@ -167,11 +195,14 @@ def resident_adapters(deployment: Deployment) -> int:
     return deployment.adapters if cap is None else min(deployment.adapters, cap)
 
 
-def replica_kv_blocks(cost_model: ServingCostModel, deployment: Deployment) -> int:
-    """KV-cache blocks of one replica: memory after weights and resident LoRA adapters."""
+def replica_kv_blocks(
+    cost_model: ServingCostModel, deployment: Deployment, draft: ModelSpec | None = None
+) -> int:
+    """KV-cache blocks of one replica: memory after weights, resident LoRA adapters and a
+    speculative draft's weights; a draft's own KV cache grows with every token as well."""
     args = (cost_model.model, cost_model.gpu, deployment.dtype)
     options = kv_memory_options(deployment)
-    if not deployment.adapters:
+    if not deployment.adapters and draft is None:
         return kv_cache_blocks(*args, deployment.kv_dtype, deployment.tensor_parallel,
                                deployment.gpu_memory_utilization, deployment.kv_block_tokens,
                                **options)  # type: ignore[arg-type]  # fmt: skip
@@ -181,7 +212,13 @@ def replica_kv_blocks(cost_model: ServingCostModel, deployment: Deployment) -> i
         cost_model.model, deployment.adapter_rank, deployment.adapter_modules,
         activation_bytes(deployment.dtype),
     )  # fmt: skip
-    per_block = cost_model.kv_bytes_per_token * deployment.kv_block_tokens
+    per_token = cost_model.kv_bytes_per_token
+    if draft is not None and deployment.speculative is not None:
+        weights, draft_kv = draft_memory(cost_model.model, draft, deployment.speculative.method,
+                                         deployment.dtype, deployment.kv_dtype, deployment.tensor_parallel)  # fmt: skip
+        free -= weights
+        per_token += draft_kv
+    per_block = per_token * deployment.kv_block_tokens
     return max(int(free // per_block), 0)
 
 
@@ -201,10 +238,18 @@ class OfferedRequests:
     cache_hit: np.ndarray  #: bool: answered by the response cache, never reaches the GPUs
     adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base model)
     retrieval_s: np.ndarray | None = None  #: retrieval seconds (0 for response-cache hits)
+    #: seed of the speculative-decoding acceptance draws (from the "speculation" stream)
+    speculation_seed: int = 0
 
-    def gpu_requests(self, prefix_cache_hit_rate: float) -> RequestArrays:
+    def gpu_requests(
+        self, prefix_cache_hit_rate: float, speculation: tuple[float, int] | None = None
+    ) -> RequestArrays:
         """The requests that reach the deployment, in order of arrival there (``arrival_s`` +
-        retrieval; a stable sort, so without retrieval the order is unchanged)."""
+        retrieval; a stable sort, so without retrieval the order is unchanged).
+
+        speculation: (acceptance rate, draft tokens) of a speculative deployment: each request
+        then carries the verification iterations its decode needs (drawn per offered request,
+        so a request's luck does not depend on which others were answered from a cache)."""
         keep = ~self.cache_hit
         arrival = self.arrival_s[keep]
         retrieval = adapter = None
@@ -217,6 +262,11 @@ class OfferedRequests:
         prompt = self.prompt_tokens[keep][order]
         if self.adapter is not None:
             adapter = self.adapter[keep][order]
+        iterations = None
+        if speculation is not None:
+            rng = np.random.default_rng(self.speculation_seed)
+            drawn = sample_decode_iterations(self.output_tokens - 1, *speculation, rng)
+            iterations = drawn[keep][order]
         return RequestArrays(
             arrival_s=arrival,
             prompt_tokens=prompt,
@@ -224,6 +274,7 @@ class OfferedRequests:
             cached_tokens=prefix_cached_tokens(prompt, prefix_cache_hit_rate),
             adapter=adapter,
             retrieval_s=retrieval,
+            decode_iterations=iterations,
         )
 
 
@@ -266,7 +317,18 @@ def sample_requests(
     output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
     cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
     adapter, retrieval = _stages(workload, rngs, cache_hit)
-    return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval)
+    return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval, _speculation_seed(rngs))
+
+
+def _speculation_seed(rngs: dict[str, np.random.Generator]) -> int:
+    return int(rngs["speculation"].integers(1 << 62))
+
+
+def speculation_of(deployment: Deployment, workload: Workload | None) -> tuple[float, int] | None:
+    """(acceptance rate, draft tokens) for :meth:`OfferedRequests.gpu_requests` (None: off)."""
+    if deployment.speculative is None:
+        return None
+    return acceptance_rate(deployment, workload), deployment.speculative.draft_tokens
 
 
 #: Most requests one ``serve`` run simulates (time and memory stay bounded: ~1 KB a request).
@@ -316,7 +378,7 @@ def serve(
     if router is not None and router not in ROUTERS:
         raise _problem(("router",), f"unknown router {router!r} (expected one of: {', '.join(ROUTERS)})")
     seed = scenario.seed if seed is None else seed
-    replica_config, _, timer = replica_setup(scenario, dep)
+    replica_config, _, timer = replica_setup(scenario, dep, wl)
     if concurrency is not None:
         offered, duration = _closed_loop_requests(wl, concurrency, think_s, rps, duration_s, trace, timer, seed)
     elif trace is not None:
@@ -338,7 +400,7 @@ def serve(
         raise _problem(("warmup_s",), f"warm-up (={warmup:g} s) must be in [0, duration={duration:g} s)")
     config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
     hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
-    gpu_requests = offered.gpu_requests(hit_rate)
+    gpu_requests = offered.gpu_requests(hit_rate, speculation_of(dep, wl))
     think = None if concurrency is None else np.full(len(gpu_requests), float(think_s))
     record = simulate(config, timer, gpu_requests, duration_s=duration, warmup_s=warmup,
                       drain_s=drain_s, concurrency=concurrency, think_s=think)  # fmt: skip
@@ -358,6 +420,12 @@ def serve(
     )
     if concurrency is not None:
         summary.update(concurrency=concurrency, think_s=think_s)
+    if dep.speculative is not None and timer.speculation is not None:
+        summary["speculative"] = {
+            **dep.speculative.model_dump(mode="json"),
+            "acceptance_rate": acceptance_rate(dep, wl),
+            "tokens_per_iteration": timer.speculation.tokens_per_iteration,
+        }
     return ServeResult(requests, replica_frame, summary, record)
 
 
@@ -382,14 +450,15 @@ def _closed_loop_requests(
     assert workload is not None
     rngs = streams(seed)
     probe = sample_token_counts(workload.output_tokens, rngs["output_tokens"], 10_000)
-    fastest_s = float(np.percentile(probe, 1)) * timer.decode_fixed[1] + think_s
+    fastest_s = float(np.percentile(probe, 1)) * timer.fastest_token_s + think_s
     n = int(min(MAX_SERVE_REQUESTS, concurrency * (duration_s / max(fastest_s, 1e-6) + 2)))
     prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
     if workload.retrieval is not None:
         prompt = prompt + retrieved_tokens(workload)
     output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
     adapter = sample_adapters(workload, rngs["adapters"], n)
-    return OfferedRequests(np.zeros(n), prompt, output, np.zeros(n, dtype=bool), adapter), duration_s
+    return OfferedRequests(np.zeros(n), prompt, output, np.zeros(n, dtype=bool), adapter,
+                           speculation_seed=_speculation_seed(rngs)), duration_s  # fmt: skip
 
 
 def _sent(offered: OfferedRequests, record: SimulationRecord) -> OfferedRequests:
@@ -397,7 +466,7 @@ def _sent(offered: OfferedRequests, record: SimulationRecord) -> OfferedRequests
     k = len(record.arrival_s)
     cut = None if offered.adapter is None else offered.adapter[:k]
     return OfferedRequests(record.arrival_s, offered.prompt_tokens[:k], offered.output_tokens[:k],
-                           offered.cache_hit[:k], cut)  # fmt: skip
+                           offered.cache_hit[:k], cut, speculation_seed=offered.speculation_seed)  # fmt: skip
 
 
 def _trace_requests(
@@ -426,4 +495,4 @@ def _trace_requests(
     cache_hit = rngs["response_cache"].random(len(arrival)) < hit_rate
     adapter, retrieval = _stages(workload, rngs, cache_hit)
     return OfferedRequests(arrival, data.prompt_tokens, data.output_tokens, cache_hit, adapter,
-                           retrieval), duration  # fmt: skip
+                           retrieval, _speculation_seed(rngs)), duration  # fmt: skip

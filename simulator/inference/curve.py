@@ -34,10 +34,12 @@ import numpy as np
 from simulator.common.files import OutputError, write_atomic
 from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.inference.api import (
+    acceptance_rate,
     find_deployment,
     find_workload,
     replica_setup,
     sample_requests,
+    speculation_of,
 )
 from simulator.inference.engine import EngineConfig, simulate
 from simulator.inference.metrics import (
@@ -51,6 +53,7 @@ from simulator.inference.replica import ReplicaConfig
 from simulator.inference.timing import IterationTimer
 from simulator.perf.lora import LORA_KERNEL_OVERHEAD_S
 from simulator.perf.roofline import ServingCostModel
+from simulator.scenario.resolve import draft_model_of
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
@@ -134,8 +137,10 @@ class _Probe:
         seed: int,
         settings: CurveSettings,
         warmup_floor_s: float,
+        speculation: tuple[float, int] | None = None,
     ) -> None:
         self.workload = workload.model_copy(update={"response_cache_hit_rate": 0.0})
+        self.speculation = speculation
         max_queue = settings.max_queue_batches * config.max_batch_size
         self.engine = EngineConfig(config, 1, "least_outstanding", max_queue)
         self.timer = timer
@@ -162,7 +167,7 @@ class _Probe:
         overloaded = False
         for seq in self.seeds[:replications]:
             offered = sample_requests(wl, rate, duration, seq)
-            record = simulate(self.engine, self.timer, offered.gpu_requests(wl.prefix_cache_hit_rate),
+            record = simulate(self.engine, self.timer, offered.gpu_requests(wl.prefix_cache_hit_rate, self.speculation),
                               duration_s=duration, warmup_s=warmup)  # fmt: skip
             overloaded |= is_overloaded(record)
             t, p, e = latencies_ms(record)
@@ -254,10 +259,10 @@ def latency_curve(
     wl = find_workload(scenario, dep, workload)
     assert wl is not None
     seed = scenario.seed if seed is None else seed
-    config, cost_model, timer = replica_setup(scenario, dep)
+    config, cost_model, timer = replica_setup(scenario, dep, wl)
     saturation = saturation_rate_per_s(cost_model, config, wl)
     warmup_floor = 3 * _unloaded_e2e_s(cost_model, config, wl)
-    probe = _Probe(wl, config, timer, seed, settings, warmup_floor)
+    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl))
     target = wl.slo.attainment_target
     capacity = _capacity(probe, saturation, target, settings)
     if rates_per_replica is None:
@@ -356,7 +361,8 @@ def curve_key(
         "model": cost_model.model.model_dump(mode="json"),
         "gpu": cost_model.gpu.model_dump(mode="json"),
         "efficiency": cost_model.efficiency.model_dump(mode="json"),
-        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool"} | adapter_fields),
+        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool", "speculative"}
+                                     | adapter_fields),
         "replica": replica,
         "workload": {
             "name": wl.name,
@@ -374,6 +380,13 @@ def curve_key(
         content["adapters"] = {
             **dep.model_dump(mode="json", include=adapter_fields),
             "lora_kernel_overhead_s": LORA_KERNEL_OVERHEAD_S,
+        }
+    if dep.speculative is not None:  # enters only when used: other curves keep their keys
+        draft = draft_model_of(scenario, dep)
+        content["speculative"] = {
+            **dep.speculative.model_dump(mode="json"),
+            "acceptance_rate": acceptance_rate(dep, wl),
+            "draft": draft.model_dump(mode="json") if draft is not None else None,
         }
     if wl.adapters:
         content["workload"]["adapters"] = wl.adapters

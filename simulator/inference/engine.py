@@ -23,6 +23,11 @@ Requests may carry a LoRA adapter id (``RequestArrays.adapter``; see
 the deployment (``RequestArrays.retrieval_s``, :mod:`simulator.economics.retrieval`): ``arrival_s`` is when
 a request reaches the router; its TTFT and E2E add its retrieval time
 (:func:`simulator.inference.metrics.latencies_ms`).
+
+Speculative decoding (the timer's ``speculation``): requests carry the verification iterations
+their decode needs (``RequestArrays.decode_iterations``, drawn by the caller); the replicas run
+:func:`speculative_steps` token steps for them (see :mod:`simulator.inference.timing`). The
+record keeps the real output token counts.
 """
 
 from __future__ import annotations
@@ -79,11 +84,15 @@ class RequestArrays:
     cached_tokens: np.ndarray  #: prompt tokens found in the prefix cache (no compute), int
     adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base model), int
     retrieval_s: np.ndarray | None = None  #: seconds in retrieval before ``arrival_s``
+    #: speculative decoding: verification iterations to emit each request's output tokens after
+    #: the first (:func:`simulator.perf.speculative.sample_decode_iterations`)
+    decode_iterations: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
         names = ["prompt_tokens", "output_tokens", "cached_tokens"]
-        names += [name for name in ("adapter", "retrieval_s") if getattr(self, name) is not None]
+        names += [name for name in ("adapter", "retrieval_s", "decode_iterations")
+                  if getattr(self, name) is not None]  # fmt: skip
         for name in names:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries, expected {n}")
@@ -241,6 +250,18 @@ def served_output_tokens(prompt: np.ndarray, output: np.ndarray, rc: ReplicaConf
     return np.minimum(output, np.maximum(rc.max_context_tokens - prompt, 1))
 
 
+def speculative_steps(
+    served_output: np.ndarray, offered_output: np.ndarray, iterations: np.ndarray, tokens_per_iteration: float
+) -> np.ndarray:
+    """Output tokens the replica runs for each request under speculation: the first (from the
+    prefill) + round(I x E[X]) token steps, so its decode lasts about its own I iterations; an
+    output cut at the context limit keeps its share of the iterations."""
+    decode = np.maximum(served_output - 1, 0)
+    share = decode / np.maximum(offered_output - 1, 1)
+    steps = np.rint(iterations * tokens_per_iteration * share).astype(np.int64)
+    return 1 + np.where(decode > 0, np.maximum(steps, 1), 0)
+
+
 def too_long_mask(prompt: np.ndarray, output: np.ndarray, rc: ReplicaConfig) -> np.ndarray:
     """Requests refused as too long: a prompt at or past the context limit, or prompt + (served)
     output needing more KV blocks than the whole replica has."""
@@ -286,12 +307,21 @@ def simulate(
     rc = config.replica
     output = served_output_tokens(prompt, np.asarray(requests.output_tokens[:n], dtype=np.int64), rc)
     cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
-    too_long = too_long_mask(prompt, output, rc)
     adapter = None if requests.adapter is None else np.asarray(requests.adapter[:n], dtype=np.int64)
     retrieval = None if requests.retrieval_s is None else np.asarray(requests.retrieval_s[:n], dtype=float)
 
+    steps = output
+    spec = timer.speculation
+    if spec is not None and requests.decode_iterations is not None:
+        offered = np.asarray(requests.output_tokens[:n], dtype=np.int64)
+        steps = speculative_steps(output, offered, np.asarray(requests.decode_iterations[:n]),
+                                  spec.tokens_per_iteration)  # fmt: skip
+    too_long = too_long_mask(prompt, output, rc)
+    if steps is not output:  # the token steps must fit the KV cache too
+        too_long |= -(-(prompt + steps) // rc.kv_block_tokens) > rc.kv_blocks
+
     env = simpy.Environment()
-    table = RequestTable(prompt, output, cached, adapter)
+    table = RequestTable(prompt, steps, cached, adapter)
     engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
     probes = {"warmup": 0}
     if warmup_s > 0:

@@ -13,6 +13,14 @@ summed and inverted in closed form, so a run of thousands of iterations costs on
 LoRA adapters (:mod:`simulator.perf.lora`) add ``adapter_s(T, D)`` to an iteration of T tokens
 whose requests use D distinct adapters; D only changes with the batch's membership, so within a
 decode run it is a constant added to ``fixed``.
+
+Speculative decoding (:mod:`simulator.perf.speculative`): a decode iteration of ``b`` requests
+drafts ``k`` tokens each and verifies ``b (k + 1)`` tokens, emitting E[X] tokens per request on
+average. The replica keeps counting in *token steps* (one token per request), and a speculative
+decode run prices each step at the iteration's time / E[X] (same shape, four coefficients):
+the mean-field rate of the batch. Each request's own luck enters through its length in token
+steps (:func:`simulator.inference.engine.speculative_steps`), so a request needing I
+verifications spends about I iterations' time decoding.
 """
 
 from __future__ import annotations
@@ -23,13 +31,19 @@ import numpy as np
 
 from simulator.perf.lora import AdapterTerms
 from simulator.perf.roofline import IterationTerms, ServingCostModel
+from simulator.perf.speculative import SpeculationTerms
 
 
 class IterationTimer:
     """Seconds of one serving iteration of a replica, from its aggregates (all O(1))."""
 
-    def __init__(self, terms: IterationTerms, adapters: AdapterTerms | None = None) -> None:
+    def __init__(
+        self, terms: IterationTerms, adapters: AdapterTerms | None = None,
+        speculation: SpeculationTerms | None = None,
+    ) -> None:  # fmt: skip
         self.max_tokens = len(terms.gemm_s) - 1
+        #: speculative decoding terms (None: one token per decode iteration)
+        self.speculation = speculation
         #: adapter overhead terms (None: the deployment serves no adapters)
         self.adapters = adapters
         if adapters is not None:
@@ -62,10 +76,23 @@ class IterationTimer:
 
     @classmethod
     def from_cost_model(
-        cls, cost_model: ServingCostModel, max_tokens: int, adapters: AdapterTerms | None = None
-    ) -> IterationTimer:
-        """Timer for iterations of up to ``max_tokens`` tokens (prefill + decode)."""
-        return cls(cost_model.iteration_terms(max_tokens), adapters)
+        cls, cost_model: ServingCostModel, max_tokens: int, adapters: AdapterTerms | None = None,
+        speculation: SpeculationTerms | None = None,
+    ) -> IterationTimer:  # fmt: skip
+        """Timer for iterations of up to ``max_tokens`` tokens (prefill + decode); with
+        speculation, tables reach the verification of a full batch as well."""
+        if speculation is not None:
+            max_tokens = max(max_tokens, (len(speculation.draft_fixed_s) - 1) * (speculation.draft_tokens + 1))
+        return cls(cost_model.iteration_terms(max_tokens), adapters, speculation)
+
+    @property
+    def fastest_token_s(self) -> float:
+        """A lower bound of one request's seconds per output token (batch 1, empty context;
+        with speculation, every draft accepted)."""
+        if self.speculation is None:
+            return self.decode_fixed[1]
+        spec = self.speculation
+        return self._speculative_branches(1, 0.0)[0] / (spec.draft_tokens + 1) * spec.tokens_per_iteration
 
     def adapter_s(self, tokens: int, distinct: int) -> float:
         """Adapter seconds of an iteration of ``tokens`` tokens using ``distinct`` adapters."""
@@ -106,10 +133,47 @@ class IterationTimer:
         """Decode-only iterations of ``batch`` requests whose context sum starts at
         ``context_tokens`` (the first iteration's ``decode_context_tokens``), using
         ``distinct_adapters`` LoRA adapters."""
+        if self.speculation is not None and batch > 0:
+            p, q, r, s = self._speculative_branches(batch, context_tokens, distinct_adapters)
+            return DecodeRun.from_branches(p, q, r, s)
         fixed = self.decode_fixed[batch]
         if distinct_adapters > 0:
             fixed = fixed + self.adapter_s(batch, distinct_adapters)
         return DecodeRun(fixed, self.alpha, self.kappa, batch, context_tokens)
+
+    def speculative_iteration_s(self, batch: int, context_tokens: float) -> float:
+        """Seconds of one speculative iteration (k draft steps + verification) of ``batch``
+        decoders whose context sum is ``context_tokens``."""
+        spec = self.speculation
+        if spec is None or batch <= 0:
+            raise ValueError("speculative_iteration_s needs speculation and a batch >= 1")
+        p, _, r, _ = self._speculative_branches(batch, context_tokens)
+        return max(p, r) * spec.tokens_per_iteration
+
+    def _speculative_branches(
+        self, batch: int, context_tokens: float, distinct_adapters: int = 0
+    ) -> tuple[float, float, float, float]:
+        """(p, q, r, s) of a speculative decode run in token steps (see the module docstring):
+        one iteration verifies T = b (k + 1) tokens (T logit rows) after k draft steps, reads
+        the batch's KV once and attends (k + 1) queries per context token; a token step is that
+        iteration / E[X]."""
+        spec = self.speculation
+        assert spec is not None
+        b, k = batch, spec.draft_tokens
+        t = b * (k + 1)
+        g = self.gemm[t] + self.logits[t]
+        w = self.weights[t]
+        linear = max(w, g) + (1 - self.overlap) * min(w, g)
+        base = linear + self.comm[t] + self.overhead + self.per_row * b + float(spec.draft_fixed_s[b])
+        if distinct_adapters > 0:
+            base += self.adapter_s(t, distinct_adapters)
+        d = spec.draft_s_per_context_token
+        kv_slope = self.kappa + d
+        attention_slope = self.alpha * (k + 1) + d
+        scale = 1.0 / spec.tokens_per_iteration
+        c0 = context_tokens
+        return ((base + self.kappa * (c0 + t) + d * c0) * scale, kv_slope * b * scale,
+                (base + attention_slope * c0) * scale, attention_slope * b * scale)  # fmt: skip
 
 
 class DecodeRun:
@@ -120,6 +184,21 @@ class DecodeRun:
     """
 
     __slots__ = ("_head", "p", "q", "r", "s", "split")
+
+    @classmethod
+    def from_branches(cls, p: float, q: float, r: float, s: float) -> DecodeRun:
+        """t_i = max(p + q i, r + s i) given directly (speculative runs, where the two branches
+        have their own intercepts). The KV branch (p, q) must hold first: p >= r when s <= q."""
+        run = cls.__new__(cls)
+        run.p, run.q, run.r, run.s = p, q, r, s
+        if s <= q:
+            if p < r:
+                raise ValueError("the attention branch leads and falls behind: not a decode run")
+            run.split = math.inf
+        else:
+            run.split = max(0, math.ceil((p - r) / (s - q)))
+        run._head = 0.0 if run.split == math.inf else run._kv_elapsed(run.split)
+        return run
 
     def __init__(self, fixed: float, alpha: float, kappa: float, b: int, c0: float) -> None:
         self.p = fixed + kappa * (c0 + b)

@@ -32,7 +32,7 @@ from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
 from simulator.perf.roofline import matmul_parameters
 from simulator.results.token_split import workload_input_share
-from simulator.scenario.resolve import gpu_of, model_of
+from simulator.scenario.resolve import decode_tokens_per_iteration, gpu_of, model_of
 from simulator.scenario.schema import ReservedPricing
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -336,6 +336,8 @@ def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
       attention FLOPs left out, a simplification) over held GPU-hours x the dtype's peak.
     - output_tokens_per_s_per_replica against max_output_tokens_per_s_per_replica (at the SLO
       capacity): achieved against the most a replica serves within the SLO.
+    - decode_tokens_per_iteration: 1, or with speculative decoding E[tokens per verification]
+      at the deployment's acceptance rate (workloads may override it; their curves use theirs).
     """
     s = p.scenario
     dep = p.deployments[name]
@@ -361,6 +363,7 @@ def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
         "output_tokens_per_s_per_replica": output / (serving_hours * 3600) if serving_hours else 0.0,
         "max_output_tokens_per_s_per_replica": float(max(max_output)) if max_output else 0.0,
         "busy_power_share_of_tdp": float(dep.power_gpus.sum() / dep.busy_gpus.sum()) if dep.busy_gpus.sum() else 0.0,
+        "decode_tokens_per_iteration": decode_tokens_per_iteration(spec),
     }
 
 

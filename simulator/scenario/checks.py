@@ -370,7 +370,26 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
         short = _weights_do_not_fit(dep, model, gpu)
         if short:
             problems.append(Problem(("deployments", i, "tensor_parallel"), short))
+        if dep.speculative is not None:
+            problems += _speculative_problems(dep, model, catalog, ("deployments", i, "speculative"))
     return problems
+
+
+def _speculative_problems(dep, model, catalog: Catalog, at: tuple[Any, ...]) -> list[Problem]:
+    """A draft model must be in the catalog and share the target's tokenizer."""
+    spec = dep.speculative
+    if spec.method != "draft_model":
+        return []
+    draft = catalog.models.get(spec.draft_model)
+    if draft is None:
+        return [Problem((*at, "draft_model"), _unknown("model", spec.draft_model, list(catalog.models)))]
+    if draft.vocab_size != model.vocab_size:
+        return [Problem((*at, "draft_model"), f"{draft.name}'s vocabulary ({draft.vocab_size:,} tokens) is not "
+                        f"{model.name}'s ({model.vocab_size:,}): a draft must share the target's tokenizer")]  # fmt: skip
+    if draft.parameters >= model.parameters:
+        return [Problem((*at, "draft_model"), f"{draft.name} is not smaller than {model.name}: "
+                                              "a draft only pays when it is much cheaper")]  # fmt: skip
+    return []
 
 
 def _expert_parallel_problem(ep: int, tp: int, model) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from simulator.catalog import Catalog, GpuSpec, ModelSpec, bundled_catalog
 from simulator.perf.profile import CalibrationProfile, EfficiencyParameters, bundled_profile
 from simulator.perf.roofline import ServingCostModel
+from simulator.perf.speculative import draft_head_model, expected_tokens_per_iteration
 from simulator.scenario.schema import Deployment, Pool, Scenario
 
 
@@ -19,6 +20,26 @@ def gpu_of(scenario: Scenario, pool: Pool) -> GpuSpec:
 
 def model_of(scenario: Scenario, name: str) -> ModelSpec:
     return catalog_for(scenario).models[name]
+
+
+def draft_model_of(scenario: Scenario, deployment: Deployment) -> ModelSpec | None:
+    """The model that drafts for ``deployment``'s speculative decoding (None: no speculation):
+    the named catalog model, or a one-layer head of the target (method ``mtp``)."""
+    spec = deployment.speculative
+    if spec is None:
+        return None
+    if spec.method == "mtp":
+        return draft_head_model(model_of(scenario, deployment.model))
+    return model_of(scenario, spec.draft_model)  # type: ignore[arg-type]
+
+
+def decode_tokens_per_iteration(deployment: Deployment) -> float:
+    """Tokens one decode iteration emits per request: 1, or with speculative decoding
+    E[accepted + 1] at the deployment's acceptance rate."""
+    spec = deployment.speculative
+    if spec is None:
+        return 1.0
+    return expected_tokens_per_iteration(spec.acceptance_rate, spec.draft_tokens)
 
 
 def profile_for_pool(scenario: Scenario, pool: Pool) -> CalibrationProfile:

@@ -348,6 +348,38 @@ class Autoscaling(Strict):
 _VLLM = ENGINE_PRESETS["vllm"]
 
 
+class Speculative(Strict):
+    """Speculative decoding on a deployment (simulator.perf.speculative): a draft proposes
+    ``draft_tokens`` tokens per request, the target verifies them in one pass."""
+
+    method: Literal["draft_model", "mtp"] = Field(
+        default="draft_model",
+        description="'draft_model': a small catalog model with the target's tokenizer, its own "
+        "weights and KV cache on the replica; 'mtp': a multi-token-prediction / EAGLE-style head "
+        "(one decoder layer of the target's shape sharing its embedding and LM head).",
+    )
+    draft_model: str | None = Field(
+        default=None, description="Catalog model that drafts (method draft_model only)."
+    )
+    draft_tokens: int = Field(
+        ge=1, le=16, description="Tokens drafted per request and iteration (k; vLLM's num_speculative_tokens)."
+    )
+    acceptance_rate: float = Field(
+        ge=0, lt=1,
+        description="Probability that a drafted token is accepted (alpha of Leviathan et al. "
+        "2023); measure it on your traffic (vLLM logs it as the draft acceptance rate). "
+        "A workload may override it.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _draft(self) -> Speculative:
+        if self.method == "draft_model" and self.draft_model is None:
+            raise ValueError("method draft_model needs draft_model (a catalog model name)")
+        if self.method == "mtp" and self.draft_model is not None:
+            raise ValueError("method mtp drafts with the target's own head: leave draft_model out")
+        return self
+
+
 class Deployment(Strict):
     """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
 
@@ -408,6 +440,9 @@ class Deployment(Strict):
         gt=0,
         description="Most distinct adapters in one batch (GPU adapter slots, vLLM's max_loras); "
         "default: all adapters resident, no limit.",
+    )
+    speculative: Speculative | None = Field(
+        default=None, description="Speculative decoding (default: off, one token per iteration)."
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
@@ -561,6 +596,11 @@ class Workload(Strict):
     output_tokens: Distribution
     prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
     response_cache_hit_rate: float = Field(default=0.0, ge=0, lt=1)
+    speculative_acceptance_rate: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="Draft acceptance rate on this workload's traffic, for deployments that "
+        "decode speculatively (default: the deployment's acceptance_rate).",
+    )  # fmt: skip
     slo: Slo = Slo()
     routes: list[Route] = Field(min_length=1)
     adapters: int = Field(
