@@ -182,8 +182,10 @@ def gpus_per_node(pool: Pool, gpu: GpuSpec) -> int:
 
 
 def whole_nodes(gpus: np.ndarray, gpus_per_node: int) -> np.ndarray:
-    """GPUs rounded up to whole nodes (the unit capacity is rented and bought in)."""
-    return np.ceil(np.asarray(gpus, dtype=float) / gpus_per_node - 1e-9) * gpus_per_node
+    """GPUs rounded up to whole nodes (the unit capacity is rented and bought in); a millionth
+    of a GPU over a boundary is rounding noise, the same for every node size (so a larger node
+    never bills fewer GPUs)."""
+    return np.maximum(np.ceil((np.asarray(gpus, dtype=float) - 1e-6) / gpus_per_node), 0.0) * gpus_per_node
 
 
 def rented_gpus(held: np.ndarray, gpus_per_node: int, min_rental_hours: float = 1.0) -> np.ndarray:

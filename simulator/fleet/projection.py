@@ -318,7 +318,7 @@ def _requested_replicas(
         out[dep.name] = DeploymentHours(
             name=dep.name,
             pool=dep.pool,
-            gpus_per_replica=dep.tensor_parallel,
+            gpus_per_replica=dep.gpus_per_replica,
             requested=np.where(active[dep.name] > 0,
                                held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0),
             down_fraction=down,
@@ -337,8 +337,8 @@ def _spot_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.nd
         pricing = era.pool.pricing
         if isinstance(pricing, SpotPricing):
             mask = era.mask(hours)
-            down[mask] = spot_down_fraction(pricing, dep.tensor_parallel, weights)
-            rate[mask] = spot_preemptions_per_replica_hour(pricing, dep.tensor_parallel)
+            down[mask] = spot_down_fraction(pricing, dep.gpus_per_replica, weights)
+            rate[mask] = spot_preemptions_per_replica_hour(pricing, dep.gpus_per_replica)
     return down, rate
 
 

@@ -179,9 +179,10 @@ class _Probe:
             tpot.append(p[served])
             e2e.append(e[served])
             window = record.duration_s - record.warmup_s
-            busy.append(float(np.mean([min(s.busy_s / window, 1.0) for s in record.replica_stats])))
-            prefill_busy.append(float(np.mean([min(s.prefill_busy_s / window, 1.0)
-                                               for s in record.replica_stats])))  # fmt: skip
+            gpus = record.replica_gpus()  # GPU-time shares: replicas of a unit may differ in size
+            busy.append(float(np.average([min(s.busy_s / window, 1.0) for s in record.replica_stats], weights=gpus)))
+            prefill_busy.append(float(np.average([min(s.prefill_busy_s / window, 1.0)
+                                                  for s in record.replica_stats], weights=gpus)))  # fmt: skip
             prompts.append(offered.prompt_tokens)
             outputs.append(offered.output_tokens)
         point = PointResult(

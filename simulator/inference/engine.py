@@ -104,6 +104,16 @@ class RequestArrays:
 
 
 @dataclass(frozen=True)
+class ReplicaGroup:
+    """Replicas of one role in a record (disaggregated serving: prefill, then decode)."""
+
+    name: str
+    replicas: int
+    gpus_per_replica: int
+    kv_blocks: int
+
+
+@dataclass(frozen=True)
 class SimulationRecord:
     """What one simulation observed. Times in seconds; NaN where a request never got there."""
 
@@ -128,6 +138,22 @@ class SimulationRecord:
     config: EngineConfig
     adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base), if any
     retrieval_s: np.ndarray | None = None  #: retrieval seconds before arrival, if any
+    #: disaggregated serving: the replica groups, in the order of ``replica_stats`` (None: one
+    #: group of ``config.replicas`` alike replicas)
+    groups: tuple[ReplicaGroup, ...] | None = None
+
+    def replica_gpus(self) -> np.ndarray:
+        """GPUs of each replica in ``replica_stats`` (weights for GPU-time shares; 1 each when
+        all replicas are alike)."""
+        if self.groups is None:
+            return np.ones(len(self.replica_stats))
+        return np.concatenate([np.full(g.replicas, float(g.gpus_per_replica)) for g in self.groups])
+
+    def replica_kv_blocks(self) -> np.ndarray:
+        """KV blocks of each replica in ``replica_stats``."""
+        if self.groups is None:
+            return np.full(len(self.replica_stats), float(self.config.replica.kv_blocks))
+        return np.concatenate([np.full(g.replicas, float(g.kv_blocks)) for g in self.groups])
 
 
 class _Engine:

@@ -159,15 +159,17 @@ def replicas_frame(record: SimulationRecord) -> pd.DataFrame:
     generated.
     """
     window = record.duration_s - record.warmup_s
-    blocks = max(record.config.replica.kv_blocks, 1)
+    blocks = np.maximum(record.replica_kv_blocks(), 1)
+    groups = [g.name for g in record.groups for _ in range(g.replicas)] if record.groups else None
     rows = []
     for i, s in enumerate(record.replica_stats):
         rows.append({
             "replica": i,
+            **({"group": groups[i]} if groups else {}),
             "busy_fraction": min(s.busy_s / window, 1.0),  # rounding of summed segments
             "iterations": s.iterations,
             "mean_batch_size": s.batch_sum / s.iterations if s.iterations else 0.0,
-            "kv_occupancy": s.kv_block_seconds / window / blocks,
+            "kv_occupancy": s.kv_block_seconds / window / blocks[i],
             "prefill_tokens_per_s": s.prefill_tokens / window,
             "output_tokens_per_s": s.output_tokens / window,
             "tokens_per_s": (s.prefill_tokens + s.output_tokens) / window,

@@ -190,6 +190,9 @@ class Replica:
         self.total_blocks = config.kv_blocks
         self.watermark = config.watermark_blocks
         self.reserve = config.admission == "reserve"
+        #: whether iterations with prompt chunks count as prefill-busy (power; a disaggregated
+        #: decode replica's one-token chunks are decodes)
+        self.count_prefill_busy = True
         self.reserved_blocks = 0  # reserve admission: blocks promised to the admitted requests
         self._neg_res = -np.arange(self.block, dtype=np.int64)
         # router counters
@@ -363,7 +366,7 @@ class Replica:
                 batch += self.seg_mixed_batch
                 out_tokens += self.seg_mixed_batch - len(chunks) + first_tokens
             stats.busy_s += hi - lo
-            if chunks is not None and n >= 1:  # the mixed iteration [t0, t0 + t_first]
+            if chunks is not None and n >= 1 and self.count_prefill_busy:  # mixed iteration [t0, t0 + t_first]
                 stats.prefill_busy_s += max(min(hi, t0 + self.t_first) - lo, 0.0)
             stats.iterations += iterations * share
             stats.batch_sum += batch * share

@@ -272,6 +272,14 @@ def _timestamp(value: str | None) -> pd.Timestamp | None:
 # ---------------------------------------------------------------------- deployments
 
 
+def disaggregation_label(dep) -> str:
+    """' P:D 1x TP4 + 2x TP4' for a disaggregated deployment's unit, else ''."""
+    d = dep.disaggregation
+    if d is None:
+        return ""
+    return f" P:D {d.prefill_replicas}x TP{d.prefill_tensor_parallel or dep.tensor_parallel} + {d.decode_replicas}x TP{dep.tensor_parallel}"
+
+
 def deployment_month_table(deployments_hourly: pd.DataFrame, gpus_per_replica: dict[str, int]) -> pd.DataFrame:
     """Per month and deployment: mean and peak replicas held, GPU-hours held and serving."""
     if deployments_hourly.empty:
@@ -304,7 +312,7 @@ def write_deployments(sheet: Sheet, runs: list[ReportRun]) -> None:
         deps = {d.name: d for d in run.scenario.deployments}
         pools = {p.name: p for p in run.scenario.pools}
         table = deployment_month_table(
-            run.result.deployments_hourly, {name: d.tensor_parallel for name, d in deps.items()}
+            run.result.deployments_hourly, {name: d.gpus_per_replica for name, d in deps.items()}
         )
         for rec, month in zip(
             table.itertuples(index=False), month_dates(list(table["month"])), strict=True
@@ -314,7 +322,7 @@ def write_deployments(sheet: Sheet, runs: list[ReportRun]) -> None:
             sheet.write(row, 1, month, "month")
             sheet.write(row, 2, rec.deployment)
             sheet.write(row, 3, dep.pool)
-            sheet.write(row, 4, f"{dep.model} {dep.dtype} TP{dep.tensor_parallel}")
+            sheet.write(row, 4, f"{dep.model} {dep.dtype} TP{dep.tensor_parallel}" + disaggregation_label(dep))
             next_month = (pd.Timestamp(month) + pd.offsets.MonthBegin(1)).date()
             sheet.write(row, 5, " -> ".join(gpus_between(pools[dep.pool], month, next_month)))
             sheet.write(row, 6, rec.mean_replicas, "num")

@@ -380,6 +380,29 @@ class Speculative(Strict):
         return self
 
 
+class Disaggregation(Strict):
+    """Prefill and decode on separate replica groups (simulator.inference.disaggregated): a unit
+    of ``prefill_replicas`` + ``decode_replicas`` replicas is what the autoscaler scales."""
+
+    prefill_replicas: int = Field(default=1, ge=1, le=64, description="Prefill replicas per unit (P).")
+    decode_replicas: int = Field(default=1, ge=1, le=64, description="Decode replicas per unit (D).")
+    prefill_tensor_parallel: int | None = Field(
+        default=None, gt=0, description="GPUs per prefill replica (default: the deployment's tensor_parallel)."
+    )
+    prefill_max_batched_tokens: int | None = Field(
+        default=None, gt=0, description="Prefill replicas' token budget per iteration (default: the deployment's)."
+    )
+    kv_transfer_gb_per_s: float | None = Field(
+        default=None, gt=0,
+        description="Bandwidth the KV cache moves at from a prefill to a decode replica, GB/s "
+        "(default: the GPU's internode_gb_per_s x the smaller group's GPUs per replica: every "
+        "GPU's own NIC, as NIXL and Mooncake send rank to rank).",
+    )  # fmt: skip
+    kv_transfer_latency_ms: float = Field(
+        default=0.0, ge=0, description="Fixed milliseconds per transfer (set-up, handshakes)."
+    )
+
+
 class Deployment(Strict):
     """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
 
@@ -444,6 +467,11 @@ class Deployment(Strict):
     speculative: Speculative | None = Field(
         default=None, description="Speculative decoding (default: off, one token per iteration)."
     )
+    disaggregation: Disaggregation | None = Field(
+        default=None,
+        description="Separate prefill and decode replica groups (default: co-located, each "
+        "replica does both); replicas are then counted in units of P + D.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -472,6 +500,14 @@ class Deployment(Strict):
         if self.from_date and self.until and self.until <= self.from_date:
             raise ValueError(f"until (={self.until}) must be after from (={self.from_date})")
         return self
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs of one replica, or of one prefill + decode unit when disaggregated."""
+        d = self.disaggregation
+        if d is None:
+            return self.tensor_parallel
+        return d.prefill_replicas * (d.prefill_tensor_parallel or self.tensor_parallel) + d.decode_replicas * self.tensor_parallel
 
     @property
     def kv_dtype(self) -> WeightDtype:
