@@ -27,6 +27,7 @@ from simulator.catalog import ModelSpec
 from simulator.common.errors import Problem, ScenarioError
 from simulator.economics.retrieval import retrieved_tokens, sample_retrieval_s
 from simulator.inference.arrivals import arrival_process, arrival_times_s
+from simulator.inference.disaggregated import DisaggregatedConfig, simulate_disaggregated
 from simulator.inference.engine import (
     DEFAULT_MAX_QUEUE_PER_REPLICA,
     EngineConfig,
@@ -144,6 +145,39 @@ def replica_setup(
                                         tokens, config.max_batch_size)  # fmt: skip
     timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters, speculation)
     return config, cost_model, timer
+
+
+def disaggregated_setup(
+    scenario: Scenario, deployment: Deployment, workload: Workload | None, decode: ReplicaConfig,
+    units: int = 1, router: str | None = None, max_queue_per_replica: int = DEFAULT_MAX_QUEUE_PER_REPLICA,
+) -> DisaggregatedConfig:  # fmt: skip
+    """``units`` prefill + decode units of a disaggregated ``deployment`` (see
+    :mod:`simulator.inference.disaggregated`): the prefill replicas at their own tensor
+    parallelism and token budget without speculation, the decode replicas as the deployment
+    is configured, and the KV link between them."""
+    d = deployment.disaggregation
+    assert d is not None
+    prefill_tp = d.prefill_tensor_parallel or deployment.tensor_parallel
+    prefill_dep = deployment.model_copy(update={
+        "tensor_parallel": prefill_tp, "disaggregation": None, "speculative": None,
+        "max_batched_tokens": d.prefill_max_batched_tokens or deployment.max_batched_tokens,
+    })  # fmt: skip
+    prefill_config, prefill_cm, prefill_timer = replica_setup(scenario, prefill_dep, workload)
+    if d.kv_transfer_gb_per_s is not None:
+        bandwidth = d.kv_transfer_gb_per_s * 1e9
+    else:  # each GPU's own NIC, at the calibrated interconnect efficiency
+        ranks = min(prefill_tp, deployment.tensor_parallel)
+        bandwidth = prefill_cm.gpu.internode_gb_per_s * 1e9 * ranks * prefill_cm.efficiency.interconnect_efficiency
+    route = router or deployment.router
+    return DisaggregatedConfig(
+        prefill=EngineConfig(prefill_config, d.prefill_replicas * units, route, max_queue_per_replica),
+        decode=EngineConfig(decode, d.decode_replicas * units, route, max_queue_per_replica),
+        prefill_timer=prefill_timer,
+        kv_transfer_s_per_token=prefill_cm.kv_bytes_per_token / bandwidth,
+        kv_transfer_latency_s=d.kv_transfer_latency_ms / 1000,
+        prefill_gpus_per_replica=prefill_tp,
+        decode_gpus_per_replica=deployment.tensor_parallel,
+    )
 
 
 def acceptance_rate(deployment: Deployment, workload: Workload | None) -> float:
@@ -362,6 +396,7 @@ def serve(
     adapter ids and the retrieval latency (a trace's prompts are taken as the model saw them:
     retrieved tokens are not added).
 
+    replicas: replicas, or prefill + decode units of a disaggregated deployment.
     router: "round_robin", "least_outstanding" or "shared_queue" (default: the deployment's).
     warmup_s: start of the measurement window (default 10% of ``duration_s``). drain_s: most
     seconds simulated after the arrivals stop (default ``duration_s``).
@@ -398,12 +433,17 @@ def serve(
     warmup = WARMUP_SHARE * duration if warmup_s is None else warmup_s
     if not 0 <= warmup < duration:
         raise _problem(("warmup_s",), f"warm-up (={warmup:g} s) must be in [0, duration={duration:g} s)")
-    config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
     hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
     gpu_requests = offered.gpu_requests(hit_rate, speculation_of(dep, wl))
     think = None if concurrency is None else np.full(len(gpu_requests), float(think_s))
-    record = simulate(config, timer, gpu_requests, duration_s=duration, warmup_s=warmup,
-                      drain_s=drain_s, concurrency=concurrency, think_s=think)  # fmt: skip
+    options = {"duration_s": duration, "warmup_s": warmup, "drain_s": drain_s, "concurrency": concurrency,
+               "think_s": think}  # fmt: skip
+    if dep.disaggregation is not None:  # replicas count prefill + decode units
+        units = disaggregated_setup(scenario, dep, wl, replica_config, replicas, router, max_queue_per_replica)
+        record = simulate_disaggregated(units, timer, gpu_requests, **options)
+    else:
+        config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
+        record = simulate(config, timer, gpu_requests, **options)
     if concurrency is not None:  # the offered stream is what the clients sent
         offered = _sent(offered, record)
     hits = offered.cache_hit & (offered.arrival_s < duration)  # answered at once: no retrieval
@@ -420,6 +460,13 @@ def serve(
     )
     if concurrency is not None:
         summary.update(concurrency=concurrency, think_s=think_s)
+    if dep.disaggregation is not None:
+        d = dep.disaggregation
+        transfer = units.transfer_s(gpu_requests.prompt_tokens)
+        summary["disaggregation"] = {
+            **d.model_dump(mode="json"), "units": replicas,
+            "kv_transfer_ms_mean": float(transfer.mean() * 1000) if len(transfer) else None,
+        }  # fmt: skip
     if dep.speculative is not None and timer.speculation is not None:
         summary["speculative"] = {
             **dep.speculative.model_dump(mode="json"),

@@ -35,12 +35,14 @@ from simulator.common.files import OutputError, write_atomic
 from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.inference.api import (
     acceptance_rate,
+    disaggregated_setup,
     find_deployment,
     find_workload,
     replica_setup,
     sample_requests,
     speculation_of,
 )
+from simulator.inference.disaggregated import DisaggregatedConfig, simulate_disaggregated
 from simulator.inference.engine import EngineConfig, simulate
 from simulator.inference.metrics import (
     counted_mask,
@@ -138,9 +140,11 @@ class _Probe:
         settings: CurveSettings,
         warmup_floor_s: float,
         speculation: tuple[float, int] | None = None,
+        disaggregated: DisaggregatedConfig | None = None,
     ) -> None:
         self.workload = workload.model_copy(update={"response_cache_hit_rate": 0.0})
         self.speculation = speculation
+        self.disaggregated = disaggregated
         max_queue = settings.max_queue_batches * config.max_batch_size
         self.engine = EngineConfig(config, 1, "least_outstanding", max_queue)
         self.timer = timer
@@ -167,8 +171,12 @@ class _Probe:
         overloaded = False
         for seq in self.seeds[:replications]:
             offered = sample_requests(wl, rate, duration, seq)
-            record = simulate(self.engine, self.timer, offered.gpu_requests(wl.prefix_cache_hit_rate, self.speculation),
-                              duration_s=duration, warmup_s=warmup)  # fmt: skip
+            requests = offered.gpu_requests(wl.prefix_cache_hit_rate, self.speculation)
+            if self.disaggregated is not None:
+                record = simulate_disaggregated(self.disaggregated, self.timer, requests, duration_s=duration,
+                                                warmup_s=warmup)  # fmt: skip
+            else:
+                record = simulate(self.engine, self.timer, requests, duration_s=duration, warmup_s=warmup)
             overloaded |= is_overloaded(record)
             t, p, e = latencies_ms(record)
             count = counted_mask(record)
@@ -263,7 +271,12 @@ def latency_curve(
     config, cost_model, timer = replica_setup(scenario, dep, wl)
     saturation = saturation_rate_per_s(cost_model, config, wl)
     warmup_floor = 3 * _unloaded_e2e_s(cost_model, config, wl)
-    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl))
+    units = None
+    if dep.disaggregation is not None:  # one unit of P + D replicas; its capacity scales with D
+        max_queue = settings.max_queue_batches * config.max_batch_size
+        units = disaggregated_setup(scenario, dep, wl, config, max_queue_per_replica=max_queue)
+        saturation *= dep.disaggregation.decode_replicas
+    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl), units)
     target = wl.slo.attainment_target
     capacity = _capacity(probe, saturation, target, settings)
     if rates_per_replica is None:
@@ -362,7 +375,7 @@ def curve_key(
         "model": cost_model.model.model_dump(mode="json"),
         "gpu": cost_model.gpu.model_dump(mode="json"),
         "efficiency": cost_model.efficiency.model_dump(mode="json"),
-        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool", "speculative"}
+        "deployment": dep.model_dump(mode="json", exclude={"autoscaling", "router", "pool", "speculative", "disaggregation"}
                                      | adapter_fields),
         "replica": replica,
         "workload": {
@@ -382,6 +395,8 @@ def curve_key(
             **dep.model_dump(mode="json", include=adapter_fields),
             "lora_kernel_overhead_s": LORA_KERNEL_OVERHEAD_S,
         }
+    if dep.disaggregation is not None:
+        content["disaggregation"] = dep.disaggregation.model_dump(mode="json")
     if dep.speculative is not None:  # enters only when used: other curves keep their keys
         draft = draft_model_of(scenario, dep)
         content["speculative"] = {

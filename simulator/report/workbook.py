@@ -533,6 +533,8 @@ _DEPLOYMENT_FIGURES = (
     ("output_tokens_per_s_per_replica", "  output tokens/s per replica", "tok/s", "num"),
     ("max_output_tokens_per_s_per_replica", "  output tokens/s per replica at SLO capacity", "tok/s", "num"),
     ("busy_power_share_of_tdp", "  board power while busy (prefill at TDP, decode below)", "% of TDP", "pct"),
+    ("gpus_per_replica", "  GPUs per replica (per prefill + decode unit when disaggregated)", "GPUs", "num"),
+    ("prefill_decode", "  prefill:decode replicas per unit", "", "text"),
     ("decode_tokens_per_iteration", "  tokens per decode iteration (speculative decoding: E[accepted] + 1)",
      "tokens", "num"),
 )

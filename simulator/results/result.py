@@ -336,6 +336,8 @@ def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
       attention FLOPs left out, a simplification) over held GPU-hours x the dtype's peak.
     - output_tokens_per_s_per_replica against max_output_tokens_per_s_per_replica (at the SLO
       capacity): achieved against the most a replica serves within the SLO.
+    - gpus_per_replica, prefill_decode: GPUs of a replica (of a prefill + decode unit when
+      disaggregated) and the unit's P:D replicas ("co-located" when not).
     - decode_tokens_per_iteration: 1, or with speculative decoding E[tokens per verification]
       at the deployment's acceptance rate (workloads may override it; their curves use theirs).
     """
@@ -364,6 +366,9 @@ def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
         "max_output_tokens_per_s_per_replica": float(max(max_output)) if max_output else 0.0,
         "busy_power_share_of_tdp": float(dep.power_gpus.sum() / dep.busy_gpus.sum()) if dep.busy_gpus.sum() else 0.0,
         "decode_tokens_per_iteration": decode_tokens_per_iteration(spec),
+        "gpus_per_replica": spec.gpus_per_replica,
+        "prefill_decode": (f"{spec.disaggregation.prefill_replicas}:{spec.disaggregation.decode_replicas}"
+                           if spec.disaggregation else "co-located"),
     }
 
 

@@ -346,20 +346,19 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
         if pool is None or model is None or pool.gpu not in catalog.gpus:
             continue
         gpu = catalog.gpus[pool.gpu]
-        if dep.tensor_parallel > pool.max_gpus:
-            problems.append(
-                Problem(
-                    ("deployments", i, "tensor_parallel"),
-                    f"tensor_parallel={dep.tensor_parallel} exceeds pool {pool.name!r} "
-                    f"max_gpus={pool.max_gpus}",
-                )
-            )
-        elif dep.autoscaling.min_replicas * dep.tensor_parallel > pool.max_gpus:
+        unit = dep.gpus_per_replica
+        if unit > pool.max_gpus:
+            field = "tensor_parallel" if dep.disaggregation is None else "disaggregation"
+            what = f"tensor_parallel={dep.tensor_parallel}" if dep.disaggregation is None else \
+                f"a prefill + decode unit of {unit} GPUs"
+            problems.append(Problem(("deployments", i, field),
+                                    f"{what} exceeds pool {pool.name!r} max_gpus={pool.max_gpus}"))  # fmt: skip
+        elif dep.autoscaling.min_replicas * unit > pool.max_gpus:
             problems.append(
                 Problem(
                     ("deployments", i, "autoscaling", "min_replicas"),
-                    f"{dep.autoscaling.min_replicas} replicas x TP {dep.tensor_parallel} = "
-                    f"{dep.autoscaling.min_replicas * dep.tensor_parallel} GPUs exceed pool "
+                    f"{dep.autoscaling.min_replicas} replicas x {unit} GPUs = "
+                    f"{dep.autoscaling.min_replicas * unit} GPUs exceed pool "
                     f"{pool.name!r} max_gpus={pool.max_gpus}",
                 )
             )
@@ -372,6 +371,12 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
             problems.append(Problem(("deployments", i, "tensor_parallel"), short))
         if dep.speculative is not None:
             problems += _speculative_problems(dep, model, catalog, ("deployments", i, "speculative"))
+        prefill_tp = dep.disaggregation.prefill_tensor_parallel if dep.disaggregation else None
+        if prefill_tp and prefill_tp != dep.tensor_parallel:
+            short = _weights_do_not_fit(dep.model_copy(update={"tensor_parallel": prefill_tp}), model, gpu)
+            if short:
+                problems.append(Problem(("deployments", i, "disaggregation", "prefill_tensor_parallel"),
+                                        short.replace("raise tensor_parallel", "raise prefill_tensor_parallel")))  # fmt: skip
     return problems
 
 
@@ -533,7 +538,7 @@ def commitment_warnings(scenario: Scenario) -> list[str]:
     for pool in scenario.pools:
         if not isinstance(pool.pricing, ReservedPricing):
             continue
-        most = sum(d.autoscaling.max_replicas * d.tensor_parallel for d in scenario.deployments if d.pool == pool.name)
+        most = sum(d.autoscaling.max_replicas * d.gpus_per_replica for d in scenario.deployments if d.pool == pool.name)
         most += sum(j.gpus for j in scenario.training_jobs if j.pool == pool.name)
         most = min(most, pool.max_gpus)
         if pool.pricing.committed_gpus > most:
