@@ -67,13 +67,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def load(path: Path, on: datetime | None = None) -> Any:
-    """The validated scenario; with ``on``, its pools as in force on that date."""
+def load(path: Path, on: datetime | None = None, plan: str | None = None) -> Any:
+    """The validated scenario (its ``plan``, when named); with ``on``, its pools as in force
+    on that date."""
     from simulator.economics.refresh import scenario_at
-    from simulator.scenario.loading import load_scenario
+    from simulator.scenario.loading import load_scenario, scenario_for_plan
 
     with user_errors():
         scenario = load_scenario(path)
+        if plan is not None:
+            scenario = scenario_for_plan(scenario, plan)
     return scenario if on is None else scenario_at(scenario, on.date())
 
 

@@ -24,6 +24,7 @@ WorkloadOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the scenario's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+PlanOpt = Annotated[str | None, typer.Option("--plan", help="Simulate this plan of the scenario ('base' = as written).")]
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99")
 
@@ -88,6 +89,7 @@ def serve_command(
                             "between a response and its next request.")
     ] = 0.0,
     on: OnDateOpt = None,
+    plan: PlanOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -100,7 +102,7 @@ def serve_command(
     """
     from simulator.inference import read_trace, serve
 
-    loaded = load(scenario, on)
+    loaded = load(scenario, on, plan)
     with _scenario_errors(scenario):
         trace_data = read_trace(trace) if trace is not None else None
         with _progress("simulating...", quiet):
@@ -156,6 +158,16 @@ def _serve_table(s: dict[str, Any]) -> Any:
          if s["slo_attainment_target"] is not None else f"{attainment:.2%}"],
         ["overloaded", "YES: queue growing / dropping" if s["overloaded"] else "no"],
     ]  # fmt: skip
+    spec = s.get("speculative")
+    if spec:
+        drafter = spec["draft_model"] or "MTP head"
+        rows.append(["speculative decoding", (f"{drafter}, {spec['draft_tokens']} drafted, acceptance "
+                     f"{spec['acceptance_rate']:.2f}: {spec['tokens_per_iteration']:.2f} tokens/iteration")])
+    dis = s.get("disaggregation")
+    if dis:
+        transfer = "-" if dis["kv_transfer_ms_mean"] is None else f"{dis['kv_transfer_ms_mean']:.1f} ms"
+        rows.append(["prefill : decode replicas", (f"{dis['prefill_replicas'] * dis['units']} : "
+                     f"{dis['decode_replicas'] * dis['units']} (mean KV transfer {transfer}, in TTFT)")])
     return Group(latency, table("Totals", ["figure", "value"], rows))
 
 
@@ -173,17 +185,19 @@ def curve_command(
         Path | None, typer.Option("--plot", help="Write the curve as an image (PNG, SVG, PDF).")
     ] = None,
     on: OnDateOpt = None,
+    plan: PlanOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Latency against load on one replica and its capacity under the workload's SLO.
+    """Latency against load on one replica (one prefill + decode unit when disaggregated) and
+    its capacity under the workload's SLO.
 
     Example: fleetsim curve scenarios/chat-assistant.yaml -d chat-70b --plot chat-70b.png
     """
     from simulator.inference.api import find_deployment, find_workload
     from simulator.inference.curve import deployment_curve
 
-    loaded = load(scenario, on)
+    loaded = load(scenario, on, plan)
     with _scenario_errors(scenario):
         dep = find_deployment(loaded, deployment)
         wl = find_workload(loaded, dep, workload)

@@ -144,3 +144,23 @@ def test_serve_closed_loop_reports_the_rate_it_achieved(chat_path):
     both = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--concurrency", "4", "--rps", "2",
                                "--duration-s", "10"])  # fmt: skip
     assert both.exit_code == 2 and "either --concurrency" in both.output
+
+
+@pytest.mark.parametrize(("plan", "text"), [("speculative-decoding", "tokens/iteration"),
+                                            ("disaggregated", "prefill : decode replicas")])  # fmt: skip
+def test_serve_a_plan_shows_speculation_and_disaggregation(chat_path, plan, text):
+    args = ["serve", str(chat_path), "--plan", plan, "-d", "chat-70b", "--rps", "4", "--duration-s", "60"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert text in result.output
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    key = "speculative" if plan == "speculative-decoding" else "disaggregation"
+    assert key in data
+
+
+def test_serve_unknown_plan_is_a_usage_error(chat_path):
+    result = runner.invoke(app, ["serve", str(chat_path), "--plan", "nope", "-d", "chat-70b", "--rps", "4",
+                                 "--duration-s", "60"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "no plan named 'nope'" in result.output
+    assert "Traceback" not in result.output

@@ -98,3 +98,13 @@ def test_the_projection_holds_whole_units():
     held = result.summary["deployments"]["chat-8b"]["gpu_hours_held"]
     assert held == pytest.approx(3 * units)  # 1 prefill + 2 decode GPUs per unit
     assert 0 < result.summary["deployments"]["chat-8b"]["busy_fraction"] <= 1
+
+
+def test_closed_loop_keeps_its_users_across_the_groups():
+    scenario = chat_scenario({"disaggregation": {"prefill_replicas": 1, "decode_replicas": 1}})
+    result = serve(scenario, "chat-8b", concurrency=16, duration_s=120, seed=2)
+    assert result.summary["mean_requests_in_system"] == pytest.approx(16, rel=1e-9)
+    rq = result.requests
+    done = rq[rq["measured"] & (rq["status"] == "completed")]
+    throughput = len(done) / (result.record.duration_s - result.record.warmup_s)
+    assert throughput * done["e2e_ms"].mean() / 1000 == pytest.approx(16, rel=0.05)  # Little: N = X R
