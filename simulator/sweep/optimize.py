@@ -275,8 +275,7 @@ class Optimizer:
                 dropped.append({"pool": pool_name, "gpu": gpu, "option": option.label, "reason": reason})
                 continue
             od, _ = space.prices(self.scenario, self.scenario.pool(pool_name), gpu)
-            unit = self.scenario.deployment(option.deployment).model_copy(
-                update={"tensor_parallel": option.tensor_parallel}).gpus_per_replica  # P + D units count all
+            unit = option.gpus_per_replica(self.scenario.deployment(option.deployment))  # P + D: all GPUs
             score = unit * od / capacity  # $ per hour per req/s of capacity
             per_dep = candidates.setdefault((pool_name, gpu), {})
             per_dep.setdefault(option.deployment, []).append((score, option))

@@ -4,7 +4,9 @@
   (:data:`DEFAULT_GPUS`) that have both catalog prices.
 - Per deployment on that GPU: tensor-parallel degree in {1, 2, 4, 8} and weight dtype in
   {bf16, fp8 (where the GPU has FP8 units), int4} where the weights fit (the same rule as
-  scenario validation), plus the deployment's own setting where it fits.
+  scenario validation), plus the deployment's own setting where it fits; a disaggregated
+  deployment also tries the prefill:decode replicas of a unit in :data:`PREFILL_DECODE` (its
+  own first), so the plan chosen shows its P:D ratio.
 - Prices: where the pool keeps the GPU the scenario names, its own prices for that GPU (on-demand:
   its on-demand or overflow price; reserved: its committed price), else the catalog's
   ``usd_per_gpu_hour_on_demand`` / ``usd_per_gpu_hour_reserved``.
@@ -37,6 +39,9 @@ DEFAULT_GPUS = ("h100-sxm", "h200", "b200")
 TP_DEGREES = (1, 2, 4, 8)
 DTYPES = ("bf16", "fp8", "int4")
 COMMIT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+#: Prefill:decode replicas per unit tried for disaggregated deployments (DistServe's search
+#: found 1:1 to 1:3 and 2:1 best across its workloads; longer prompts want more prefill).
+PREFILL_DECODE = ((1, 1), (1, 2), (2, 1), (1, 3), (2, 3))
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,29 @@ class Option:
     deployment: str
     tensor_parallel: int
     dtype: str
+    #: disaggregated deployments: (prefill, decode) replicas per unit
+    prefill_decode: tuple[int, int] | None = None
 
     def overrides(self) -> dict[str, Any]:
-        return {f"deployments.{self.deployment}.tensor_parallel": self.tensor_parallel,
-                f"deployments.{self.deployment}.dtype": self.dtype}  # fmt: skip
+        out = {f"deployments.{self.deployment}.tensor_parallel": self.tensor_parallel,
+               f"deployments.{self.deployment}.dtype": self.dtype}  # fmt: skip
+        if self.prefill_decode is not None:
+            at = f"deployments.{self.deployment}.disaggregation"
+            out[f"{at}.prefill_replicas"], out[f"{at}.decode_replicas"] = self.prefill_decode
+        return out
 
     @property
     def label(self) -> str:
-        return f"{self.deployment}: TP{self.tensor_parallel} {self.dtype}"
+        pd = "" if self.prefill_decode is None else f" P:D {self.prefill_decode[0]}:{self.prefill_decode[1]}"
+        return f"{self.deployment}: TP{self.tensor_parallel} {self.dtype}{pd}"
+
+    def gpus_per_replica(self, dep: Deployment) -> int:
+        """GPUs of one replica (unit) of ``dep`` run this way."""
+        update: dict[str, Any] = {"tensor_parallel": self.tensor_parallel}
+        if self.prefill_decode is not None and dep.disaggregation is not None:
+            p, d = self.prefill_decode
+            update["disaggregation"] = dep.disaggregation.model_copy(update={"prefill_replicas": p, "decode_replicas": d})
+        return dep.model_copy(update=update).gpus_per_replica
 
 
 def serving_pools(scenario: Scenario) -> list[Pool]:
@@ -75,10 +95,13 @@ def candidate_gpus(scenario: Scenario, pool: Pool, gpus: list[str] | None = None
     return names
 
 
-def fits(catalog: Catalog, pool: Pool, gpu: GpuSpec, dep: Deployment, tp: int, dtype: str) -> bool:
-    """Whether the weights fit a replica and the pool holds the minimum replicas."""
+def fits(catalog: Catalog, pool: Pool, gpu: GpuSpec, dep: Deployment, tp: int, dtype: str,
+         unit_gpus: int | None = None) -> bool:  # fmt: skip
+    """Whether the weights fit a replica and the pool holds the minimum replicas (of
+    ``unit_gpus`` GPUs each; default ``tp``)."""
     model = catalog.models[dep.model]
-    if tp > pool.max_gpus or dep.autoscaling.min_replicas * tp > pool.max_gpus:
+    unit = tp if unit_gpus is None else unit_gpus
+    if unit > pool.max_gpus or dep.autoscaling.min_replicas * unit > pool.max_gpus:
         return False
     return weight_bytes(model, dtype) < usable_bytes(gpu, tp, dep.gpu_memory_utilization)
 
@@ -89,10 +112,16 @@ def deployment_options(scenario: Scenario, pool: Pool, gpu_name: str, dep: Deplo
     gpu = catalog.gpus[gpu_name]
     dtypes = [d for d in DTYPES if d != "fp8" or gpu.fp8_tflops]
     pairs = [(dep.tensor_parallel, dep.dtype)] + [(tp, d) for tp in TP_DEGREES for d in dtypes]
+    splits: list[tuple[int, int] | None] = [None]
+    if dep.disaggregation is not None:
+        own = (dep.disaggregation.prefill_replicas, dep.disaggregation.decode_replicas)
+        splits = list(dict.fromkeys([own, *PREFILL_DECODE]))
     out: list[Option] = []
     for tp, dtype in dict.fromkeys(pairs):
-        if fits(catalog, pool, gpu, dep, tp, dtype):
-            out.append(Option(dep.name, tp, dtype))
+        for split in splits:
+            option = Option(dep.name, tp, dtype, split)
+            if fits(catalog, pool, gpu, dep, tp, dtype, option.gpus_per_replica(dep)):
+                out.append(option)
     return out
 
 

@@ -108,3 +108,23 @@ def test_closed_loop_keeps_its_users_across_the_groups():
     done = rq[rq["measured"] & (rq["status"] == "completed")]
     throughput = len(done) / (result.record.duration_s - result.record.warmup_s)
     assert throughput * done["e2e_ms"].mean() / 1000 == pytest.approx(16, rel=0.05)  # Little: N = X R
+
+
+def test_optimize_searches_the_prefill_decode_split():
+    from simulator.sweep import space
+    from simulator.sweep.grid import apply_overrides
+
+    scenario = chat_scenario({"disaggregation": {"prefill_replicas": 1, "decode_replicas": 2}})
+    dep = scenario.deployment("chat-8b")
+    options = space.deployment_options(scenario, scenario.pool(dep.pool), "h100-sxm", dep)
+    splits = {o.prefill_decode for o in options}
+    assert splits == set(space.PREFILL_DECODE) | {(1, 2)}
+    assert options[0].prefill_decode == (1, 2)  # the deployment's own first
+    option = next(o for o in options if o.prefill_decode == (2, 3) and o.tensor_parallel == 2)
+    variant = apply_overrides(scenario, option.overrides()).deployment("chat-8b")
+    assert (variant.disaggregation.prefill_replicas, variant.disaggregation.decode_replicas) == (2, 3)
+    assert option.gpus_per_replica(dep) == variant.gpus_per_replica == 10
+    assert "P:D 2:3" in option.label
+    colocated = chat_scenario()
+    assert {o.prefill_decode for o in space.deployment_options(
+        colocated, colocated.pool("serving"), "h100-sxm", colocated.deployment("chat-8b"))} == {None}
