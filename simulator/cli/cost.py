@@ -10,6 +10,7 @@ from simulator.cli.app import app
 from simulator.cli.options import (
     JsonOpt,
     OnDateOpt,
+    PlanOpt,
     ScenarioArg,
     load,
     out,
@@ -34,13 +35,14 @@ def cost(
         int | None, typer.Option(help="Prompt tokens for the prefill figure (default: context).")
     ] = None,
     on: OnDateOpt = None,
+    plan: PlanOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost-model figures: one serving replica (--deployment: iteration times, tokens/s, $ per 1M
     tokens) or one training job (--job: its layout, step-time breakdown, MFU and goodput)."""
     if (deployment is None) == (job is None):
         raise typer.BadParameter("give exactly one of --deployment or --job")
-    loaded = load(scenario, on)
+    loaded = load(scenario, on, plan)
     if job is not None:
         from simulator.training.plan import job_figures
 

@@ -67,6 +67,9 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+PlanOpt = Annotated[str | None, typer.Option("--plan", help="Use this plan of the scenario ('base' = as written).")]
+
+
 def load(path: Path, on: datetime | None = None, plan: str | None = None) -> Any:
     """The validated scenario (its ``plan``, when named); with ``on``, its pools as in force
     on that date."""

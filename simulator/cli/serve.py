@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from simulator.cli.app import app
-from simulator.cli.options import OnDateOpt, err, load, out, print_json, table, user_errors
+from simulator.cli.options import OnDateOpt, PlanOpt, err, load, out, print_json, table, user_errors
 from simulator.common.errors import Problem, ScenarioError
 from simulator.common.files import OutputError, write_atomic
 
@@ -24,7 +24,6 @@ WorkloadOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the scenario's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-PlanOpt = Annotated[str | None, typer.Option("--plan", help="Simulate this plan of the scenario ('base' = as written).")]
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99")
 

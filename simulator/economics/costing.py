@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from simulator.economics.pricing import full_load_usd_per_gpu_hour
-from simulator.perf.memory import kv_cache_blocks
-from simulator.scenario.resolve import (
-    gpu_of,
-    kv_memory_options,
-    profile_for_pool,
-    serving_cost_model,
-)
+from simulator.scenario.resolve import decode_tokens_per_iteration, gpu_of, profile_for_pool
 from simulator.scenario.schema import Scenario
 
 
@@ -18,9 +12,13 @@ def replica_cost_figures(
 ) -> dict[str, float | int | str]:
     """Iteration times, throughput and $ per 1M tokens of one replica at full load.
 
-    Decode: ``batch`` requests with ``context_tokens`` each. Prefill: one prompt of
-    ``prompt_tokens`` (chunked by the deployment's token budget).
+    Decode: ``batch`` requests with ``context_tokens`` each (with speculative decoding, per
+    token at the deployment's acceptance rate: iteration time / E[tokens per iteration]).
+    Prefill: one prompt of ``prompt_tokens`` (chunked by the deployment's token budget). KV
+    capacity after weights, resident LoRA adapters and a draft model, as the engine has it.
     """
+    from simulator.inference.api import replica_setup  # the engine's limits and timer
+
     try:
         dep = scenario.deployment(deployment)
     except KeyError as err:
@@ -29,15 +27,16 @@ def replica_cost_figures(
         raise ScenarioError([Problem(("deployments",), str(err.args[0]))]) from None
     pool = scenario.pool(dep.pool)
     gpu = gpu_of(scenario, pool)
-    cm = serving_cost_model(scenario, dep)
-    decode_s = float(cm.decode_step_s(batch, context_tokens))
+    config, cm, timer = replica_setup(scenario, dep)
+    if dep.speculative is None:
+        decode_s = float(cm.decode_step_s(batch, context_tokens))
+    else:
+        decode_s = timer.decode_run(batch, batch * context_tokens).iteration_s(0)
     prefill_s = float(_chunked_prefill_s(cm, prompt_tokens, dep.max_batched_tokens))
     replica_usd_per_hour = dep.tensor_parallel * full_load_usd_per_gpu_hour(pool.pricing, gpu)
     decode_tokens_per_s = batch / decode_s
     prefill_tokens_per_s = prompt_tokens / prefill_s
-    blocks = kv_cache_blocks(cm.model, gpu, dep.dtype, dep.kv_dtype, dep.tensor_parallel,
-                             dep.gpu_memory_utilization, dep.kv_block_tokens,
-                             **kv_memory_options(dep))  # type: ignore[arg-type]  # fmt: skip
+    blocks = config.kv_blocks
     per_million = 1e6 / 3600 * replica_usd_per_hour
     return {
         "gpu": gpu.name,
@@ -47,6 +46,7 @@ def replica_cost_figures(
         "prefill_tokens_per_s": prefill_tokens_per_s,
         "decode_iteration_ms": decode_s * 1e3,
         "decode_tokens_per_s": decode_tokens_per_s,
+        "decode_tokens_per_iteration": decode_tokens_per_iteration(dep),
         "kv_cache_tokens": blocks * dep.kv_block_tokens,
         "max_requests_at_context": min(dep.max_batch_size, blocks * dep.kv_block_tokens // context_tokens),
         "replica_usd_per_hour": replica_usd_per_hour,

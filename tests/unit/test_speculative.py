@@ -156,3 +156,14 @@ def test_bad_speculation_is_a_clear_problem(speculative, message):
     with pytest.raises(ScenarioError) as err:
         spec_chat(speculative)
     assert message in str(err.value)
+
+
+def test_cost_figures_price_speculation_and_the_drafts_memory():
+    from simulator.economics.costing import replica_cost_figures
+
+    plain = replica_cost_figures(chat_scenario(), "chat-8b", 1, 1000, 1000)
+    spec = replica_cost_figures(spec_chat(), "chat-8b", 1, 1000, 1000)
+    assert spec["decode_tokens_per_iteration"] == pytest.approx(expected_tokens_per_iteration(0.7, 4))
+    assert spec["decode_tokens_per_s"] > 1.2 * plain["decode_tokens_per_s"]
+    assert spec["kv_cache_tokens"] < plain["kv_cache_tokens"]
+    assert plain["decode_tokens_per_iteration"] == 1.0
