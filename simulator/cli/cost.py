@@ -50,7 +50,7 @@ def cost(
             figures = job_figures(loaded, job)
         title = f"Cost model: training job {job}"
     else:
-        from simulator.economics.costing import replica_cost_figures
+        from simulator.inference.replica_cost import replica_cost_figures
 
         with user_errors():
             figures = replica_cost_figures(loaded, deployment, batch, context, prompt or context)

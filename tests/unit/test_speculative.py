@@ -159,7 +159,7 @@ def test_bad_speculation_is_a_clear_problem(speculative, message):
 
 
 def test_cost_figures_price_speculation_and_the_drafts_memory():
-    from simulator.economics.costing import replica_cost_figures
+    from simulator.inference.replica_cost import replica_cost_figures
 
     plain = replica_cost_figures(chat_scenario(), "chat-8b", 1, 1000, 1000)
     spec = replica_cost_figures(spec_chat(), "chat-8b", 1, 1000, 1000)

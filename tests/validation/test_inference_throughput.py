@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from simulator.economics.costing import replica_cost_figures
 from simulator.inference import serve
+from simulator.inference.replica_cost import replica_cost_figures
 from tests.inference_support import chat_scenario
 
 

@@ -1,8 +1,10 @@
-"""Headline cost-model figures of one replica, as ``fleetsim cost`` prints them."""
+"""Headline cost-model figures of one replica, as ``fleetsim cost`` prints them (here, beside
+the engine, because its KV limits and speculative timer are the engine's)."""
 
 from __future__ import annotations
 
 from simulator.economics.pricing import full_load_usd_per_gpu_hour
+from simulator.inference.api import replica_setup
 from simulator.scenario.resolve import decode_tokens_per_iteration, gpu_of, profile_for_pool
 from simulator.scenario.schema import Scenario
 
@@ -17,7 +19,6 @@ def replica_cost_figures(
     Prefill: one prompt of ``prompt_tokens`` (chunked by the deployment's token budget). KV
     capacity after weights, resident LoRA adapters and a draft model, as the engine has it.
     """
-    from simulator.inference.api import replica_setup  # the engine's limits and timer
 
     try:
         dep = scenario.deployment(deployment)
