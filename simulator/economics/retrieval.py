@@ -50,9 +50,43 @@ def retrieved_tokens(workload: Workload) -> int:
 
 
 def model_prompt_tokens_mean(workload: Workload) -> float:
-    """Mean prompt the model sees: the user's prompt plus the retrieved passages."""
+    """Mean prompt the model sees: the user's prompt plus the retrieved passages, and in a
+    conversation the system prompt and history before them (:func:`mean_reusable_tokens`)."""
     mean = workload.prompt_tokens.mean
-    return mean + workload.retrieval.retrieved_tokens if workload.retrieval is not None else mean
+    new = mean + workload.retrieval.retrieved_tokens if workload.retrieval is not None else mean
+    return new + mean_reusable_tokens(workload)
+
+
+def _turns_sample(workload: Workload) -> np.ndarray:
+    """Turns per session as sampled (whole, >= 1), a fixed sample for expectations."""
+    assert workload.sessions is not None
+    draws = np.rint(workload.sessions.turns.sample(np.random.default_rng(0), 100_000))
+    return np.maximum(draws, 1.0)
+
+
+def mean_turns(workload: Workload) -> float:
+    """E[turns per session] of a conversation workload."""
+    return float(_turns_sample(workload).mean())
+
+
+def mean_reusable_tokens(workload: Workload) -> float:
+    """E[system + history tokens] of a turn (0 without sessions): S + (E[new] + E[out]) x
+    E[T(T-1)/2] / E[T], since a random turn of a session of T turns follows k - 1 earlier ones
+    with k uniform on 1..T."""
+    if workload.sessions is None:
+        return 0.0
+    t = _turns_sample(workload)
+    earlier = float((t * (t - 1) / 2).mean() / t.mean())
+    new = workload.prompt_tokens.mean + retrieved_tokens(workload)
+    return workload.sessions.system_prompt_tokens + (new + workload.output_tokens.mean) * earlier
+
+
+def expected_prefix_hit_rate(workload: Workload) -> float:
+    """Share of prompt tokens the prefix cache serves, for closed-form estimates: the given
+    rate, or for conversations every reusable token (a cache that keeps them all)."""
+    if workload.sessions is None:
+        return workload.prefix_cache_hit_rate
+    return mean_reusable_tokens(workload) / model_prompt_tokens_mean(workload)
 
 
 def sample_retrieval_s(retrieval: Retrieval, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -40,6 +40,7 @@ from simulator.inference.engine import (
 from simulator.inference.metrics import replicas_frame, requests_frame, summarize
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.router import ROUTERS
+from simulator.inference.sessions import sample_turns
 from simulator.inference.timing import IterationTimer
 from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
@@ -59,7 +60,7 @@ from simulator.scenario.schema import Deployment, Scenario, Workload
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
 #: Streams derived from the seed by a fixed spawn key (the seed's key + (EXTRA_KEY + i,)).
-EXTRA_STREAMS = ("adapters", "retrieval", "speculation")
+EXTRA_STREAMS = ("adapters", "retrieval", "speculation", "sessions")
 EXTRA_KEY = 1 << 20
 
 #: Default warm-up: this share of the duration is excluded from statistics.
@@ -213,11 +214,15 @@ def too_long_share(scenario: Scenario, deployment: Deployment, workload: Workloa
     """Share of ``workload``'s requests ``deployment`` refuses as too long (past the model's
     context or the replica's whole KV cache), as the engine decides it, estimated from
     :data:`TOO_LONG_SAMPLES` draws of the token distributions (fixed seed: deterministic)."""
-    rng = np.random.default_rng(20240917)
-    prompt = sample_token_counts(workload.prompt_tokens, rng, TOO_LONG_SAMPLES)
-    if workload.retrieval is not None:
-        prompt = prompt + retrieved_tokens(workload)
-    output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
+    if workload.sessions is not None:  # conversations: histories make late turns long
+        turns = sample_turns(workload, TOO_LONG_SAMPLES / 3600, 3600, streams(20240917), retrieved_tokens(workload))
+        prompt, output = turns.prompt_tokens, turns.output_tokens
+    else:
+        rng = np.random.default_rng(20240917)
+        prompt = sample_token_counts(workload.prompt_tokens, rng, TOO_LONG_SAMPLES)
+        if workload.retrieval is not None:
+            prompt = prompt + retrieved_tokens(workload)
+        output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
     limits = replica_limits(serving_cost_model(scenario, deployment), deployment,
                             draft_model_of(scenario, deployment))  # fmt: skip
     return float(too_long_mask(prompt, served_output_tokens(prompt, output, limits), limits).mean())
@@ -274,6 +279,9 @@ class OfferedRequests:
     retrieval_s: np.ndarray | None = None  #: retrieval seconds (0 for response-cache hits)
     #: seed of the speculative-decoding acceptance draws (from the "speculation" stream)
     speculation_seed: int = 0
+    session: np.ndarray | None = None  #: conversations: session id per request
+    reusable_tokens: np.ndarray | None = None  #: conversations: system + history tokens
+    shared_prefix_tokens: int = 0  #: conversations: the system prompt's tokens
 
     def gpu_requests(
         self, prefix_cache_hit_rate: float, speculation: tuple[float, int] | None = None
@@ -296,6 +304,11 @@ class OfferedRequests:
         prompt = self.prompt_tokens[keep][order]
         if self.adapter is not None:
             adapter = self.adapter[keep][order]
+        session = reusable = None
+        cached = prefix_cached_tokens(prompt, prefix_cache_hit_rate)
+        if self.session is not None and self.reusable_tokens is not None:  # the replicas' caches decide
+            session, reusable = self.session[keep][order], self.reusable_tokens[keep][order]
+            cached = np.zeros(len(prompt), dtype=np.int64)
         iterations = None
         if speculation is not None:
             rng = np.random.default_rng(self.speculation_seed)
@@ -305,10 +318,13 @@ class OfferedRequests:
             arrival_s=arrival,
             prompt_tokens=prompt,
             output_tokens=self.output_tokens[keep][order],
-            cached_tokens=prefix_cached_tokens(prompt, prefix_cache_hit_rate),
+            cached_tokens=cached,
             adapter=adapter,
             retrieval_s=retrieval,
             decode_iterations=iterations,
+            session=session,
+            reusable_tokens=reusable,
+            shared_prefix_tokens=self.shared_prefix_tokens,
         )
 
 
@@ -343,6 +359,8 @@ def sample_requests(
     token distributions and response-cache hit rate, adapter ids and retrieval stage (its
     retrieved tokens are added to every prompt)."""
     rngs = streams(seed)
+    if workload.sessions is not None:
+        return _session_requests(workload, rate_per_s, duration_s, rngs)
     times = arrival_times_s(arrival_process(workload.traffic, rate_per_s), rngs["arrivals"], duration_s)
     n = len(times)
     prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
@@ -352,6 +370,19 @@ def sample_requests(
     cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
     adapter, retrieval = _stages(workload, rngs, cache_hit)
     return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval, _speculation_seed(rngs))
+
+
+def _session_requests(
+    workload: Workload, rate_per_s: float, duration_s: float, rngs: dict[str, np.random.Generator]
+) -> OfferedRequests:
+    """The turns of ``workload``'s conversations (:mod:`simulator.inference.sessions`)."""
+    turns = sample_turns(workload, rate_per_s, duration_s, rngs, retrieved_tokens(workload))
+    n = len(turns.arrival_s)
+    cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
+    adapter, retrieval = _stages(workload, rngs, cache_hit)
+    return OfferedRequests(turns.arrival_s, turns.prompt_tokens, turns.output_tokens, cache_hit, adapter, retrieval,
+                           _speculation_seed(rngs), turns.session, turns.reusable_tokens,
+                           workload.sessions.system_prompt_tokens)  # type: ignore[union-attr]  # fmt: skip
 
 
 def _speculation_seed(rngs: dict[str, np.random.Generator]) -> int:

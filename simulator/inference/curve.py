@@ -11,6 +11,13 @@ the saturation throughput). It is found by bisection, each probe pooling ``repli
 that share their random numbers across rates (common random numbers: the same arrivals stretched
 in time, the same token counts), which keeps attainment close to monotone in the rate.
 
+Conversations (``sessions``): the replica's prefix cache is simulated. With the deployment's
+router ``session_affinity`` every turn of a session reaches the replica that holds its history
+(as on a fleet with cache-aware routing); with any other router each turn is taken as landing
+where its history is not (only the shared system prompt is found), which is what a
+session-blind router does on a fleet of many replicas (on R replicas it finds it 1/R of the
+time): a stated, conservative simplification.
+
 :func:`deployment_curve` chooses everything itself and caches curves by a content hash of their
 inputs, in memory and on disk (directory ``$FLEETSIM_CACHE_DIR``, default
 ``~/.cache/fleetsim/curves``; set it to ``off`` or an empty string to disable disk caching, an
@@ -20,6 +27,7 @@ unwritable directory is skipped silently). Files are written atomically
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -32,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from simulator.common.files import OutputError, write_atomic
-from simulator.economics.retrieval import model_prompt_tokens_mean
+from simulator.economics.retrieval import expected_prefix_hit_rate, model_prompt_tokens_mean
 from simulator.inference.api import (
     acceptance_rate,
     disaggregated_setup,
@@ -141,8 +149,10 @@ class _Probe:
         warmup_floor_s: float,
         speculation: tuple[float, int] | None = None,
         disaggregated: DisaggregatedConfig | None = None,
+        session_affinity: bool = True,
     ) -> None:
         self.workload = workload.model_copy(update={"response_cache_hit_rate": 0.0})
+        self.session_affinity = session_affinity
         self.speculation = speculation
         self.disaggregated = disaggregated
         max_queue = settings.max_queue_batches * config.max_batch_size
@@ -172,6 +182,10 @@ class _Probe:
         for seq in self.seeds[:replications]:
             offered = sample_requests(wl, rate, duration, seq)
             requests = offered.gpu_requests(wl.prefix_cache_hit_rate, self.speculation)
+            if requests.session is not None and not self.session_affinity:
+                # a router blind to sessions sends a turn anywhere: on a fleet of many replicas
+                # it rarely finds its history, only the system prompt every replica holds
+                requests = dataclasses.replace(requests, session=np.arange(len(requests)))
             if self.disaggregated is not None:
                 record = simulate_disaggregated(self.disaggregated, self.timer, requests, duration_s=duration,
                                                 warmup_s=warmup)  # fmt: skip
@@ -227,7 +241,7 @@ def saturation_rate_per_s(
     """
     prompt = max(1.0, model_prompt_tokens_mean(workload))
     output = max(1.0, workload.output_tokens.mean)
-    computed = max(1.0, prompt * (1 - workload.prefix_cache_hit_rate))
+    computed = max(1.0, prompt * (1 - expected_prefix_hit_rate(workload)))
     context = prompt + output / 2
     kv_batch = config.kv_blocks * config.kv_block_tokens / (context + config.kv_block_tokens / 2)
     batch = max(1.0, min(config.max_batch_size, math.floor(kv_batch)))
@@ -276,7 +290,8 @@ def latency_curve(
         max_queue = settings.max_queue_batches * config.max_batch_size
         units = disaggregated_setup(scenario, dep, wl, config, max_queue_per_replica=max_queue)
         saturation *= dep.disaggregation.decode_replicas
-    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl), units)
+    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl), units,
+                   dep.router == "session_affinity")  # fmt: skip
     target = wl.slo.attainment_target
     capacity = _capacity(probe, saturation, target, settings)
     if rates_per_replica is None:
@@ -404,6 +419,9 @@ def curve_key(
             "acceptance_rate": acceptance_rate(dep, wl),
             "draft": draft.model_dump(mode="json") if draft is not None else None,
         }
+    if wl.sessions is not None:  # enters only when used; the router then decides the hits
+        content["workload"]["sessions"] = wl.sessions.model_dump(mode="json")
+        content["session_affinity"] = dep.router == "session_affinity"
     if wl.adapters:
         content["workload"]["adapters"] = wl.adapters
         content["workload"]["adapter_zipf_exponent"] = wl.adapter_zipf_exponent

@@ -48,7 +48,7 @@ from simulator.inference.replica import (
     ReplicaStats,
     RequestTable,
 )
-from simulator.inference.router import make_router
+from simulator.inference.router import SessionAffinityRouter, make_router
 from simulator.inference.timing import IterationTimer
 
 #: Default cap on requests waiting per replica before arrivals are dropped ("queue_full").
@@ -87,11 +87,17 @@ class RequestArrays:
     #: speculative decoding: verification iterations to emit each request's output tokens after
     #: the first (:func:`simulator.perf.speculative.sample_decode_iterations`)
     decode_iterations: np.ndarray | None = None
+    #: conversations: session id per request, and the prompt tokens (system + history) an
+    #: earlier turn of the session may have left in a replica's prefix cache; ``cached_tokens``
+    #: is then decided by the replicas (:mod:`simulator.inference.replica`)
+    session: np.ndarray | None = None
+    reusable_tokens: np.ndarray | None = None
+    shared_prefix_tokens: int = 0  #: conversations: the system prompt every session starts with
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
         names = ["prompt_tokens", "output_tokens", "cached_tokens"]
-        names += [name for name in ("adapter", "retrieval_s", "decode_iterations")
+        names += [name for name in ("adapter", "retrieval_s", "decode_iterations", "session", "reusable_tokens")
                   if getattr(self, name) is not None]  # fmt: skip
         for name in names:
             if len(getattr(self, name)) != n:
@@ -216,7 +222,11 @@ class _Engine:
             if i is not None:
                 self.replicas[i].offer(now)
             return
-        replica = self.replicas[self.router.choose(self.replicas)]
+        sessions = self.table.session
+        if sessions is not None and isinstance(self.router, SessionAffinityRouter):
+            replica = self.replicas[self.router.choose_for(self.replicas, sessions[rid])]
+        else:
+            replica = self.replicas[self.router.choose(self.replicas)]
         if len(replica.waiting) >= self.max_queue:
             self._drop(rid, 1)
             return
@@ -348,6 +358,10 @@ def simulate(
 
     env = simpy.Environment()
     table = RequestTable(prompt, steps, cached, adapter)
+    if requests.session is not None and requests.reusable_tokens is not None:
+        table.session = np.asarray(requests.session[:n], dtype=np.int64).tolist()
+        table.reusable = np.minimum(np.asarray(requests.reusable_tokens[:n], dtype=np.int64), prompt - 1).tolist()
+        table.shared_prefix = requests.shared_prefix_tokens
     engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
     probes = {"warmup": 0}
     if warmup_s > 0:
@@ -414,7 +428,7 @@ def _record(
         arrival_s=arrival,
         prompt_tokens=prompt,
         output_tokens=output,
-        cached_tokens=cached,
+        cached_tokens=np.asarray(table.cached, dtype=np.int64) if table.session is not None else cached,
         first_scheduled_s=times(table.first_sched),
         first_token_s=times(table.first_token),
         finish_s=times(table.finish),

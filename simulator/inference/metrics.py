@@ -252,6 +252,9 @@ def summarize(
         "warmup_s": record.warmup_s,
         "simulated_until_s": record.end_s,
     }
+    prompts = float(served["prompt_tokens"].sum())
+    # prompt tokens served from the prefix cache (fixed rate, or the simulated cache of conversations)
+    summary["prefix_cache_hit_rate"] = float(served["cached_prompt_tokens"].sum()) / prompts if prompts else None
     if "retrieval_ms" in served:
         summary["retrieval_ms"] = describe(served["retrieval_ms"].to_numpy())
     if "adapter" in gpu:

@@ -48,7 +48,7 @@ fit.
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,6 +131,10 @@ class RequestTable:
         self.finish: list[float] = [-1.0] * n
         self.replica: list[int] = [-1] * n
         self.preemptions: list[int] = [0] * n
+        #: conversations (None: ``cached`` is fixed): session id and reusable prefix per request
+        self.session: list[int] | None = None
+        self.reusable: list[int] | None = None
+        self.shared_prefix = 0  #: tokens of the system prompt every session starts with
 
 
 class ReplicaStats:
@@ -224,6 +228,10 @@ class Replica:
         self.adapter_cap = config.max_adapters_per_batch if table.adapter is not None else None
         self.batch_adapters: dict[int, int] = {}
         self.dec_adapters: dict[int, int] = {}
+        # prefix cache of finished turns' KV in the free blocks (conversations only)
+        self.cache_on = table.session is not None
+        self.prefix_cache: OrderedDict[int, int] = OrderedDict()  # session -> tokens; -1: system prompt
+        self.cache_blocks = 0
 
     # ------------------------------------------------------------------ adapters
     @staticmethod
@@ -244,6 +252,53 @@ class Replica:
         """Whether ``rid``'s adapter cannot join the batch (the cap of distinct adapters)."""
         a = self.adapter_of[rid]  # type: ignore[index]
         return a >= 0 and a not in self.batch_adapters and len(self.batch_adapters) >= self.adapter_cap  # type: ignore[operator]
+
+    # ------------------------------------------------------------------ prefix cache
+    def _cache_hit(self, rid: int) -> int:
+        """Prompt tokens of ``rid`` found in the cache: its session's last turn, else the system
+        prompt; whole blocks only (vLLM caches full blocks), the last prompt token computed."""
+        t = self.t
+        cache = self.prefix_cache
+        reusable = t.reusable[rid]  # type: ignore[index]
+        hit = min(cache.get(t.session[rid], 0), reusable)  # type: ignore[index]
+        if hit < t.shared_prefix and -1 in cache:
+            hit = min(t.shared_prefix, reusable)
+        hit = hit // self.block * self.block
+        return min(hit, t.target[rid] - 1)
+
+    def _cache_take(self, rid: int) -> None:
+        """``rid`` was admitted: its session's cached KV becomes its own blocks; the shared system
+        prompt stays cached (counted in the request as well: a simplification)."""
+        cache = self.prefix_cache
+        tokens = cache.pop(self.t.session[rid], None)  # type: ignore[index]
+        if tokens is not None:
+            self.cache_blocks -= -(-tokens // self.block)
+        if -1 in cache:
+            cache.move_to_end(-1)
+
+    def _cache_keep(self, rid: int) -> None:
+        """``rid`` finished: the KV of its prompt and answer stays cached for its next turn."""
+        t = self.t
+        cache = self.prefix_cache
+        session = t.session[rid]  # type: ignore[index]
+        old = cache.pop(session, None)
+        if old is not None:
+            self.cache_blocks -= -(-old // self.block)
+        tokens = t.prompt[rid] + t.output[rid]
+        cache[session] = tokens
+        self.cache_blocks += -(-tokens // self.block)
+        shared = t.shared_prefix
+        if shared > 0 and -1 not in cache:
+            cache[-1] = shared
+            self.cache_blocks += -(-shared // self.block)
+
+    def _cache_evict(self) -> None:
+        """Least recently used entries out until the cache fits the blocks nobody runs on."""
+        free = self.total_blocks - self._decode_blocks(self.it) - self.prefill_blocks
+        cache = self.prefix_cache
+        while cache and self.cache_blocks > free:
+            _, tokens = cache.popitem(last=False)
+            self.cache_blocks -= -(-tokens // self.block)
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int, now: float) -> None:
@@ -397,6 +452,8 @@ class Replica:
         t = self.t
         t.status[rid] = DONE
         t.finish[rid] = now
+        if self.cache_on:
+            self._cache_keep(rid)
         if self.reserve:
             self.reserved_blocks -= -(-(t.prompt[rid] + t.output[rid]) // self.block)
         self.active -= 1
@@ -508,6 +565,9 @@ class Replica:
                     if len(skipped) >= self.max_batch:
                         break
                     continue
+                if self.cache_on and t.first_sched[rid] < 0:
+                    hit = self._cache_hit(rid)  # first admission (a pre-empted one recomputes)
+                    t.cached[rid] = done[rid] = hit
                 need = -(-target[rid] // block)
                 if self.reserve:  # room for the whole output (which covers the prompt), or wait
                     whole = -(-(t.prompt[rid] + t.output[rid]) // block)
@@ -524,6 +584,8 @@ class Replica:
                         if used + need + reserve > total:
                             break
                 waiting.popleft()
+                if self.cache_on:
+                    self._cache_take(rid)
                 used += need
                 self.prefill_blocks += need
                 self.active += 1
@@ -550,6 +612,8 @@ class Replica:
                 status = t.status
                 self.order = [(s, r) for s, r in self.order if t.seq[r] == s and status[r] in
                               (PREFILL, DECODE)]  # fmt: skip
+        if self.cache_on and self.prefix_cache:
+            self._cache_evict()
         self.t0 = now
         # KV blocks in use (decoders counted at half a block of rounding each), for occupancy
         self.seg_kv_start = (self.a_sum + b * it + b * (block - 1) / 2) / block + self.prefill_blocks

@@ -7,6 +7,12 @@ admitted yet). Policies:
 - ``round_robin``: replicas in turn, each with its own FCFS queue.
 - ``least_outstanding``: the replica with the fewest outstanding requests (lowest index on ties),
   each with its own FCFS queue.
+- ``session_affinity``: a conversation's turn goes to the replica that served its previous turn
+  (where its prefix is cached), unless the replicas are out of balance, then to the least
+  outstanding: the cache-aware policy of the SGLang gateway and vLLM router, with their default
+  thresholds (busiest - idlest > 64 requests and busiest > 1.5 x idlest). Requests without a
+  session route as ``least_outstanding``. (Their radix-tree prefix match across sessions is
+  not modelled: only a session's own history and, on every replica, the shared system prompt.)
 - ``shared_queue``: one central FCFS queue that every replica admits from (join-the-shortest-queue
   with a central queue). The arriving request is offered to the replica with the most room in its
   batch; when none has room it waits centrally and the next replica to free a slot takes the
@@ -18,8 +24,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-RouterName = Literal["round_robin", "least_outstanding", "shared_queue"]
-ROUTERS: tuple[str, ...] = ("round_robin", "least_outstanding", "shared_queue")
+RouterName = Literal["round_robin", "least_outstanding", "shared_queue", "session_affinity"]
+ROUTERS: tuple[str, ...] = ("round_robin", "least_outstanding", "shared_queue", "session_affinity")
+#: Cache-aware routing falls back to load when busiest - idlest > this many requests...
+BALANCE_ABS_THRESHOLD = 64
+#: ... and busiest > this times idlest (SGLang gateway / vLLM router defaults).
+BALANCE_REL_THRESHOLD = 1.5
 
 
 class RoutedReplica(Protocol):
@@ -62,6 +72,24 @@ class LeastOutstandingRouter:
         return best
 
 
+class SessionAffinityRouter(LeastOutstandingRouter):
+    """Sticky per session while the replicas are in balance (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.home: dict[int, int] = {}
+
+    def choose_for(self, replicas: Sequence[RoutedReplica], session: int) -> int:
+        least = self.choose(replicas)
+        home = self.home.get(session)
+        if home is not None:
+            loads = [r.outstanding for r in replicas]
+            busiest, idlest = max(loads), loads[least]
+            if not (busiest - idlest > BALANCE_ABS_THRESHOLD and busiest > BALANCE_REL_THRESHOLD * idlest):
+                return home
+        self.home[session] = least
+        return least
+
+
 class SharedQueueRouter:
     shared_queue = True
 
@@ -84,4 +112,6 @@ def make_router(name: str) -> Router:
         return LeastOutstandingRouter()
     if name == "shared_queue":
         return SharedQueueRouter()
+    if name == "session_affinity":
+        return SessionAffinityRouter()
     raise ValueError(f"unknown router {name!r} (expected one of: {', '.join(ROUTERS)})")

@@ -15,7 +15,7 @@ per workload, not a simulated figure; the workbook and summary say so.
 
 from __future__ import annotations
 
-from simulator.economics.retrieval import model_prompt_tokens_mean
+from simulator.economics.retrieval import expected_prefix_hit_rate, model_prompt_tokens_mean
 from simulator.scenario.resolve import serving_cost_model
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
@@ -56,7 +56,7 @@ def request_gpu_seconds(
     cm = serving_cost_model(scenario, deployment)
     prompt = model_prompt_tokens_mean(workload)  # retrieved passages included
     output = workload.output_tokens.mean
-    uncached = prompt * (1.0 - workload.prefix_cache_hit_rate)
+    uncached = prompt * (1.0 - expected_prefix_hit_rate(workload))
     context = prompt + output / 2.0
     batch = representative_batch(scenario, deployment, context)
     prefill_s = float(cm.prefill_s(uncached)) if uncached > 0 else 0.0

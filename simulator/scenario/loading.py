@@ -146,7 +146,9 @@ def load_profile(path: str | FsPath) -> CalibrationProfile:
 # ---------------------------------------------------------------------- uncertainty
 
 #: Fields whose value is itself a distribution (not an uncertain number).
-_DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens", "latency_ms"}  # latency_ms: retrieval
+#: fields whose value is a distribution, not an uncertain number (latency_ms: retrieval; turns:
+#: sessions); a plan's dotted key ("workloads.chat.prompt_tokens") counts by its last part
+_DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens", "latency_ms", "turns"}
 
 
 def extract_inline_uncertainty(data: dict[str, Any], lines: dict[Path, int]) -> list[Problem]:
@@ -163,7 +165,9 @@ def extract_inline_uncertainty(data: dict[str, Any], lines: dict[Path, int]) -> 
     problems: list[Problem] = []
     found: dict[str, Any] = {}
     for path, value in list(_walk(data)):
-        if not (isinstance(value, dict) and "distribution" in value) or path[-1] in _DISTRIBUTION_FIELDS:
+        if not (isinstance(value, dict) and "distribution" in value) or (
+            path and str(path[-1]).rsplit(".", 1)[-1] in _DISTRIBUTION_FIELDS
+        ):
             continue
         if path and path[0] == "uncertainty":
             continue

@@ -441,7 +441,11 @@ class Deployment(Strict):
     kv_block_tokens: int = Field(
         default=_VLLM.kv_block_tokens, gt=0, description="KV-cache block size, tokens (default: the engine's)."
     )
-    router: Literal["round_robin", "least_outstanding"] = "least_outstanding"
+    router: Literal["round_robin", "least_outstanding", "session_affinity"] = Field(
+        default="least_outstanding",
+        description="How requests pick a replica; session_affinity keeps a conversation's turns "
+        "where its prefix is cached (the SGLang gateway's and vLLM router's cache-aware policy).",
+    )
     autoscaling: Autoscaling = Autoscaling()
     from_date: Date | None = Field(
         default=None, alias="from", description="First day it serves (default: from the start)."
@@ -584,6 +588,25 @@ class Route(Strict):
         return _ordered(steps, "schedule")
 
 
+class Sessions(Strict):
+    """Multi-turn conversations: each request is a turn whose prompt is the system prompt, the
+    whole history (earlier prompts and answers) and the turn's new tokens (``prompt_tokens``).
+    The prefix cache's hit rate then comes out of the simulation (each replica keeps the KV of
+    finished turns in its free cache blocks, least recently used evicted first) instead of
+    ``prefix_cache_hit_rate``."""
+
+    turns: Distribution = Field(description="Turns per conversation (drawn like token counts: whole, >= 1).")
+    think_s: float = Field(
+        gt=0, le=86400,
+        description="Mean seconds from one turn's arrival to the next (exponential; the user "
+        "reads the answer and types). Turns are spaced from arrivals, not from answers: a "
+        "simplification that holds while answers take less than the think time.",
+    )  # fmt: skip
+    system_prompt_tokens: int = Field(
+        default=0, ge=0, description="Tokens of a system prompt every conversation of the workload starts with."
+    )
+
+
 class Retrieval(Strict):
     """A retrieval stage (vector search, re-ranking) that runs before the model.
 
@@ -655,9 +678,20 @@ class Workload(Strict):
     retrieval: Retrieval | None = Field(
         default=None, description="Retrieval stage before the model (RAG); default none."
     )
+    sessions: Sessions | None = Field(
+        default=None,
+        description="Requests are turns of conversations with a simulated prefix cache "
+        "(default: independent requests, prefix_cache_hit_rate as given).",
+    )
 
 
 # --------------------------------------------------------------------------- training
+
+    @model_validator(mode="after")
+    def _sessions_or_fixed_hit_rate(self) -> Workload:
+        if self.sessions is not None and self.prefix_cache_hit_rate > 0:
+            raise ValueError("sessions simulate the prefix cache: leave prefix_cache_hit_rate out (it is the simple mode)")
+        return self
 
     @model_validator(mode="after")
     def _token_counts(self) -> Workload:
