@@ -11,6 +11,8 @@
     Also: simpy events per request and output tokens per event, which show that events scale
     with requests, not with tokens.
 (c) Building the latency curves of the bundled chat scenario (two deployments), no cache.
+(d) The chat case as 4-turn conversations with the prefix cache simulated and session-affinity
+    routing on 8 replicas (aim: >= 20,000 req/s), against the bare simpy M/M/c loop.
 
 Figures are printed, not asserted: this is not a timed test.
 """
@@ -156,6 +158,46 @@ def bench_chat(profile: bool, replicas: int = 8, per_replica_rps: float = 20.0,
         pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 
+def bench_conversations(replicas: int = 8, per_replica_rps: float = 12.0, duration_s: float = 900.0) -> None:
+    """(d) the chat case as conversations with the prefix cache simulated, session affinity,
+    against the bare simpy M/M/c loop on the same number of customers (same run)."""
+    from simulator.inference.api import streams
+    from simulator.inference.sessions import sample_turns
+    from simulator.scenario.checks import validate_scenario_data
+    from simulator.scenario.loading import scenario_data
+
+    scenario = load_scenario(ROOT / "scenarios" / "chat-assistant.yaml")
+    data = scenario_data(scenario)
+    data["workloads"][0].update(prefix_cache_hit_rate=0.0, prompt_tokens={"distribution": "lognormal", "mean": 300,
+                                "sigma": 0.8}, sessions={"turns": {"distribution": "fixed", "value": 4},
+                                "think_s": 30, "system_prompt_tokens": 500})  # fmt: skip
+    scenario = validate_scenario_data(data)
+    dep = scenario.deployment("chat-8b")
+    config, _, timer = replica_setup(scenario, dep)
+    turns = sample_turns(scenario.workload("chat"), per_replica_rps * replicas, duration_s, streams(3))
+    n = len(turns.arrival_s)
+    requests = RequestArrays(turns.arrival_s, turns.prompt_tokens, turns.output_tokens, np.zeros(n, dtype=int),
+                             session=turns.session, reusable_tokens=turns.reusable_tokens,
+                             shared_prefix_tokens=500)  # fmt: skip
+    engine_config = EngineConfig(config, replicas, "session_affinity")
+    print(f"(d) conversations (4 turns, 500-token system prompt, prefix cache simulated), {replicas} x "
+          f"{dep.model}, session affinity, {n:,} requests")  # fmt: skip
+
+    def engine():
+        return simulate(engine_config, timer, requests, duration_s=duration_s)
+
+    wall_s, record = best_of(3, engine)
+    events, _ = count_events(engine)
+    rng = np.random.default_rng(5)
+    service = rng.exponential(0.9 * replicas / (per_replica_rps * replicas), n)
+    bare_s, _ = best_of(3, lambda: bare_simpy_mmc(turns.arrival_s, service, replicas))
+    done = record.status == "completed"
+    hit = record.cached_tokens[done].sum() / record.prompt_tokens[done].sum()
+    print(f"    engine (simulate)      {n / wall_s:10,.0f} req/s   (aim >= 20,000)")
+    print(f"    bare simpy M/M/c loop  {n / bare_s:10,.0f} req/s   engine / bare time {wall_s / bare_s:.2f} x")
+    print(f"    simpy events           {events / n:10.2f} per request, prefix-cache hit rate {hit:.1%}")
+
+
 def bench_curves() -> None:
     from simulator.inference.curve import clear_memory_cache, deployment_curve
 
@@ -180,6 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     bench_mmc()
     bench_chat(args.profile)
+    bench_conversations()
     bench_curves()
 
 
