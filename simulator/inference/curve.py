@@ -67,7 +67,7 @@ from simulator.scenario.resolve import draft_model_of
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
-CURVE_VERSION = 2  # 2: issue 15's cost model, engine presets, prefill busy share
+CURVE_VERSION = 3  # 2: issue 15's cost model, engine presets, prefill busy share; 3: prefix hit rate
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
 
@@ -88,6 +88,9 @@ class LatencyCurve:
     prefill_busy_fraction: np.ndarray  # shape (n,) share of time in iterations with prefill
     tokens_per_request: tuple[float, float]  # mean (input, output) tokens
     capacity_per_replica: float  # req/s where SLO attainment == target (>= 0; 0 if unreachable)
+    #: shape (n,): share of served prompt tokens found in the prefix cache (the fixed rate, or
+    #: simulated for conversations)
+    prefix_cache_hit_rate: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class PointResult:
     overloaded: bool
     mean_prompt_tokens: float
     mean_output_tokens: float
+    prefix_cache_hit_rate: float
 
     def sustainable(self, target: float) -> bool:
         return (not self.overloaded) and self.slo_attainment >= target
@@ -177,6 +181,7 @@ class _Probe:
             replications = settings.steady_replications
         warmup = min(0.5 * duration, max(0.1 * duration, self.warmup_floor_s))
         ttft, tpot, e2e, busy, prefill_busy, prompts, outputs = [], [], [], [], [], [], []
+        cached_sum = prompt_sum = 0.0
         met = counted = 0
         overloaded = False
         for seq in self.seeds[:replications]:
@@ -197,6 +202,8 @@ class _Probe:
             met += int(slo_met(t, p, e, wl.slo)[count].sum())
             counted += int(count.sum())
             served = measured_mask(record) & (record.status == "completed")
+            cached_sum += float(record.cached_tokens[served].sum())
+            prompt_sum += float(record.prompt_tokens[served].sum())
             ttft.append(t[served])
             tpot.append(p[served])
             e2e.append(e[served])
@@ -218,6 +225,7 @@ class _Probe:
             overloaded=overloaded,
             mean_prompt_tokens=float(np.concatenate(prompts).mean()),
             mean_output_tokens=float(np.concatenate(outputs).mean()),
+            prefix_cache_hit_rate=cached_sum / prompt_sum if prompt_sum else 0.0,
         )
         self.points[key] = point
         return point
@@ -323,6 +331,7 @@ def latency_curve(
             float(np.mean([p.mean_output_tokens for p in points])),
         ),
         capacity_per_replica=float(capacity),
+        prefix_cache_hit_rate=np.array([p.prefix_cache_hit_rate for p in points]),
     )
 
 
@@ -369,7 +378,7 @@ def _bisect(holds: Any, lo: float, hi: float, tolerance: float) -> tuple[float, 
 
 _MEMORY: dict[str, LatencyCurve] = {}
 _ARRAYS = ("rates_per_replica", "quantile_levels", "ttft_ms", "tpot_ms", "e2e_ms",
-           "slo_attainment", "busy_fraction", "prefill_busy_fraction")  # fmt: skip
+           "slo_attainment", "busy_fraction", "prefill_busy_fraction", "prefix_cache_hit_rate")  # fmt: skip
 
 
 def curve_key(

@@ -523,6 +523,9 @@ def _slo_rows(w: _SummaryWriter, name: str) -> None:
     )
     for key, label in (("ttft_p95_ms", "  TTFT p95"), ("tpot_p95_ms", "  TPOT p95")):
         w.add(f"{name}.{key}", label, "ms", "num", "simulated", [(None, s.get(key)) for s in stats])
+    if any(s.get("prefix_cache_hit_rate") is not None for s in stats):  # conversations
+        w.add(f"{name}.prefix_cache_hit_rate", "  prefix-cache hit rate (simulated, at SLO capacity)", "%", "pct",
+              "simulated", [(None, s.get("prefix_cache_hit_rate")) for s in stats])  # fmt: skip
 
 
 #: How full serving replicas were (summary.json "deployments"; see simulator.results.result).

@@ -520,7 +520,25 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
     if retrieval is not None:
         out["retrieval_cost_usd"] = retrieval
         out["retrieval_queries"] = float(p.retrieval[workload.name].queries.sum())
+    if workload.sessions is not None:
+        out["prefix_cache_hit_rate"] = _simulated_hit_rate(p, workload.name)
     return out
+
+
+def _simulated_hit_rate(p: Projection, workload: str) -> float | None:
+    """Conversations: the share of prompt tokens the replicas' prefix caches served, read off
+    each route's curve at its SLO capacity (the load replicas are sized for), weighted by the
+    requests each route served (None for curves that do not simulate it)."""
+    weighted = total = 0.0
+    for r in p.routes:
+        hits = getattr(r.curve, "prefix_cache_hit_rate", None)
+        if r.workload != workload or hits is None or not len(r.served_requests):
+            continue
+        served = float(r.served_requests.sum())
+        at = np.interp(r.curve.capacity_per_replica, r.curve.rates_per_replica, hits)
+        weighted += served * float(at)
+        total += served
+    return weighted / total if total else None
 
 
 def _job_summary(job, jobs: pd.DataFrame, monthly: pd.DataFrame) -> dict[str, Any]:

@@ -110,3 +110,18 @@ def test_session_affinity_keeps_the_cache_hits_across_replicas():
     sticky = serve(scenario, "chat-8b", rps=12, duration_s=900, seed=2, replicas=4, router="session_affinity")
     assert sticky.summary["prefix_cache_hit_rate"] > spread.summary["prefix_cache_hit_rate"] + 0.2
     assert sticky.summary["ttft_ms"]["p50"] < spread.summary["ttft_ms"]["p50"]
+
+
+def test_the_projection_reports_the_simulated_hit_rate_by_router():
+    from simulator.inference import deployment_curve
+    from simulator.results.runner import run
+
+    rates = {}
+    for router in ("least_outstanding", "session_affinity"):
+        scenario = chat_scenario({"router": router}, {
+            "sessions": {"turns": {"distribution": "fixed", "value": 4}, "think_s": 30, "system_prompt_tokens": 500},
+            "prefix_cache_hit_rate": 0, "routes": [{"deployment": "chat-8b", "share": 1.0}]})  # fmt: skip
+        scenario = scenario.model_copy(update={"horizon": scenario.horizon.model_copy(update={"months": 1})})
+        result = run(scenario, curve_provider=lambda s, d, w: deployment_curve(s, d, w, quick=True))
+        rates[router] = result.summary["workloads"]["chat"]["prefix_cache_hit_rate"]
+    assert 0 < rates["least_outstanding"] < rates["session_affinity"] < 1
