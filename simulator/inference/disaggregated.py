@@ -40,6 +40,7 @@ from simulator.inference.engine import (
     _ClosedLoop,
     _Engine,
     served_output_tokens,
+    speculative_steps,
     too_long_mask,
 )
 from simulator.inference.replica import DONE, DROPPED, RequestTable
@@ -167,10 +168,21 @@ def simulate_disaggregated(
     ones = np.ones(n, dtype=np.int64)
     too_long = too_long_mask(prompt, ones, pc) | too_long_mask(prompt, output, dc)
 
+    decode_output = output
+    spec = decode_timer.speculation
+    if spec is not None and requests.decode_iterations is not None:  # token steps on the decode side
+        offered = np.asarray(requests.output_tokens[:n], dtype=np.int64)
+        decode_output = speculative_steps(output, offered, np.asarray(requests.decode_iterations[:n]),
+                                          spec.tokens_per_iteration)  # fmt: skip
+
     env = simpy.Environment()
     window = (warmup_s, duration_s)
     prefill_table = RequestTable(prompt, ones, cached, None)
-    decode_table = RequestTable(prompt + 1, np.maximum(output - 1, 1), prompt, None)
+    if requests.session is not None and requests.reusable_tokens is not None:  # the prefix cache prefills
+        prefill_table.session = np.asarray(requests.session[:n], dtype=np.int64).tolist()
+        prefill_table.reusable = np.minimum(np.asarray(requests.reusable_tokens[:n], dtype=np.int64), prompt - 1).tolist()
+        prefill_table.shared_prefix = requests.shared_prefix_tokens
+    decode_table = RequestTable(prompt + 1, np.maximum(decode_output - 1, 1), prompt, None)
     prefill = _PrefillGroup(env, config.prefill, config.prefill_timer, prefill_table, too_long.tolist(), window)
     decode = _DecodeGroup(env, config.decode, decode_timer, decode_table, [False] * n, window)
     for replica in decode.replicas:
@@ -232,7 +244,7 @@ def _record(
         arrival_s=arrival[:k],
         prompt_tokens=prompt[:k],
         output_tokens=output[:k],
-        cached_tokens=cached[:k],
+        cached_tokens=np.asarray(p.cached[:k], dtype=np.int64),
         first_scheduled_s=times(p.first_sched),
         first_token_s=times(handoff.landed),
         finish_s=finish,

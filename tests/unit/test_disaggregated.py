@@ -128,3 +128,14 @@ def test_optimize_searches_the_prefill_decode_split():
     colocated = chat_scenario()
     assert {o.prefill_decode for o in space.deployment_options(
         colocated, colocated.pool("serving"), "h100-sxm", colocated.deployment("chat-8b"))} == {None}
+
+
+def test_disaggregation_composes_with_speculation_and_conversations():
+    split = {"disaggregation": {"prefill_replicas": 1, "decode_replicas": 1}}
+    draft = {"speculative": {"draft_model": "llama-3.2-1b", "draft_tokens": 4, "acceptance_rate": 0.7}}
+    talk = {"sessions": {"turns": {"distribution": "fixed", "value": 4}, "think_s": 30, "system_prompt_tokens": 500},
+            "prefix_cache_hit_rate": 0}  # fmt: skip
+    plain = serve(chat_scenario(split, talk), "chat-8b", rps=4, duration_s=600, seed=1).summary
+    both = serve(chat_scenario({**split, **draft}, talk), "chat-8b", rps=4, duration_s=600, seed=1).summary
+    assert both["tpot_ms"]["p50"] < 0.9 * plain["tpot_ms"]["p50"]  # the decode side speculates
+    assert plain["prefix_cache_hit_rate"] > 0.3  # the prefill side keeps the conversations' prefixes
