@@ -25,6 +25,7 @@ deployment's pool).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,8 +209,11 @@ def simulate_disaggregated(
     for replica in prefill.replicas + decode.replicas:
         replica.finalize(end_s)
     k = handoff.closed.issued if handoff.closed is not None else n
-    return _record(config, prefill, decode, handoff, arrival, prompt, output, cached, duration_s, warmup_s,
-                   end_s, probes["warmup"], waiting_at_end, k)  # fmt: skip
+    record = _record(config, prefill, decode, handoff, arrival, prompt, output, cached, duration_s, warmup_s,
+                     end_s, probes["warmup"], waiting_at_end, k)  # fmt: skip
+    if requests.retrieval_s is None:
+        return record
+    return dataclasses.replace(record, retrieval_s=np.asarray(requests.retrieval_s[:k], dtype=float))
 
 
 def _record(

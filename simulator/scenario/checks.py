@@ -371,6 +371,9 @@ def _deployment_problems(scenario: Scenario, catalog: Catalog) -> list[Problem]:
             problems.append(Problem(("deployments", i, "tensor_parallel"), short))
         if dep.speculative is not None:
             problems += _speculative_problems(dep, model, catalog, ("deployments", i, "speculative"))
+        if dep.disaggregation is not None and dep.adapters:
+            problems.append(Problem(("deployments", i, "disaggregation"),
+                                    "disaggregated serving does not model LoRA adapters yet: serve them co-located"))  # fmt: skip
         prefill_tp = dep.disaggregation.prefill_tensor_parallel if dep.disaggregation else None
         if prefill_tp and prefill_tp != dep.tensor_parallel:
             short = _weights_do_not_fit(dep.model_copy(update={"tensor_parallel": prefill_tp}), model, gpu)
