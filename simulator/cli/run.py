@@ -253,6 +253,8 @@ def format_value(value: Any, unit: str) -> str:
             return pct(value)
         case "date":
             return str(value)[:10]
+        case "rps":
+            return f"{value:,.2f}"
         case _:
             return f"{value:,.0f}"
 

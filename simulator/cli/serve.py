@@ -84,9 +84,14 @@ def serve_command(
                      "each sending its next request when the last one ends (+ --think-s)."),
     ] = None,
     think_s: Annotated[
-        float, typer.Option("--think-s", min=0, help="With --concurrency: seconds a user waits "
-                            "between a response and its next request.")
-    ] = 0.0,
+        float | None, typer.Option("--think-s", min=0, help="With --concurrency: seconds a user waits "
+                                   "between a response and its next request (default: the workload's "
+                                   "think_s if its traffic is concurrent users, else 0).")
+    ] = None,
+    think: Annotated[
+        str, typer.Option("--think", help="With --concurrency: think times constant or exponential "
+                          "(mean --think-s).")
+    ] = "constant",
     on: OnDateOpt = None,
     plan: PlanOpt = None,
     as_json: JsonOpt = False,
@@ -107,7 +112,7 @@ def serve_command(
         with _progress("simulating...", quiet):
             result = serve(loaded, deployment, workload, rps=rps, duration_s=duration_s,
                            replicas=replicas, seed=seed, trace=trace_data, router=router,
-                           concurrency=concurrency, think_s=think_s)  # fmt: skip
+                           concurrency=concurrency, think_s=think_s, think=think)  # fmt: skip
     summary = result.summary
     if as_json:
         print_json(_json_ready(summary))
@@ -129,7 +134,8 @@ def _json_ready(value: Any) -> Any:
 def _serve_table(s: dict[str, Any]) -> Any:
     from rich.console import Group
 
-    load = (f"{s['concurrency']} users (think {s['think_s']:g} s): {s['offered_requests_per_s']:.3g} req/s achieved"
+    load = (f"{s['concurrency']} users (think {s['think_s']:g} s, {s['think']}): "
+            f"{s['offered_requests_per_s']:.3g} req/s achieved"
             if s.get("concurrency") else f"{s['offered_requests_per_s']:.3g} req/s")  # fmt: skip
     title = (f"Serving {s['deployment']} x {s['replicas']} ({s['router']}), workload "
              f"{s['workload'] or '(trace)'}, {load} for "

@@ -1,5 +1,8 @@
 """Hourly demand over the horizon: base x diurnal x weekly x growth x events.
 
+The base is a request rate, or users active at once whose rate follows from their response and
+think times (:func:`closed_loop_requests_per_s`).
+
 All functions are vectorised over the hours of the horizon (hour 0 = horizon start, 00:00 UTC).
 Rates are mean requests per second over each hour.
 """
@@ -105,14 +108,31 @@ def event_factor(times: pd.DatetimeIndex, traffic: Traffic) -> np.ndarray:
     return factor
 
 
-def hourly_requests_per_s(traffic: Traffic, line: Timeline) -> np.ndarray:
-    """Mean arrival rate (req/s) of each hour of the horizon."""
+def hourly_shape(traffic: Traffic, line: Timeline) -> np.ndarray:
+    """Each hour's load relative to the first month's mean: diurnal x weekly x growth x events."""
     times = line.timestamps
     elapsed = np.arange(line.hours, dtype=float) + 0.5
     return (
-        traffic.requests_per_second
-        * diurnal_factor(times.hour.to_numpy(dtype=float), traffic)
+        diurnal_factor(times.hour.to_numpy(dtype=float), traffic)
         * weekly_factor(times.day_of_week.to_numpy(), traffic.weekend_factor)
         * growth_factor(elapsed, traffic.growth_per_month)
         * event_factor(times, traffic)
     )
+
+
+def hourly_requests_per_s(traffic: Traffic, line: Timeline) -> np.ndarray:
+    """Mean arrival rate (req/s) of each hour of an open-loop (request-rate) traffic."""
+    assert traffic.requests_per_second is not None
+    return traffic.requests_per_second * hourly_shape(traffic, line)
+
+
+def hourly_users(traffic: Traffic, line: Timeline) -> np.ndarray:
+    """Users active at once, each hour, of a closed-loop (concurrent-users) traffic."""
+    assert traffic.concurrent_users is not None
+    return traffic.concurrent_users * hourly_shape(traffic, line)
+
+
+def closed_loop_requests_per_s(users: np.ndarray, response_s: np.ndarray, think_s: float) -> np.ndarray:
+    """Request rate of ``users`` who each wait ``response_s`` for an answer and think
+    ``think_s`` before the next request: X = N / (R + Z), the response-time law."""
+    return users / (response_s + think_s)

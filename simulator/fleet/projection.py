@@ -18,6 +18,13 @@ Modelling choices (documented here, reported by the summary):
   and tokens are in the workload's latency curves already.
 - LoRA adapters change a deployment's capacity and latency through its curves (adapter memory
   and per-iteration overhead, :mod:`simulator.perf.lora`); nothing else here.
+- A workload given as concurrent users (closed loop) sends N / (R + Z) requests per second in
+  each hour: N its users, Z their think time and R its mean response time, solved (bisection)
+  against the latency the autoscaled replicas deliver at that rate (before pool limits and
+  training; cache hits answered at once). Past the curve's highest simulated load R is read at
+  that load and the excess is reported unserved, where real users would wait longer. The curves themselves are open-loop (Poisson)
+  runs, which a population much larger than one replica's batch approaches (a simplification:
+  a small closed population arrives more evenly, so latency is if anything overstated).
 """
 
 from __future__ import annotations
@@ -48,7 +55,13 @@ from simulator.fleet.autoscale import (
     replicas_requested,
     replicas_serving,
 )
-from simulator.fleet.demand import Timeline, hourly_requests_per_s, timeline
+from simulator.fleet.demand import (
+    Timeline,
+    closed_loop_requests_per_s,
+    hourly_requests_per_s,
+    hourly_users,
+    timeline,
+)
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
 from simulator.perf.memory import weight_bytes
 from simulator.scenario.resolve import gpu_of, model_of
@@ -135,6 +148,8 @@ class Projection:
     job_cost_usd: dict[str, np.ndarray]
     training: object  # simulator.training.TrainingResult
     retrieval: dict[str, RetrievalHours] = field(default_factory=dict)  # per workload with one
+    #: per workload given as concurrent users: its mean response time each hour (s)
+    response_s: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def too_long_share(scenario: Scenario, deployment, workload) -> float:
@@ -170,7 +185,8 @@ def project(
     # First pass: deployments tied to a training job are not serving yet (their launch date
     # comes from the training DES, which needs to know what serving leaves of shared pools).
     active = _serving_windows(scenario, line, launch_hour={})
-    demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active)
+    closed = _closed_loop_rates(scenario, line, curve_provider, active)
+    demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed)
     deployments = _requested_replicas(scenario, routes, line.hours, active)
 
     inference_first = [p.name for p in scenario.pools if p.priority == "inference"]
@@ -183,7 +199,8 @@ def project(
     training = simulate_training(scenario, available, rng)
     if any(d.after_job for d in scenario.deployments):
         active = _serving_windows(scenario, line, _launch_hours(scenario, training, line))
-        demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active)
+        closed = _closed_loop_rates(scenario, line, curve_provider, active)
+        demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed)
         deployments = _requested_replicas(scenario, routes, line.hours, active)
     # Training-first pools serve with what training leaves. In inference-first pools this only
     # bites where a training run that started earlier still holds GPUs that grown serving
@@ -215,6 +232,7 @@ def project(
         pool_inference_gpus=inf_gpus, pool_training_gpus=train_gpus, pool_busy_gpus=busy,
         job_cost_usd=job_cost, training=training,
         retrieval=_retrieval_hours(scenario, routes, active, line.hours),
+        response_s=_closed_loop_response_s(scenario, line, demand),
     )  # fmt: skip
 
 
@@ -249,10 +267,102 @@ def _launch_hours(scenario: Scenario, training, line: Timeline) -> dict[str, flo
     return out
 
 
-def _demand_and_routes(
+def _closed_loop_rates(
     scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per workload given as concurrent users, its request rate X each hour where X = N / (R + Z)
+    and R is the mean response time the autoscaler's replicas give at that rate.
+
+    Bisection on every hour at once between N / (R_max + Z) and N / Z (R_max: the slowest mean
+    the workload's curves hold), to CLOSED_LOOP_TOLERANCE: fixed-point steps oscillate where the
+    latency climbs steeply near saturation, and R falls where a rise in rate adds a replica, so
+    only a bracket is safe. Pool limits and training are left out: the rate is what the users
+    send when the plan serves them as the autoscaler asks.
+    """
+    users = [w for w in scenario.workloads if w.traffic.concurrent_users is not None]
+    if not users:
+        return {}
+    population = {w.name: hourly_users(w.traffic, line) for w in users}
+    think = {w.name: float(w.users_think_s) for w in users}
+    lo = dict.fromkeys(population)
+    hi = {name: population[name] / think[name] for name in population}
+    rate = dict(hi)
+    for step in range(CLOSED_LOOP_MAX_STEPS):
+        routes = _autoscaled_routes(scenario, line, curve_provider, active, rate)
+        for w in users:
+            mine = [r for r in routes if r.workload == w.name]
+            if step == 0:  # bracket: the slowest response the curves can give
+                slowest = max((float(_mean_e2e_s(r.curve).max()) for r in mine), default=0.0)
+                lo[w.name] = population[w.name] / (slowest + think[w.name])
+            else:
+                response = _mean_response_s(w, mine, line.hours)
+                short = rate[w.name] < closed_loop_requests_per_s(population[w.name], response, think[w.name])
+                lo[w.name] = np.where(short, rate[w.name], lo[w.name])
+                hi[w.name] = np.where(short, hi[w.name], rate[w.name])
+            rate[w.name] = (lo[w.name] + hi[w.name]) / 2
+        width = max(float(np.max(divide(hi[n] - lo[n], hi[n]), initial=0.0)) for n in population)
+        if width < CLOSED_LOOP_TOLERANCE:
+            break
+    return rate
+
+
+#: Most bisection steps for closed-loop rates, and the relative width of the bracket accepted.
+CLOSED_LOOP_MAX_STEPS = 60
+CLOSED_LOOP_TOLERANCE = 1e-6
+
+
+def _autoscaled_routes(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
+    closed_rates: dict[str, np.ndarray],
+) -> list[RouteHours]:
+    """Routes served by the replicas the autoscaler asks for (no pool limits), loads set."""
+    _, _, _, routes = _demand_and_routes(scenario, line, curve_provider, active, closed_rates)
+    deployments = _requested_replicas(scenario, routes, line.hours, active)
+    for dep in deployments.values():
+        dep.billed = dep.requested
+        delay = scenario.deployment(dep.name).autoscaling.scale_up_delay_minutes
+        dep.serving = replicas_serving(dep.billed, delay) * (1 - dep.down_fraction)
+    _serve_routes(routes, deployments)
+    return routes
+
+
+def _mean_e2e_s(curve: CurveLike) -> np.ndarray:
+    """Mean E2E (s) at each load point: the trapezoids of its quantile function over the levels
+    (np.trapezoid needs numpy 2)."""
+    levels = np.asarray(curve.quantile_levels, dtype=float)
+    e2e = np.nan_to_num(np.asarray(curve.e2e_ms, dtype=float))
+    return ((e2e[:, 1:] + e2e[:, :-1]) / 2 * np.diff(levels)).sum(axis=1) / 1000 / (levels[-1] - levels[0])
+
+
+def _closed_loop_response_s(scenario: Scenario, line: Timeline, demand: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per concurrent-users workload, the response time its solved rate implies: N / X - Z."""
+    out = {}
+    for w in scenario.workloads:
+        if w.traffic.concurrent_users is not None:
+            users = hourly_users(w.traffic, line)
+            out[w.name] = np.where(users > 0, divide(users, demand[w.name]) - w.users_think_s, 0.0)
+    return out
+
+
+def _mean_response_s(workload, routes: list[RouteHours], hours: int) -> np.ndarray:
+    """Mean seconds from request to last token each hour, over the workload's requests: each
+    route's mean E2E at its load, weighted by its demand; response-cache hits count as
+    answered at once."""
+    weighted, carried = np.zeros(hours), np.zeros(hours)
+    for route in routes:
+        weighted += route.demand_rps * (route.point_weights @ _mean_e2e_s(route.curve))
+        carried += route.demand_rps
+    return divide(weighted, carried) * (1 - workload.response_cache_hit_rate)
+
+
+def _demand_and_routes(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
+    closed_rates: dict[str, np.ndarray],
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[RouteHours]]:
     """Per workload its demand and cache hits; per route the demand it carries each hour.
+
+    A workload given as concurrent users sends ``closed_rates[name]`` (see
+    :func:`_closed_loop_rates`).
 
     A route's share follows its schedule; the shares of routes whose deployment is not serving
     go to the workload's serving routes in proportion to theirs (serving routes whose share is
@@ -263,7 +373,10 @@ def _demand_and_routes(
     eras_of = {pool.name: pool_eras(scenario, pool, line.hours) for pool in scenario.pools}
     scenario_on = {era.start: scenario_at(scenario, era.start) for eras in eras_of.values() for era in eras}
     for workload in scenario.workloads:
-        rate = hourly_requests_per_s(workload.traffic, line)
+        if workload.traffic.concurrent_users is None:
+            rate = hourly_requests_per_s(workload.traffic, line)
+        else:
+            rate = closed_rates[workload.name]
         demand[workload.name] = rate
         cache_hits[workload.name] = rate * workload.response_cache_hit_rate
         gpu_rate = rate - cache_hits[workload.name]

@@ -41,7 +41,7 @@ from simulator.inference.metrics import replicas_frame, requests_frame, summariz
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.router import ROUTERS
 from simulator.inference.sessions import sample_turns
-from simulator.inference.timing import IterationTimer
+from simulator.inference.timing import IterationTimer, table_tokens
 from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
 from simulator.perf.memory import kv_cache_blocks, kv_cache_bytes
@@ -60,7 +60,7 @@ from simulator.scenario.schema import Deployment, Scenario, Workload
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
 #: Streams derived from the seed by a fixed spawn key (the seed's key + (EXTRA_KEY + i,)).
-EXTRA_STREAMS = ("adapters", "retrieval", "speculation", "sessions")
+EXTRA_STREAMS = ("adapters", "retrieval", "speculation", "sessions", "think")
 EXTRA_KEY = 1 << 20
 
 #: Default warm-up: this share of the duration is excluded from statistics.
@@ -131,19 +131,19 @@ def replica_setup(
     cost_model = serving_cost_model(scenario, deployment)
     draft = draft_model_of(scenario, deployment)
     config = replica_limits(cost_model, deployment, draft)
-    adapters = None
-    if deployment.adapters:
-        adapters = adapter_terms(
-            cost_model.model, cost_model.gpu, cost_model.efficiency, deployment.tensor_parallel,
-            deployment.adapter_rank, deployment.adapter_modules, config.max_iteration_tokens,
-            activation_bytes(deployment.dtype),
-        )  # fmt: skip
     speculation = None
     if deployment.speculative is not None and draft is not None:
         spec = deployment.speculative
         tokens = expected_tokens_per_iteration(acceptance_rate(deployment, workload), spec.draft_tokens)
         speculation = speculation_terms(cost_model, draft_cost_model(cost_model, draft), spec.draft_tokens,
                                         tokens, config.max_batch_size)  # fmt: skip
+    adapters = None
+    if deployment.adapters:
+        adapters = adapter_terms(
+            cost_model.model, cost_model.gpu, cost_model.efficiency, deployment.tensor_parallel,
+            deployment.adapter_rank, deployment.adapter_modules,
+            table_tokens(config.max_iteration_tokens, speculation), activation_bytes(deployment.dtype),
+        )  # fmt: skip
     timer = IterationTimer.from_cost_model(cost_model, config.max_iteration_tokens, adapters, speculation)
     return config, cost_model, timer
 
@@ -415,7 +415,8 @@ def serve(
     drain_s: float | None = None,
     max_queue_per_replica: int = DEFAULT_MAX_QUEUE_PER_REPLICA,
     concurrency: int | None = None,
-    think_s: float = 0.0,
+    think_s: float | None = None,
+    think: str = "constant",
 ) -> ServeResult:
     """Simulate ``replicas`` replicas of ``deployment`` serving a request stream.
 
@@ -436,6 +437,8 @@ def serve(
     --max-concurrency`` and NIM/AIPerf concurrency sweeps measure): that many users each send a
     request, wait for its last token, think ``think_s`` seconds and send the next, for
     ``duration_s`` seconds; the summary's ``offered_requests_per_s`` is then the rate achieved.
+    think_s defaults to the workload's (a concurrent-users workload), else 0; ``think``:
+    "constant" (every wait is think_s) or "exponential" (mean think_s).
     """
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload, required=trace is None)
@@ -445,6 +448,11 @@ def serve(
         raise _problem(("router",), f"unknown router {router!r} (expected one of: {', '.join(ROUTERS)})")
     seed = scenario.seed if seed is None else seed
     replica_config, _, timer = replica_setup(scenario, dep, wl)
+    if think not in THINK_DISTRIBUTIONS:
+        raise _problem(("think",), f"unknown think-time distribution {think!r} (expected one of: "
+                                   f"{', '.join(THINK_DISTRIBUTIONS)})")  # fmt: skip
+    if think_s is None:
+        think_s = (wl.users_think_s if wl is not None else None) or 0.0
     if concurrency is not None:
         offered, duration = _closed_loop_requests(wl, concurrency, think_s, rps, duration_s, trace, timer, seed)
     elif trace is not None:
@@ -466,9 +474,9 @@ def serve(
         raise _problem(("warmup_s",), f"warm-up (={warmup:g} s) must be in [0, duration={duration:g} s)")
     hit_rate = wl.prefix_cache_hit_rate if wl is not None else 0.0
     gpu_requests = offered.gpu_requests(hit_rate, speculation_of(dep, wl))
-    think = None if concurrency is None else np.full(len(gpu_requests), float(think_s))
+    waits = None if concurrency is None else _think_times_s(think, think_s, len(gpu_requests), seed)
     options = {"duration_s": duration, "warmup_s": warmup, "drain_s": drain_s, "concurrency": concurrency,
-               "think_s": think}  # fmt: skip
+               "think_s": waits}  # fmt: skip
     if dep.disaggregation is not None:  # replicas count prefill + decode units
         units = disaggregated_setup(scenario, dep, wl, replica_config, replicas, router, max_queue_per_replica)
         record = simulate_disaggregated(units, timer, gpu_requests, **options)
@@ -490,7 +498,7 @@ def serve(
         seed=seed,
     )
     if concurrency is not None:
-        summary.update(concurrency=concurrency, think_s=think_s)
+        summary.update(concurrency=concurrency, think_s=think_s, think=think)
     if dep.disaggregation is not None:
         d = dep.disaggregation
         transfer = units.transfer_s(gpu_requests.prompt_tokens)
@@ -514,7 +522,7 @@ def _closed_loop_requests(
     """The request pool a closed loop draws from, in the order the clients send them.
 
     Enough for the most the clients could send: a request takes at least its output tokens x
-    the fastest iteration, plus the think time (response-cache hits and retrieval do not apply:
+    the fastest iteration, plus half the mean think time (response-cache hits and retrieval do not apply:
     every request reaches the GPUs).
     """
     if rps is not None or trace is not None:
@@ -528,7 +536,7 @@ def _closed_loop_requests(
     assert workload is not None
     rngs = streams(seed)
     probe = sample_token_counts(workload.output_tokens, rngs["output_tokens"], 10_000)
-    fastest_s = float(np.percentile(probe, 1)) * timer.fastest_token_s + think_s
+    fastest_s = float(np.percentile(probe, 1)) * timer.fastest_token_s + think_s / 2  # exponential waits vary
     n = int(min(MAX_SERVE_REQUESTS, concurrency * (duration_s / max(fastest_s, 1e-6) + 2)))
     prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
     if workload.retrieval is not None:
@@ -537,6 +545,18 @@ def _closed_loop_requests(
     adapter = sample_adapters(workload, rngs["adapters"], n)
     return OfferedRequests(np.zeros(n), prompt, output, np.zeros(n, dtype=bool), adapter,
                            speculation_seed=_speculation_seed(rngs)), duration_s  # fmt: skip
+
+
+#: How a closed loop's users wait between an answer and their next request.
+THINK_DISTRIBUTIONS = ("constant", "exponential")
+
+
+def _think_times_s(distribution: str, mean_s: float, n: int, seed: int) -> np.ndarray:
+    """Each request's think time: the wait after an answer before it is sent (the users'
+    first requests go at once)."""
+    if distribution == "exponential" and mean_s > 0:
+        return streams(seed)["think"].exponential(mean_s, n)
+    return np.full(n, float(mean_s))
 
 
 def _sent(offered: OfferedRequests, record: SimulationRecord) -> OfferedRequests:

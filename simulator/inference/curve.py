@@ -67,7 +67,9 @@ from simulator.scenario.resolve import draft_model_of
 from simulator.scenario.schema import Deployment, Scenario, Workload
 
 #: Bump when the engine's results change, so cached curves are recomputed.
-CURVE_VERSION = 3  # 2: issue 15's cost model, engine presets, prefill busy share; 3: prefix hit rate
+CURVE_VERSION = 4  # 2: issue 15's cost model, engine presets, prefill busy share; 3: prefix hit rate;
+# 4: prefix cache evicts before lookups, decode-side pre-emption recomputes the prompt, speculative
+# output tokens counted as served
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
 

@@ -40,9 +40,10 @@ from simulator.inference.engine import (
     _arrivals,
     _ClosedLoop,
     _Engine,
-    served_output_tokens,
-    speculative_steps,
+    count_output_tokens,
+    prepare,
     too_long_mask,
+    with_sessions,
 )
 from simulator.inference.replica import DONE, DROPPED, RequestTable
 from simulator.inference.timing import IterationTimer
@@ -155,35 +156,19 @@ def simulate_disaggregated(
     """Serve ``requests`` on one unit of prefill + decode replicas (arguments as
     :func:`simulator.inference.engine.simulate`). The record lists the prefill replicas first,
     then the decode replicas (``record.groups``)."""
-    if duration_s <= 0:
-        raise ValueError(f"duration_s (={duration_s}) must be > 0")
-    if not 0 <= warmup_s < duration_s:
-        raise ValueError(f"warmup_s (={warmup_s}) must be in [0, duration_s={duration_s})")
     drain = duration_s if drain_s is None else drain_s
     pc, dc = config.prefill.replica, config.decode.replica
-    n = len(requests) if concurrency else int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
-    arrival = np.full(n, np.nan) if concurrency else np.asarray(requests.arrival_s[:n], dtype=float)
-    prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
-    output = served_output_tokens(prompt, np.asarray(requests.output_tokens[:n], dtype=np.int64), dc)
-    cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
+    req = prepare(requests, duration_s, warmup_s, concurrency, dc, decode_timer)
+    n, arrival, prompt, output, cached, decode_output = req.n, req.arrival, req.prompt, req.output, req.cached, req.steps
     ones = np.ones(n, dtype=np.int64)
-    too_long = too_long_mask(prompt, ones, pc) | too_long_mask(prompt, output, dc)
-
-    decode_output = output
-    spec = decode_timer.speculation
-    if spec is not None and requests.decode_iterations is not None:  # token steps on the decode side
-        offered = np.asarray(requests.output_tokens[:n], dtype=np.int64)
-        decode_output = speculative_steps(output, offered, np.asarray(requests.decode_iterations[:n]),
-                                          spec.tokens_per_iteration)  # fmt: skip
+    too_long = too_long_mask(prompt, ones, pc) | too_long_mask(prompt, decode_output, dc)
 
     env = simpy.Environment()
     window = (warmup_s, duration_s)
     prefill_table = RequestTable(prompt, ones, cached, None)
-    if requests.session is not None and requests.reusable_tokens is not None:  # the prefix cache prefills
-        prefill_table.session = np.asarray(requests.session[:n], dtype=np.int64).tolist()
-        prefill_table.reusable = np.minimum(np.asarray(requests.reusable_tokens[:n], dtype=np.int64), prompt - 1).tolist()
-        prefill_table.shared_prefix = requests.shared_prefix_tokens
+    with_sessions(prefill_table, requests, prompt)  # the prefix cache is the prefill side's
     decode_table = RequestTable(prompt + 1, np.maximum(decode_output - 1, 1), prompt, None)
+    decode_table.cached_lost_on_preemption = True  # a pre-empted request recomputes its prompt there
     prefill = _PrefillGroup(env, config.prefill, config.prefill_timer, prefill_table, too_long.tolist(), window)
     decode = _DecodeGroup(env, config.decode, decode_timer, decode_table, [False] * n, window)
     for replica in decode.replicas:
@@ -194,8 +179,6 @@ def simulate_disaggregated(
         probe = env.timeout(warmup_s)
         probe.callbacks.append(lambda _: probes.__setitem__("warmup", prefill.waiting() + decode.waiting()))
     if concurrency:
-        if concurrency < 1:
-            raise ValueError(f"concurrency (={concurrency}) must be >= 1")
         think = np.zeros(n) if think_s is None else np.asarray(think_s, dtype=float)
         handoff.closed = _ClosedLoop(env, prefill, arrival, think, concurrency, duration_s)
     else:
@@ -208,6 +191,7 @@ def simulate_disaggregated(
     end_s = max(env.now, duration_s) if handoff.in_system() == 0 else limit
     for replica in prefill.replicas + decode.replicas:
         replica.finalize(end_s)
+    count_output_tokens(decode.replicas, output - 1, decode_output - 1)  # the first token is the prefill's
     k = handoff.closed.issued if handoff.closed is not None else n
     record = _record(config, prefill, decode, handoff, arrival, prompt, output, cached, duration_s, warmup_s,
                      end_s, probes["warmup"], waiting_at_end, k)  # fmt: skip

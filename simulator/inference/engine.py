@@ -248,13 +248,16 @@ class _Engine:
 
 
 class _ClosedLoop:
-    """Clients of a closed-loop load: request k + 1 of the stream goes out ``think_s[k + 1]``
-    seconds after one of the running ones ends, until ``stop_s`` or the requests run out."""
+    """Clients of a closed-loop load: each sends at 0, and again ``think_s[j]`` seconds after
+    its request ends (the j-th wait drawn, in order of the ends), until ``stop_s`` or the
+    requests run out. A client whose wait passes ``stop_s`` stops; its wait is used up, so the
+    next client draws its own (reusing it would stop every client after it)."""
 
     def __init__(self, env: simpy.Environment, engine: _Engine, arrival: np.ndarray,
                  think_s: np.ndarray, clients: int, stop_s: float) -> None:  # fmt: skip
         self.env, self.engine, self.arrival, self.think, self.stop_s = env, engine, arrival, think_s, stop_s
         self.issued = 0
+        self.waits = 0  # waits drawn so far (one per request ended)
         for _ in range(min(clients, len(arrival))):
             self._send(0.0)
 
@@ -267,7 +270,8 @@ class _ClosedLoop:
 
     def next_after(self, now: float) -> None:
         if self.issued < len(self.arrival):
-            at = now + float(self.think[self.issued])
+            at = now + float(self.think[self.waits])  # waits <= requests ended < issued
+            self.waits += 1
             if at < self.stop_s:
                 self._send(at)
 
@@ -296,6 +300,67 @@ def speculative_steps(
     share = decode / np.maximum(offered_output - 1, 1)
     steps = np.rint(iterations * tokens_per_iteration * share).astype(np.int64)
     return 1 + np.where(decode > 0, np.maximum(steps, 1), 0)
+
+
+@dataclass(frozen=True)
+class PreparedRequests:
+    """The requests a run simulates (those arriving before its end; all of a closed loop's
+    pool, unsent ones NaN), with their outputs as served and the token steps a replica runs."""
+
+    n: int
+    arrival: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray  #: as served (cut at the context limit)
+    cached: np.ndarray
+    steps: np.ndarray  #: ``output``, or with speculation its token steps (:func:`speculative_steps`)
+
+
+def prepare(
+    requests: RequestArrays, duration_s: float, warmup_s: float, concurrency: int | None,
+    rc: ReplicaConfig, timer: IterationTimer,
+) -> PreparedRequests:  # fmt: skip
+    """Check a run's window and load, and cut ``requests`` to what it simulates on replicas
+    of ``rc`` timed by ``timer`` (the decode side's, when disaggregated)."""
+    if duration_s <= 0:
+        raise ValueError(f"duration_s (={duration_s}) must be > 0")
+    if not 0 <= warmup_s < duration_s:
+        raise ValueError(f"warmup_s (={warmup_s}) must be in [0, duration_s={duration_s})")
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency (={concurrency}) must be >= 1")
+    n = len(requests) if concurrency else int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
+    arrival = np.full(n, np.nan) if concurrency else np.asarray(requests.arrival_s[:n], dtype=float)
+    prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
+    offered = np.asarray(requests.output_tokens[:n], dtype=np.int64)
+    output = served_output_tokens(prompt, offered, rc)
+    cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
+    steps = output
+    spec = timer.speculation
+    if spec is not None and requests.decode_iterations is not None:
+        steps = speculative_steps(output, offered, np.asarray(requests.decode_iterations[:n]),
+                                  spec.tokens_per_iteration)  # fmt: skip
+    return PreparedRequests(n, arrival, prompt, output, cached, steps)
+
+
+def with_sessions(table: RequestTable, requests: RequestArrays, prompt: np.ndarray) -> None:
+    """Conversations: give ``table`` its session ids and reusable prefixes (their replicas
+    then decide each turn's cached tokens)."""
+    if requests.session is None or requests.reusable_tokens is None:
+        return
+    n = len(prompt)
+    table.session = np.asarray(requests.session[:n], dtype=np.int64).tolist()
+    table.reusable = np.minimum(np.asarray(requests.reusable_tokens[:n], dtype=np.int64), prompt - 1).tolist()
+    table.shared_prefix = requests.shared_prefix_tokens
+
+
+def count_output_tokens(replicas, output: np.ndarray, steps: np.ndarray) -> None:
+    """Speculation: replicas count token steps, which pass the real output by the tokens the
+    last verification accepts beyond it; scale their output-token counters to the real
+    outputs (the stream's ratio, a simplification per replica)."""
+    if steps is output or not steps.sum() > 0:
+        return
+    ratio = float(output.sum()) / float(steps.sum())
+    for replica in replicas:
+        replica.stats.output_tokens *= ratio
 
 
 def too_long_mask(prompt: np.ndarray, output: np.ndarray, rc: ReplicaConfig) -> np.ndarray:
@@ -328,40 +393,21 @@ def simulate(
     ``requests`` (its ``arrival_s`` is ignored); the record's ``arrival_s`` holds the send
     times, and only requests sent before ``duration_s`` appear in it.
     """
-    if duration_s <= 0:
-        raise ValueError(f"duration_s (={duration_s}) must be > 0")
-    if not 0 <= warmup_s < duration_s:
-        raise ValueError(f"warmup_s (={warmup_s}) must be in [0, duration_s={duration_s})")
     if timer.max_tokens < config.replica.max_iteration_tokens:
         raise ValueError("timer tables are smaller than the replica's largest iteration")
     drain = duration_s if drain_s is None else drain_s
-    if concurrency is not None and concurrency < 1:
-        raise ValueError(f"concurrency (={concurrency}) must be >= 1")
-    n = len(requests) if concurrency else int(np.searchsorted(requests.arrival_s, duration_s, side="left"))
-    arrival = np.full(n, np.nan) if concurrency else np.asarray(requests.arrival_s[:n], dtype=float)
-    prompt = np.asarray(requests.prompt_tokens[:n], dtype=np.int64)
     rc = config.replica
-    output = served_output_tokens(prompt, np.asarray(requests.output_tokens[:n], dtype=np.int64), rc)
-    cached = np.clip(np.asarray(requests.cached_tokens[:n], dtype=np.int64), 0, prompt - 1)
+    req = prepare(requests, duration_s, warmup_s, concurrency, rc, timer)
+    n, arrival, prompt, output, cached, steps = req.n, req.arrival, req.prompt, req.output, req.cached, req.steps
     adapter = None if requests.adapter is None else np.asarray(requests.adapter[:n], dtype=np.int64)
     retrieval = None if requests.retrieval_s is None else np.asarray(requests.retrieval_s[:n], dtype=float)
-
-    steps = output
-    spec = timer.speculation
-    if spec is not None and requests.decode_iterations is not None:
-        offered = np.asarray(requests.output_tokens[:n], dtype=np.int64)
-        steps = speculative_steps(output, offered, np.asarray(requests.decode_iterations[:n]),
-                                  spec.tokens_per_iteration)  # fmt: skip
     too_long = too_long_mask(prompt, output, rc)
     if steps is not output:  # the token steps must fit the KV cache too
         too_long |= -(-(prompt + steps) // rc.kv_block_tokens) > rc.kv_blocks
 
     env = simpy.Environment()
     table = RequestTable(prompt, steps, cached, adapter)
-    if requests.session is not None and requests.reusable_tokens is not None:
-        table.session = np.asarray(requests.session[:n], dtype=np.int64).tolist()
-        table.reusable = np.minimum(np.asarray(requests.reusable_tokens[:n], dtype=np.int64), prompt - 1).tolist()
-        table.shared_prefix = requests.shared_prefix_tokens
+    with_sessions(table, requests, prompt)
     engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
     probes = {"warmup": 0}
     if warmup_s > 0:
@@ -382,6 +428,7 @@ def simulate(
     end_s = max(env.now, duration_s) if engine.in_system == 0 else limit
     for replica in engine.replicas:
         replica.finalize(end_s)
+    count_output_tokens(engine.replicas, output, steps)
     record = _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
                      end_s, probes["warmup"], waiting_at_end)  # fmt: skip
     if concurrency:  # keep the requests that were sent

@@ -135,6 +135,9 @@ class RequestTable:
         self.session: list[int] | None = None
         self.reusable: list[int] | None = None
         self.shared_prefix = 0  #: tokens of the system prompt every session starts with
+        #: True where ``cached`` is KV that arrived with the request (disaggregated decode): its
+        #: own blocks, lost on a pre-emption, after which the whole prompt is recomputed
+        self.cached_lost_on_preemption = False
 
 
 class ReplicaStats:
@@ -507,6 +510,8 @@ class Replica:
         else:
             self.prefilling.remove(rid)
             self.prefill_blocks -= -(-t.target[rid] // self.block)
+        if t.cached_lost_on_preemption:
+            t.cached[rid] = 0
         t.done[rid] = t.cached[rid]
         t.status[rid] = WAITING
         t.preemptions[rid] += 1
@@ -540,6 +545,8 @@ class Replica:
                 if not heap:
                     break
         b = self.b
+        if self.cache_on and self.prefix_cache:  # the decoders' growth evicts before lookups
+            self._cache_evict()
         # 2. token budget: decodes first, then running prefills, then admissions (FCFS)
         budget = self.config.max_batched_tokens - b
         chunks: list[tuple[int, int]] = []

@@ -14,8 +14,9 @@ def replica_cost_figures(
 ) -> dict[str, float | int | str]:
     """Iteration times, throughput and $ per 1M tokens of one replica at full load.
 
-    Decode: ``batch`` requests with ``context_tokens`` each (with speculative decoding, per
-    token at the deployment's acceptance rate: iteration time / E[tokens per iteration]).
+    Decode: an iteration of ``batch`` requests with ``context_tokens`` each (with speculative
+    decoding, its k draft steps and verification, emitting E[tokens per iteration] per
+    request at the deployment's acceptance rate).
     Prefill: one prompt of ``prompt_tokens`` (chunked by the deployment's token budget). KV
     capacity after weights, resident LoRA adapters and a draft model, as the engine has it.
     """
@@ -28,14 +29,16 @@ def replica_cost_figures(
         raise ScenarioError([Problem(("deployments",), str(err.args[0]))]) from None
     pool = scenario.pool(dep.pool)
     gpu = gpu_of(scenario, pool)
-    config, cm, timer = replica_setup(scenario, dep)
+    # a what-if batch past the deployment's limit still gets a timer whose tables reach it
+    config, cm, timer = replica_setup(scenario, dep.model_copy(update={"max_batch_size": max(batch, dep.max_batch_size)}))
+    tokens_per_iteration = decode_tokens_per_iteration(dep)
     if dep.speculative is None:
         decode_s = float(cm.decode_step_s(batch, context_tokens))
-    else:
-        decode_s = timer.decode_run(batch, batch * context_tokens).iteration_s(0)
+    else:  # one iteration: k draft steps and the verification of b (k + 1) tokens
+        decode_s = timer.speculative_iteration_s(batch, batch * context_tokens)
     prefill_s = float(_chunked_prefill_s(cm, prompt_tokens, dep.max_batched_tokens))
     replica_usd_per_hour = dep.tensor_parallel * full_load_usd_per_gpu_hour(pool.pricing, gpu)
-    decode_tokens_per_s = batch / decode_s
+    decode_tokens_per_s = batch * tokens_per_iteration / decode_s
     prefill_tokens_per_s = prompt_tokens / prefill_s
     blocks = config.kv_blocks
     per_million = 1e6 / 3600 * replica_usd_per_hour
@@ -47,7 +50,7 @@ def replica_cost_figures(
         "prefill_tokens_per_s": prefill_tokens_per_s,
         "decode_iteration_ms": decode_s * 1e3,
         "decode_tokens_per_s": decode_tokens_per_s,
-        "decode_tokens_per_iteration": decode_tokens_per_iteration(dep),
+        "decode_tokens_per_iteration": tokens_per_iteration,
         "kv_cache_tokens": blocks * dep.kv_block_tokens,
         "max_requests_at_context": min(dep.max_batch_size, blocks * dep.kv_block_tokens // context_tokens),
         "replica_usd_per_hour": replica_usd_per_hour,

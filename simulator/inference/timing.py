@@ -34,6 +34,14 @@ from simulator.perf.roofline import IterationTerms, ServingCostModel
 from simulator.perf.speculative import SpeculationTerms
 
 
+def table_tokens(max_tokens: int, speculation: SpeculationTerms | None) -> int:
+    """Tokens an iteration may hold: the scheduler's budget, or with speculation the
+    verification of a full batch, b x (k + 1), if that is more."""
+    if speculation is None:
+        return max_tokens
+    return max(max_tokens, (len(speculation.draft_fixed_s) - 1) * (speculation.draft_tokens + 1))
+
+
 class IterationTimer:
     """Seconds of one serving iteration of a replica, from its aggregates (all O(1))."""
 
@@ -80,10 +88,9 @@ class IterationTimer:
         speculation: SpeculationTerms | None = None,
     ) -> IterationTimer:  # fmt: skip
         """Timer for iterations of up to ``max_tokens`` tokens (prefill + decode); with
-        speculation, tables reach the verification of a full batch as well."""
-        if speculation is not None:
-            max_tokens = max(max_tokens, (len(speculation.draft_fixed_s) - 1) * (speculation.draft_tokens + 1))
-        return cls(cost_model.iteration_terms(max_tokens), adapters, speculation)
+        speculation, tables reach the verification of a full batch as well (``adapters``
+        must be sized to :func:`table_tokens`)."""
+        return cls(cost_model.iteration_terms(table_tokens(max_tokens, speculation)), adapters, speculation)
 
     @property
     def fastest_token_s(self) -> float:

@@ -526,6 +526,15 @@ def _slo_rows(w: _SummaryWriter, name: str) -> None:
     if any(s.get("prefix_cache_hit_rate") is not None for s in stats):  # conversations
         w.add(f"{name}.prefix_cache_hit_rate", "  prefix-cache hit rate (simulated, at SLO capacity)", "%", "pct",
               "simulated", [(None, s.get("prefix_cache_hit_rate")) for s in stats])  # fmt: skip
+    loops = [s.get("closed_loop") or {} for s in stats]
+    if any(loops):  # traffic given as concurrent users
+        for key, label, unit, fmt, kind in (
+            ("concurrent_users_mean", "  concurrent users (mean)", "users", "num", "input"),
+            ("think_s", "  think time between requests", "s", "num", "input"),
+            ("response_s_mean", "  response time (mean, simulated)", "s", "num3", "simulated"),
+            ("requests_per_s_mean", "  requests/s they send: users / (response + think)", "req/s", "num", "simulated"),
+        ):
+            w.add(f"{name}.{key}", label, unit, fmt, kind, [(None, loop.get(key)) for loop in loops])
 
 
 #: How full serving replicas were (summary.json "deployments"; see simulator.results.result).
@@ -635,9 +644,9 @@ def _cumulative_table(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> N
 # ---------------------------------------------------------------------- Compare
 
 _UNIT_LABELS = {"usd": "USD", "usd_per_million": "USD/1M tokens", "gpus": "GPUs", "fraction": "%",
-                "ms": "ms", "count": "count", "date": "date"}  # fmt: skip
+                "ms": "ms", "count": "count", "date": "date", "rps": "req/s"}  # fmt: skip
 _UNIT_FORMATS = {"usd": "usd", "usd_per_million": "usd_per_m", "gpus": "num", "fraction": "pct",
-                 "ms": "num", "count": "int", "date": "text"}  # fmt: skip
+                 "ms": "num", "count": "int", "date": "text", "rps": "num"}  # fmt: skip
 
 
 def write_compare(sheet: Sheet, comparison: Comparison, refs: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ class Metric:
 
     key: str
     label: str
-    unit: str  # "usd", "usd_per_million", "gpus", "fraction", "date", "count"
+    unit: str  # "usd", "usd_per_million", "gpus", "fraction", "date", "count", "rps"
     values: list[Any]
     lower_is_better: bool = True
 
@@ -80,6 +80,10 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
         add(f"{name}.ttft_p95_ms", f"{name}: TTFT p95 ms", "ms", lambda s, n=name: _get(s, "workloads", n, "ttft_p95_ms"))
         add(f"{name}.unserved_requests", f"{name}: unserved requests", "count",
             lambda s, n=name: _get(s, "workloads", n, "unserved_requests"))
+        if any(_get(s, "workloads", name, "closed_loop") for s in summaries):  # concurrent users
+            add(f"{name}.requests_per_s_mean", f"{name}: req/s its users send (mean)", "rps",
+                lambda s, n=name: (_get(s, "workloads", n, "closed_loop") or {}).get("requests_per_s_mean"),
+                lower_is_better=False)
     for name in _union(s["pools"] for s in summaries):
         add(f"{name}.peak_gpus", f"{name}: peak GPUs", "gpus", lambda s, n=name: _get(s, "pools", n, "peak_gpus"))
         add(f"{name}.mean_utilization", f"{name}: utilisation", "fraction",

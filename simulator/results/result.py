@@ -28,6 +28,7 @@ from simulator.economics.retrieval import (
     model_prompt_tokens_mean,
     retrieval_pool,
 )
+from simulator.fleet.demand import hourly_users
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
 from simulator.perf.roofline import matmul_parameters
@@ -522,7 +523,22 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         out["retrieval_queries"] = float(p.retrieval[workload.name].queries.sum())
     if workload.sessions is not None:
         out["prefix_cache_hit_rate"] = _simulated_hit_rate(p, workload.name)
+    if workload.traffic.concurrent_users is not None:
+        out["closed_loop"] = _closed_loop_summary(p, workload)
     return out
+
+
+def _closed_loop_summary(p: Projection, workload) -> dict[str, float]:
+    """A concurrent-users workload's load as solved: its users, think time, the mean response
+    time they got (request-weighted) and the request rate that follows (N / (R + Z))."""
+    rate = p.demand_rps[workload.name]
+    response = p.response_s[workload.name]
+    return {
+        "concurrent_users_mean": float(hourly_users(workload.traffic, p.timeline).mean()),
+        "think_s": float(workload.users_think_s),
+        "response_s_mean": float(np.average(response, weights=rate)) if rate.sum() > 0 else 0.0,
+        "requests_per_s_mean": float(rate.mean()),
+    }
 
 
 def _simulated_hit_rate(p: Projection, workload: str) -> float | None:

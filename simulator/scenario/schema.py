@@ -533,11 +533,30 @@ class TrafficEvent(Strict):
 
 
 class Traffic(Strict):
-    """Request rate over time: base x diurnal x weekly x growth x events."""
+    """Load over time: base x diurnal x weekly x growth x events, where the base is a request
+    rate (open loop) or a number of users active at once (closed loop).
 
-    requests_per_second: float = Field(
-        ge=0, le=1e6, description="Mean rate in the first month (at most a million per second)."
-    )
+    Users: each sends a request, waits for the answer, thinks ``think_s`` and sends the next,
+    so the rate is users / (response time + think_s) (the response-time law of interactive
+    systems, Denning & Buzen 1978), solved against the response time the plan delivers.
+    """
+
+    requests_per_second: float | None = Field(
+        default=None, ge=0, le=1e6,
+        description="Mean rate in the first month (at most a million per second); give this "
+        "or concurrent_users.",
+    )  # fmt: skip
+    concurrent_users: float | None = Field(
+        default=None, ge=0, le=1e9,
+        description="Users active at once, mean over the first month (closed loop, instead of "
+        "requests_per_second): each sends a request, reads the answer for think_s and sends the "
+        "next. The diurnal, weekly, growth and event factors scale the users.",
+    )  # fmt: skip
+    think_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="With concurrent_users: mean seconds from an answer to the user's next "
+        "request (default, for conversations: the sessions' think_s).",
+    )  # fmt: skip
     growth_per_month: float = Field(default=0.0, gt=-1, description="Compound monthly growth.")
     diurnal_peak_to_mean: float = Field(
         default=1.0, ge=1, le=24,
@@ -557,6 +576,15 @@ class Traffic(Strict):
         "by Splitwise) shows 1.32 over 5-minute windows, 1.52 over 1-minute ones; Poisson "
         "arrivals at its rate alone give about 1.1.",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _rate_or_users(self) -> Traffic:
+        if (self.requests_per_second is None) == (self.concurrent_users is None):
+            raise ValueError("give either requests_per_second (open loop) or concurrent_users "
+                             "(closed loop, with think_s)")  # fmt: skip
+        if self.think_s is not None and self.concurrent_users is None:
+            raise ValueError("think_s goes with concurrent_users (a request rate needs no think time)")
+        return self
 
 
 class Slo(Strict):
@@ -684,8 +712,22 @@ class Workload(Strict):
         "(default: independent requests, prefix_cache_hit_rate as given).",
     )
 
+    @model_validator(mode="after")
+    def _users_think(self) -> Workload:
+        if self.traffic.concurrent_users is not None and self.users_think_s is None:
+            raise ValueError("traffic.concurrent_users needs traffic.think_s (the users' mean "
+                             "seconds between an answer and their next request)")  # fmt: skip
+        return self
 
-# --------------------------------------------------------------------------- training
+    @property
+    def users_think_s(self) -> float | None:
+        """Users' mean think time where the traffic is concurrent users: the traffic's, else
+        the sessions'; None for a request rate."""
+        if self.traffic.concurrent_users is None:
+            return None
+        if self.traffic.think_s is not None:
+            return self.traffic.think_s
+        return self.sessions.think_s if self.sessions is not None else None
 
     @model_validator(mode="after")
     def _sessions_or_fixed_hit_rate(self) -> Workload:
@@ -700,6 +742,9 @@ class Workload(Strict):
             if values is not None and min(values) < 1:
                 raise ValueError(f"{field}: token counts must be >= 1 (the column's smallest is {min(values):g})")
         return self
+
+
+# --------------------------------------------------------------------------- training
 
 
 class TrainingJob(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -144,6 +145,22 @@ def test_serve_closed_loop_reports_the_rate_it_achieved(chat_path):
     both = runner.invoke(app, ["serve", str(chat_path), "-d", "chat-8b", "--concurrency", "4", "--rps", "2",
                                "--duration-s", "10"])  # fmt: skip
     assert both.exit_code == 2 and "either --concurrency" in both.output
+
+
+def test_serve_closed_loop_takes_a_users_workloads_think_time():
+    """enterprise-rag's by-users plan: 1,500 users at 120 s; --concurrency alone uses the 120 s."""
+    path = str(Path("scenarios/enterprise-rag.yaml"))
+    result = runner.invoke(app, ["serve", path, "--plan", "by-users", "-d", "rag-70b", "--concurrency", "40",
+                                 "--think", "exponential", "--duration-s", "600", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout)
+    assert s["think_s"] == 120 and s["think"] == "exponential"
+    # 40 users at R ~ 4-5 s and Z = 120 s send about 40 / 125 = 0.32 req/s (the clients start
+    # together, so the first ten minutes run a little above that)
+    assert 0.25 < s["offered_requests_per_s"] < 0.45
+    bad = runner.invoke(app, ["serve", path, "-d", "rag-70b", "--concurrency", "4", "--think", "gamma",
+                              "--duration-s", "10"])  # fmt: skip
+    assert bad.exit_code == 2 and "unknown think-time distribution" in bad.output
 
 
 @pytest.mark.parametrize(("plan", "text"), [("speculative-decoding", "tokens/iteration"),

@@ -139,3 +139,25 @@ def test_disaggregation_composes_with_speculation_and_conversations():
     both = serve(chat_scenario({**split, **draft}, talk), "chat-8b", rps=4, duration_s=600, seed=1).summary
     assert both["tpot_ms"]["p50"] < 0.9 * plain["tpot_ms"]["p50"]  # the decode side speculates
     assert plain["prefix_cache_hit_rate"] > 0.3  # the prefill side keeps the conversations' prefixes
+
+
+def test_a_decode_side_preemption_recomputes_the_whole_prompt():
+    """The prompt's KV came over the link into the request's own blocks: pre-empted, they are
+    freed, so re-admission recomputes prompt + generated tokens, not the generated ones alone."""
+    import dataclasses
+
+    from simulator.inference.metrics import replicas_frame
+
+    scenario = unit_disaggregated(kv_transfer_gb_per_s=1e9)
+    dep = scenario.deployment("d")
+    config, _, timer = replica_setup(scenario, dep)
+    tight = dataclasses.replace(config, kv_blocks=14, kv_block_tokens=16, kv_watermark=0.0)
+    units = disaggregated_setup(scenario, dep, None, tight)
+    prompt, output = 96, 30  # 7 blocks each at admission; together past 14 after ~16 tokens each
+    requests = RequestArrays(np.array([0.0, 0.0]), np.full(2, prompt), np.full(2, output), np.zeros(2, int))
+    r = simulate_disaggregated(units, timer, requests, duration_s=100.0, warmup_s=0.0, drain_s=1e6)
+    assert (r.status == "completed").all() and r.preemptions.sum() >= 1
+    decode = replicas_frame(r).iloc[1]  # the decode replica
+    recomputed = decode["prefill_tokens_per_s"] * 100.0
+    # the pre-empted request's prompt came back through prefill (not ~16 generated tokens alone)
+    assert recomputed >= prompt + 1

@@ -167,3 +167,36 @@ def test_cost_figures_price_speculation_and_the_drafts_memory():
     assert spec["decode_tokens_per_s"] > 1.2 * plain["decode_tokens_per_s"]
     assert spec["kv_cache_tokens"] < plain["kv_cache_tokens"]
     assert plain["decode_tokens_per_iteration"] == 1.0
+
+
+def test_speculation_with_adapters_prices_a_full_batchs_verification():
+    """b (k + 1) verification tokens pass the scheduler's token budget: the adapter tables
+    reach them too (they once stopped at the budget and raised an IndexError)."""
+    scenario = chat_scenario({"speculative": DRAFT, "adapters": 4, "max_batched_tokens": 256})
+    dep = {d.name: d for d in scenario.deployments}["chat-8b"]
+    _, _, timer = replica_setup(scenario, dep)
+    full = dep.max_batch_size
+    assert timer.speculative_iteration_s(full, 1000.0 * full) > 0
+    assert timer.decode_run(full, 1000.0 * full, distinct_adapters=4).iteration_s(0) > \
+        timer.decode_run(full, 1000.0 * full).iteration_s(0)
+
+
+def test_cost_figures_under_speculation_are_per_iteration_and_take_any_batch():
+    from simulator.inference.replica_cost import replica_cost_figures
+
+    dep = {d.name: d for d in spec_chat().deployments}["chat-8b"]
+    wide = 2 * dep.max_batch_size  # a what-if past the deployment's batch limit
+    figures = replica_cost_figures(spec_chat(), "chat-8b", wide, 1000, 1000)
+    tokens = expected_tokens_per_iteration(0.7, 4)
+    # an iteration (k drafts + the verification) emits E[X] tokens per request
+    assert figures["decode_tokens_per_s"] == pytest.approx(wide * tokens / (figures["decode_iteration_ms"] / 1e3))
+    assert figures["max_requests_at_context"] <= dep.max_batch_size
+
+
+def test_output_tokens_per_s_count_the_real_outputs_not_the_token_steps():
+    """Short answers (8 tokens) end inside a verification: the accepted tokens past the end
+    are not output (they once counted, x1.26 the real output here)."""
+    short = {"output_tokens": {"distribution": "fixed", "value": 8}}
+    spec = serve(spec_chat(workload=short), "chat-8b", rps=4, duration_s=300, seed=5).summary
+    plain = serve(chat_scenario(workload=short), "chat-8b", rps=4, duration_s=300, seed=5).summary
+    assert spec["output_tokens_per_s"] == pytest.approx(plain["output_tokens_per_s"], rel=0.03)
