@@ -1,7 +1,9 @@
 """``fleetsim optimize``: the cheapest plan that meets every workload's SLO over the horizon.
 
-A plan *meets the SLO* when every workload's ``slo_met`` holds over the whole horizon and no
-request went unserved (:data:`~simulator.sweep.tasks.UNSERVED_TOLERANCE`).
+A plan *meets the SLO* when every workload's ``slo_met`` holds over the whole horizon, no
+request went unserved for lack of capacity (:data:`~simulator.sweep.tasks.UNSERVED_TOLERANCE`)
+and the attainment still meets its target with requests past the model's context counted as
+misses (they are refused whatever the capacity).
 
 With a grid (``--search``) every plan of the grid is run and the cheapest that meets the SLO
 wins. Without one, the default space of :mod:`simulator.sweep.space` is searched in stages, so
@@ -155,12 +157,16 @@ def failure_reasons(row: dict[str, Any]) -> list[str]:
         name = column[len("workload.") : -len(".slo_met")]
         attainment = _plain(row.get(f"workload.{name}.slo_attainment"))
         target = _plain(row.get(f"workload.{name}.slo_attainment_target"))
-        unserved = _plain(row.get(f"workload.{name}.unserved_requests")) or 0.0
+        too_long = _plain(row.get(f"workload.{name}.unserved_too_long_requests")) or 0.0
+        unserved = (_plain(row.get(f"workload.{name}.unserved_requests")) or 0.0) - too_long
         if not bool(row[column]):
             shown = "no requests served" if attainment is None else f"{attainment:.1%}"
             reasons.append(f"{name}: SLO attainment {shown} < target {target:.0%}")
         if unserved >= UNSERVED_TOLERANCE:
-            reasons.append(f"{name}: {unserved:,.0f} requests unserved")
+            reasons.append(f"{name}: {unserved:,.0f} requests unserved for lack of capacity")
+        elif bool(row[column]) and too_long >= UNSERVED_TOLERANCE and not row.get("meets_slo", True):
+            reasons.append(f"{name}: {too_long:,.0f} requests past the model's context, counted as SLO "
+                           "misses, bring the attainment under its target")  # fmt: skip
     return reasons
 
 

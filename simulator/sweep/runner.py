@@ -18,7 +18,8 @@ override values (``set.<path>``; ``alt.<group>`` for named alternatives) and the
 ``fy.<FY>.cost_usd``, ``workload.<name>.<figure>`` (attainment, p95 TTFT/TPOT, unserved, $ per
 1M tokens...), ``pool.<name>.<figure>`` (peak GPUs...), ``slo_attainment_min`` (the worst
 workload's attainment, unserved requests counted as misses), ``meets_slo`` (every workload met
-its SLO with no unserved requests) and ``pareto`` (see :mod:`simulator.sweep.pareto`).
+its SLO with no request unserved for lack of capacity, and its target still with too-long ones
+as misses) and ``pareto`` (see :mod:`simulator.sweep.pareto`).
 """
 
 from __future__ import annotations

@@ -190,8 +190,14 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
                     "cost_usd", "cost_per_million_tokens_usd", "all_in_cost_usd",
                     "all_in_cost_per_million_tokens_usd"):  # fmt: skip
             row[f"workload.{name}.{key}"] = w[key]
-        attainments.append(effective_attainment(w))
-        meets = meets and bool(w["slo_met"]) and w["unserved_requests"] < UNSERVED_TOLERANCE
+        too_long = w.get("unserved_too_long_requests", 0.0)
+        row[f"workload.{name}.unserved_too_long_requests"] = too_long
+        attainment = effective_attainment(w)
+        attainments.append(attainment)
+        # Requests past the model's context are refused by any capacity: they count against the
+        # attainment target (as misses), not as demand the plan left unserved.
+        meets = (meets and bool(w["slo_met"]) and capacity_unserved(w) < UNSERVED_TOLERANCE
+                 and attainment >= w["slo_attainment_target"])  # fmt: skip
     for name, p in summary["pools"].items():
         for key in ("gpu", "pricing", "peak_gpus", "mean_utilization", "cost_usd"):
             row[f"pool.{name}.{key}"] = p[key]
@@ -201,6 +207,11 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
     row["slo_attainment_min"] = min(attainments) if attainments else 1.0
     row["meets_slo"] = meets
     return row
+
+
+def capacity_unserved(workload: dict[str, Any]) -> float:
+    """Requests a workload's plan left unserved for lack of capacity (too-long ones excluded)."""
+    return max(workload["unserved_requests"] - workload.get("unserved_too_long_requests", 0.0), 0.0)
 
 
 def effective_attainment(workload: dict[str, Any]) -> float:

@@ -116,7 +116,12 @@ def test_failure_reasons():
            "workload.chat.slo_attainment_target": 0.95, "workload.chat.unserved_requests": 1234.0,
            "workload.rag.slo_met": True, "workload.rag.slo_attainment": 0.99,
            "workload.rag.slo_attainment_target": 0.95, "workload.rag.unserved_requests": 0.0}  # fmt: skip
-    assert failure_reasons(row) == ["chat: SLO attainment 90.0% < target 95%", "chat: 1,234 requests unserved"]
+    assert failure_reasons(row) == ["chat: SLO attainment 90.0% < target 95%",
+                                    "chat: 1,234 requests unserved for lack of capacity"]
+    # requests past the model's context are not the plan's capacity: they count as misses
+    row |= {"workload.chat.unserved_too_long_requests": 1234.0, "workload.chat.slo_met": True}
+    assert failure_reasons(row) == []
+    assert failure_reasons(row | {"meets_slo": False})[0].startswith("chat: 1,234 requests past the model's context")
     assert failure_reasons({"status": "error", "error": "x: no fit"}) == ["invalid: x: no fit"]
 
 

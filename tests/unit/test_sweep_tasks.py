@@ -111,3 +111,13 @@ def test_unserved_requests_fail_the_slo(data):
     summary = run(validate_scenario_data(data), curve_provider=mm1_provider()).summary
     summary["workloads"]["chat"]["unserved_requests"] = 5.0
     assert summary_row(summary)["meets_slo"] is False
+
+
+def test_too_long_requests_count_as_misses_not_as_missing_capacity():
+    from simulator.sweep.tasks import capacity_unserved, effective_attainment
+
+    workload = {"requests": 1000.0, "requests_served": 997.0, "requests_cache_hits": 0.0, "unserved_requests": 3.0,
+                "unserved_too_long_requests": 3.0, "slo_attainment": 0.99}  # fmt: skip
+    assert capacity_unserved(workload) == 0.0
+    assert effective_attainment(workload) == pytest.approx(0.99 * 997 / 1000)
+    assert capacity_unserved({**workload, "unserved_requests": 10.0}) == 7.0
