@@ -11,14 +11,25 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from simulator.common.errors import Problem, ScenarioError
-from simulator.scenario.loading import load_scenario, scenario_for_plan
-from simulator.scenario.schema import Scenario
 
 if TYPE_CHECKING:
     from simulator.results.result import Result
+    from simulator.scenario.loading import load_scenario, scenario_for_plan
+    from simulator.scenario.schema import Scenario
+
+#: Loaded on first use, so that ``import simulator`` (and ``fleetsim --help``) stays light.
+_LAZY = {"load_scenario": "simulator.scenario.loading", "scenario_for_plan": "simulator.scenario.loading",
+         "Scenario": "simulator.scenario.schema"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'simulator' has no attribute {name!r}")
 
 
 def run(scenario: Scenario, plan: str | None = None, seed: int | None = None, **kwargs: Any) -> Result:

@@ -124,6 +124,20 @@ def bar(quiet: bool) -> Progress:
     )  # fmt: skip
 
 
+def build_curves(scenarios: list[Any], quiet: bool) -> None:
+    """Build the latency curves that runs of these (plan-applied) scenarios need, in parallel
+    processes, with a bar that counts them (the runs then read them from the cache)."""
+    from simulator.fleet import projection
+
+    if projection.default_curve_provider is not projection.ENGINE_CURVE_PROVIDER:
+        return  # a stand-in provider (tests): nothing to build
+    from simulator.results.runner import prefetch_curves
+
+    with bar(quiet) as shown:
+        task = shown.add_task("latency curves", total=None)
+        prefetch_curves(scenarios, on_built=lambda done, total: shown.update(task, completed=done, total=total))
+
+
 def execution(workers: int | None, scheduler: str | None) -> Any:
     """The Execution of --workers / --scheduler (exit 2 when both are given)."""
     from simulator.sweep.runner import Execution

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from simulator.cli.app import app
-from simulator.cli.options import QuietOpt, err, load, out, progress, user_errors
+from simulator.cli.options import QuietOpt, build_curves, err, load, out, progress, user_errors
 from simulator.common.files import OutputError
 
 
@@ -61,6 +61,8 @@ def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[A
             for path, scenario in loaded
             for plan in _chosen_plans(scenario, plans, len(scenarios) > 1)
         ]
+    with user_errors():
+        build_curves([variant for _, _, variant in jobs], quiet)
     with progress(quiet) as bar, user_errors():
         task = bar.add_task("running", total=len(jobs))
         for scenario, plan, variant in jobs:

@@ -13,6 +13,7 @@ from simulator.cli.options import (
     MonthsOpt,
     QuietOpt,
     ScenarioArg,
+    build_curves,
     err,
     load,
     out,
@@ -33,6 +34,10 @@ def run_plans(scenario: Any, plans: list[str], quiet: bool, months: int | None =
         horizon = scenario.horizon.model_copy(update={"months": months})
         scenario = scenario.model_copy(update={"horizon": horizon})
     results = []
+    with user_errors():
+        from simulator.scenario.loading import scenario_for_plan
+
+        build_curves([scenario_for_plan(scenario, plan) for plan in plans], quiet)
     with progress(quiet) as bar, user_errors():
         task = bar.add_task("running", total=len(plans))
         for plan in plans:

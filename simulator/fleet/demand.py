@@ -10,6 +10,7 @@ Rates are mean requests per second over each hour.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,7 @@ def timeline(horizon: Horizon) -> Timeline:
     return Timeline(start=start, hours=hours, month_index=month_index, month_starts=starts[:-1])
 
 
+@functools.lru_cache(maxsize=256)
 def diurnal_concentration(peak_to_mean: float) -> float:
     """Concentration ``a`` of a von Mises daily shape exp(a cos) whose peak/mean is given.
 

@@ -172,6 +172,10 @@ def default_curve_provider(scenario: Scenario, deployment: str, workload: str) -
     return deployment_curve(scenario, deployment, workload)
 
 
+#: The engine's provider (callers that prebuild curves check that nobody swapped it out).
+ENGINE_CURVE_PROVIDER = default_curve_provider
+
+
 def project(
     scenario: Scenario,
     rng: np.random.Generator,
@@ -370,8 +374,7 @@ def _demand_and_routes(
     demand is unrouted and reported unserved.
     """
     demand, cache_hits, unrouted, routes = {}, {}, {}, []
-    eras_of = {pool.name: pool_eras(scenario, pool, line.hours) for pool in scenario.pools}
-    scenario_on = {era.start: scenario_at(scenario, era.start) for eras in eras_of.values() for era in eras}
+    eras_served = _serving_eras(scenario, line, active)
     for workload in scenario.workloads:
         if workload.traffic.concurrent_users is None:
             rate = hourly_requests_per_s(workload.traffic, line)
@@ -392,15 +395,11 @@ def _demand_and_routes(
         unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
         for route, share in zip(workload.routes, raw, strict=True):
             offered = gpu_rate * share * scale
-            serving = active[route.deployment]
-            for era in eras_of[scenario.deployment(route.deployment).pool]:
-                # later GPU eras the deployment never serves in need no curve
-                if era.index > 0 and not np.any(serving[era.first_hour : era.end_hour] > 0):
-                    continue
+            for era, era_scenario in eras_served[route.deployment]:
                 # one route per GPU era of its pool: the era's curve carries the era's demand
-                curve = curve_provider(scenario_on[era.start], route.deployment, workload.name)
+                curve = curve_provider(era_scenario, route.deployment, workload.name)
                 carried = np.where(era.mask(line.hours), offered, 0.0)
-                refused = too_long_share(scenario_on[era.start], scenario.deployment(route.deployment), workload)
+                refused = too_long_share(era_scenario, scenario.deployment(route.deployment), workload)
                 routes.append(
                     RouteHours(
                         workload=workload.name,
@@ -412,6 +411,33 @@ def _demand_and_routes(
                     )
                 )
     return demand, cache_hits, unrouted, routes
+
+
+def _serving_eras(
+    scenario: Scenario, line: Timeline, active: dict[str, np.ndarray]
+) -> dict[str, list[tuple[Era, Scenario]]]:
+    """Per deployment, the GPU eras of its pool that need its curves (the first always; later
+    ones where it serves at all), each with the scenario as it stands in that era."""
+    eras_of = {pool.name: pool_eras(scenario, pool, line.hours) for pool in scenario.pools}
+    scenario_on = {era.start: scenario_at(scenario, era.start) for eras in eras_of.values() for era in eras}
+    out = {}
+    for dep in scenario.deployments:
+        serving = active[dep.name]
+        out[dep.name] = [(era, scenario_on[era.start]) for era in eras_of[dep.pool]
+                         if era.index == 0 or np.any(serving[era.first_hour : era.end_hour] > 0)]  # fmt: skip
+    return out
+
+
+def curve_requests(scenario: Scenario) -> list[tuple[Scenario, str, str]]:
+    """(scenario in a GPU era, deployment, workload) of every latency curve :func:`project` may
+    ask its provider for, so they can be built beforehand in parallel (deployments that wait
+    for a training job count as serving from the start: a curve too many at worst)."""
+    line = timeline(scenario.horizon)
+    active = _serving_windows(scenario, line, {job.name: 0.0 for job in scenario.training_jobs})
+    eras = _serving_eras(scenario, line, active)
+    return [(era_scenario, route.deployment, workload.name)
+            for workload in scenario.workloads for route in workload.routes
+            for _, era_scenario in eras[route.deployment]]  # fmt: skip
 
 
 def _requested_replicas(

@@ -27,6 +27,7 @@ unwritable directory is skipped silently). Files are written atomically
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -520,23 +521,132 @@ def deployment_curve(
     GPU, calibration, deployment settings and adapters, token distributions, adapter spread,
     retrieval latency and tokens, SLO, seed, settings).
     """
+    request = _request(scenario, deployment, workload, seed, quick)
+    curve = _cached(request)
+    if curve is None:
+        curve = _remember(request, _build(request))
+    return curve
+
+
+@dataclass(frozen=True)
+class _CurveRequest:
+    """One curve to find or build, with its cache key."""
+
+    scenario: Scenario
+    deployment: Deployment
+    workload: Workload
+    seed: int
+    settings: CurveSettings
+    key: str
+
+
+def _request(scenario: Scenario, deployment: str, workload: str, seed: int | None, quick: bool) -> _CurveRequest:
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload)
     assert wl is not None
     seed = scenario.seed if seed is None else seed
     settings = QUICK_SETTINGS if quick else DEFAULT_SETTINGS
-    key = curve_key(scenario, dep, wl, seed, settings)
-    if key in _MEMORY:
-        return _MEMORY[key]
+    return _CurveRequest(scenario, dep, wl, seed, settings, curve_key(scenario, dep, wl, seed, settings))
+
+
+def _disk_path(key: str) -> Path | None:
     directory = cache_dir()
-    path = directory / f"{key}.npz" if directory is not None else None
+    return directory / f"{key}.npz" if directory is not None else None
+
+
+def _cached(request: _CurveRequest) -> LatencyCurve | None:
+    """The curve from memory or from the disk cache (kept in memory then), else None."""
+    if request.key in _MEMORY:
+        return _MEMORY[request.key]
+    path = _disk_path(request.key)
     curve = _load(path) if path is not None and path.is_file() else None
-    if curve is None:
-        curve = latency_curve(scenario, dep, wl, seed=seed, settings=settings)
-        if path is not None:
-            _save(path, curve)
-    _MEMORY[key] = curve
+    if curve is not None:
+        _MEMORY[request.key] = curve
     return curve
+
+
+def _build(request: _CurveRequest) -> LatencyCurve:
+    return latency_curve(request.scenario, request.deployment, request.workload, seed=request.seed,
+                         settings=request.settings)  # fmt: skip
+
+
+def _remember(request: _CurveRequest, curve: LatencyCurve) -> LatencyCurve:
+    path = _disk_path(request.key)
+    if path is not None:
+        _save(path, curve)
+    _MEMORY[request.key] = curve
+    return curve
+
+
+def prefetch(
+    wanted: list[tuple[Scenario, str, str]], *, workers: int | None = None, quick: bool = False,
+    on_built: Any = None,
+) -> int:  # fmt: skip
+    """Build the curves of ``wanted`` (scenario, deployment, workload) that no cache holds,
+    each once, in parallel processes (``workers``, default the usable cores), so that later
+    :func:`deployment_curve` calls find them. Returns how many were built; ``on_built(done,
+    total)`` follows progress. Each curve is a function of its inputs alone (its own seeded
+    streams), so a parallel build equals a serial one bit for bit.
+    """
+    missing: dict[str, _CurveRequest] = {}
+    for scenario, deployment, workload in wanted:
+        request = _request(scenario, deployment, workload, None, quick)
+        if request.key not in missing and _cached(request) is None:
+            missing[request.key] = request
+    todo = list(missing.values())
+    workers = min(workers or usable_cores(), len(todo))
+    if on_built is not None:
+        on_built(0, len(todo))
+    if workers <= 1:
+        for done, request in enumerate(todo, 1):
+            _remember(request, _build(request))
+            if on_built is not None:
+                on_built(done, len(todo))
+        return len(todo)
+    import concurrent.futures
+    import multiprocessing
+
+    # a fresh interpreter per worker (forkserver: forked from a server that imported the engine
+    # once), never a fork of this process and its threads
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                          else "spawn")  # fmt: skip
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["simulator.inference.curve"])
+    with _single_threaded_children(), concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(_build, request): request for request in todo}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            _remember(futures[future], future.result())
+            if on_built is not None:
+                on_built(done, len(todo))
+    return len(todo)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: Thread pools of numerical libraries, read when they load: one thread in worker processes.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Any:
+    """While workers start, the environment they inherit asks for one BLAS/OpenMP thread each
+    (the workers fill the cores already; threaded BLAS on small products only spins). A value
+    the user set is kept."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
 
 
 def clear_memory_cache() -> None:

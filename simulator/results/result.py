@@ -194,14 +194,12 @@ def _deployments_hourly(p: Projection) -> pd.DataFrame:
 def _mixture(p: Projection, workload: str) -> Mixture:
     """Request weights on curve points per month, plus a last row for the whole horizon."""
     routes = [r for r in p.routes if r.workload == workload]
-    months = p.timeline.months
+    # months are contiguous runs of hours: sum each run (reduceat) instead of a bincount per point
+    starts = np.searchsorted(p.timeline.month_index, np.arange(p.timeline.months))
     weights = []
     for r in routes:
         per_hour = r.point_weights * r.served_requests[:, None]
-        w = np.stack(
-            [np.bincount(p.timeline.month_index, weights=col, minlength=months) for col in per_hour.T],
-            axis=1,
-        )
+        w = np.add.reduceat(per_hour, starts, axis=0)
         weights.append(np.vstack([w, w.sum(axis=0, keepdims=True)]))
     return Mixture([r.curve for r in routes], weights)
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from simulator.fleet.projection import CurveProvider, default_curve_provider, project
+from simulator.fleet.projection import (
+    CurveProvider,
+    curve_requests,
+    default_curve_provider,
+    project,
+)
 from simulator.results.result import Result, build_result
 from simulator.scenario.loading import scenario_for_plan
 from simulator.scenario.schema import Scenario
@@ -32,3 +39,15 @@ def run(
 def plan_names(scenario: Scenario) -> list[str]:
     """'base' followed by the scenario's plans."""
     return ["base"] + [p.name for p in scenario.plans]
+
+
+def prefetch_curves(
+    scenarios: list[Scenario], *, workers: int | None = None, on_built: Any = None
+) -> int:  # fmt: skip
+    """Build every latency curve the runs of ``scenarios`` (plan-applied) will need, each once
+    and in parallel processes (see :func:`simulator.inference.curve.prefetch`); returns how
+    many were built (0: all cached)."""
+    from simulator.inference.curve import prefetch
+
+    wanted = [request for scenario in scenarios for request in curve_requests(scenario)]
+    return prefetch(wanted, workers=workers, on_built=on_built)

@@ -121,3 +121,11 @@ def test_too_long_requests_count_as_misses_not_as_missing_capacity():
     assert capacity_unserved(workload) == 0.0
     assert effective_attainment(workload) == pytest.approx(0.99 * 997 / 1000)
     assert capacity_unserved({**workload, "unserved_requests": 10.0}) == 7.0
+
+
+def test_dask_workers_start_without_malloc_trimming_and_single_threaded():
+    from simulator.sweep.runner import worker_environment
+
+    environ = worker_environment()
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ
+    assert {environ[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} == {1}
