@@ -161,7 +161,7 @@ def simulate_disaggregated(
     req = prepare(requests, duration_s, warmup_s, concurrency, dc, decode_timer)
     n, arrival, prompt, output, cached, decode_output = req.n, req.arrival, req.prompt, req.output, req.cached, req.steps
     ones = np.ones(n, dtype=np.int64)
-    too_long = too_long_mask(prompt, ones, pc) | too_long_mask(prompt, decode_output, dc)
+    too_long = too_long_mask(prompt, ones, pc) | too_long_mask(prompt, req.kv_tokens, dc)
 
     env = simpy.Environment()
     window = (warmup_s, duration_s)

@@ -314,6 +314,11 @@ class PreparedRequests:
     cached: np.ndarray
     steps: np.ndarray  #: ``output``, or with speculation its token steps (:func:`speculative_steps`)
 
+    @property
+    def kv_tokens(self) -> np.ndarray:
+        """Output tokens whose KV a request may hold: its output, or its token steps if more."""
+        return self.output if self.steps is self.output else np.maximum(self.output, self.steps)
+
 
 def prepare(
     requests: RequestArrays, duration_s: float, warmup_s: float, concurrency: int | None,
@@ -356,7 +361,7 @@ def count_output_tokens(replicas, output: np.ndarray, steps: np.ndarray) -> None
     """Speculation: replicas count token steps, which pass the real output by the tokens the
     last verification accepts beyond it; scale their output-token counters to the real
     outputs (the stream's ratio, a simplification per replica)."""
-    if steps is output or not steps.sum() > 0:
+    if not steps.sum() > 0:
         return
     ratio = float(output.sum()) / float(steps.sum())
     for replica in replicas:
@@ -401,9 +406,7 @@ def simulate(
     n, arrival, prompt, output, cached, steps = req.n, req.arrival, req.prompt, req.output, req.cached, req.steps
     adapter = None if requests.adapter is None else np.asarray(requests.adapter[:n], dtype=np.int64)
     retrieval = None if requests.retrieval_s is None else np.asarray(requests.retrieval_s[:n], dtype=float)
-    too_long = too_long_mask(prompt, output, rc)
-    if steps is not output:  # the token steps must fit the KV cache too
-        too_long |= -(-(prompt + steps) // rc.kv_block_tokens) > rc.kv_blocks
+    too_long = too_long_mask(prompt, req.kv_tokens, rc)
 
     env = simpy.Environment()
     table = RequestTable(prompt, steps, cached, adapter)

@@ -38,7 +38,13 @@ from simulator.scenario.schema import Scenario
 from simulator.sweep import space
 from simulator.sweep.grid import PlanSpec, apply_overrides
 from simulator.sweep.runner import Executor, OnDone, sweep
-from simulator.sweep.tasks import ENGINE_CURVES, UNSERVED_TOLERANCE, CurveSource, routed_pairs
+from simulator.sweep.tasks import (
+    ENGINE_CURVES,
+    UNSERVED_TOLERANCE,
+    CurveSource,
+    capacity_unserved,
+    routed_pairs,
+)
 
 OnStage = Callable[[str, int], None]
 
@@ -158,7 +164,8 @@ def failure_reasons(row: dict[str, Any]) -> list[str]:
         attainment = _plain(row.get(f"workload.{name}.slo_attainment"))
         target = _plain(row.get(f"workload.{name}.slo_attainment_target"))
         too_long = _plain(row.get(f"workload.{name}.unserved_too_long_requests")) or 0.0
-        unserved = (_plain(row.get(f"workload.{name}.unserved_requests")) or 0.0) - too_long
+        unserved = capacity_unserved({"unserved_requests": _plain(row.get(f"workload.{name}.unserved_requests")) or 0.0,
+                                      "unserved_too_long_requests": too_long})  # fmt: skip
         if not bool(row[column]):
             shown = "no requests served" if attainment is None else f"{attainment:.1%}"
             reasons.append(f"{name}: SLO attainment {shown} < target {target:.0%}")
