@@ -11,6 +11,9 @@
     Also: simpy events per request and output tokens per event, which show that events scale
     with requests, not with tokens.
 (c) Building the latency curves of the bundled chat scenario (two deployments), no cache.
+(e) The chat case on 1, 8, 64 and 512 replicas (least-outstanding routing, which keeps its loads
+    in heaps from 24 replicas), each against the bare simpy M/M/c loop on as many servers and
+    customers, in the same run.
 (d) The chat case as 4-turn conversations with the prefix cache simulated and session-affinity
     routing on 8 replicas (aim: >= 20,000 req/s), against the bare simpy M/M/c loop.
 
@@ -198,6 +201,33 @@ def bench_conversations(replicas: int = 8, per_replica_rps: float = 12.0, durati
     print(f"    simpy events           {events / n:10.2f} per request, prefix-cache hit rate {hit:.1%}")
 
 
+def bench_scaling(replica_counts: tuple[int, ...] = (1, 8, 64, 512), requests_per_case: int = 48_000,
+                  per_replica_rps: float = 20.0) -> list[tuple[int, float, float]]:  # fmt: skip
+    """(e) the chat case at several fleet sizes: (replicas, engine req/s, engine / bare time)."""
+    scenario = load_scenario(ROOT / "scenarios" / "chat-assistant.yaml")
+    config, _, timer = replica_setup(scenario, scenario.deployment("chat-8b"))
+    print(f"(e) chat case by fleet size, {per_replica_rps:g} req/s per replica, least-outstanding routing")
+    rows = []
+    for replicas in replica_counts:
+        duration_s = requests_per_case / (per_replica_rps * replicas)
+        requests = chat_requests(per_replica_rps, replicas, duration_s)
+        n = len(requests)
+        engine_config = EngineConfig(config, replicas, "least_outstanding")
+        service = np.random.default_rng(5).exponential(0.9 / per_replica_rps, n)
+
+        def engine(c=engine_config, r=requests, d=duration_s):
+            return simulate(c, timer, r, duration_s=d)
+
+        def bare(r=requests, s=service, c=replicas):
+            return bare_simpy_mmc(r.arrival_s, s, c)
+
+        wall_s, _ = best_of(2, engine)
+        bare_s, _ = best_of(2, bare)
+        rows.append((replicas, n / wall_s, wall_s / bare_s))
+        print(f"    {replicas:4d} replicas  {n / wall_s:10,.0f} req/s   engine / bare time {wall_s / bare_s:5.2f} x")
+    return rows
+
+
 def bench_curves() -> None:
     from simulator.inference.curve import clear_memory_cache, deployment_curve
 
@@ -223,6 +253,7 @@ def main() -> None:
     bench_mmc()
     bench_chat(args.profile)
     bench_conversations()
+    bench_scaling()
     bench_curves()
 
 

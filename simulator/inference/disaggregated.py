@@ -76,8 +76,7 @@ class _PrefillGroup(_Engine):
     handoff: _Handoff
 
     def on_finish(self, now: float, rid: int) -> None:
-        self.in_system -= 1
-        self.area -= self._credit(now)
+        self._leave(now, rid)
         self.handoff.prefilled(now, rid)
 
     def _drop(self, rid: int, reason: int) -> None:

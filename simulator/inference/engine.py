@@ -187,6 +187,7 @@ class _Engine:
         ]  # fmt: skip
         if self.shared:
             self.max_queue *= config.replicas
+        self.router.bind(self.replicas)
         self.drop_reason = [0] * len(too_long)
         self.in_system = 0
         self.area = 0.0  # integral of requests in system over the window
@@ -233,6 +234,14 @@ class _Engine:
         self.in_system += 1
         self.area += self._credit(now)
         replica.enqueue(rid, now)
+        self.router.changed(self.replicas, replica.index)
+
+    def _leave(self, now: float, rid: int) -> None:
+        """``rid`` left its replica (finished there): counters and the router's loads."""
+        self.in_system -= 1
+        self.area -= self._credit(now)
+        if not self.shared:
+            self.router.changed(self.replicas, self.table.replica[rid])
 
     def _drop(self, rid: int, reason: int) -> None:
         self.table.status[rid] = DROPPED
@@ -241,8 +250,7 @@ class _Engine:
             self.closed.next_after(self.env.now)
 
     def on_finish(self, now: float, rid: int) -> None:
-        self.in_system -= 1
-        self.area -= self._credit(now)
+        self._leave(now, rid)
         if self.closed is not None:
             self.closed.next_after(now)
 

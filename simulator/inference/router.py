@@ -21,6 +21,7 @@ admitted yet). Policies:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -30,6 +31,9 @@ ROUTERS: tuple[str, ...] = ("round_robin", "least_outstanding", "shared_queue", 
 BALANCE_ABS_THRESHOLD = 64
 #: ... and busiest > this times idlest (SGLang gateway / vLLM router defaults).
 BALANCE_REL_THRESHOLD = 1.5
+#: From this many replicas the load-aware routers keep their loads in heaps (O(log R) per
+#: change) instead of scanning every replica per arrival; below it a scan is faster.
+HEAP_FROM_REPLICAS = 24
 
 
 class RoutedReplica(Protocol):
@@ -43,6 +47,14 @@ class Router(Protocol):
     #: True when every replica admits from one shared queue.
     shared_queue: bool
 
+    def bind(self, replicas: Sequence[RoutedReplica]) -> None:
+        """The replicas it will route to (their loads start at 0)."""
+        ...
+
+    def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        """Replica ``index``'s ``outstanding`` changed (own-queue routers only)."""
+        ...
+
     def choose(self, replicas: Sequence[RoutedReplica]) -> int | None:
         """Index of the replica to send (or, with a shared queue, offer) the request to."""
         ...
@@ -54,6 +66,12 @@ class RoundRobinRouter:
     def __init__(self) -> None:
         self._next = 0
 
+    def bind(self, replicas: Sequence[RoutedReplica]) -> None:
+        """Round robin keeps no loads."""
+
+    def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        """Round robin keeps no loads."""
+
     def choose(self, replicas: Sequence[RoutedReplica]) -> int:
         i = self._next
         self._next = (i + 1) % len(replicas)
@@ -61,9 +79,42 @@ class RoundRobinRouter:
 
 
 class LeastOutstandingRouter:
+    """The replica with the fewest outstanding requests, the lowest index on ties.
+
+    On many replicas the loads live in a heap of (outstanding, index) entries with lazy
+    deletion: every change pushes the replica's new entry, and a stale top (a load that has
+    changed since) is popped when seen. The top is then the least (load, index) pair, exactly
+    the scan's choice, in O(log R) per change instead of O(R) per arrival. The engine reports
+    each change through :meth:`changed`.
+    """
+
     shared_queue = False
 
+    def __init__(self) -> None:
+        self._least: list[tuple[int, int]] | None = None
+
+    def bind(self, replicas: Sequence[RoutedReplica]) -> None:
+        """Start keeping the replicas' loads in heaps (when there are enough of them)."""
+        if len(replicas) >= HEAP_FROM_REPLICAS:
+            self._least = _entries(replicas, 1)
+
+    def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        """Replica ``index``'s outstanding count changed."""
+        least = self._least
+        if least is None:
+            return
+        heapq.heappush(least, (replicas[index].outstanding, index))
+        if len(least) > 4 * len(replicas) + 64:  # stale entries: rebuild from the loads
+            self._least = _entries(replicas, 1)
+
     def choose(self, replicas: Sequence[RoutedReplica]) -> int:
+        least = self._least
+        if least is not None:
+            while True:
+                load, index = least[0]
+                if replicas[index].outstanding == load:
+                    return index
+                heapq.heappop(least)
         best, best_load = 0, replicas[0].outstanding
         for i in range(1, len(replicas)):
             load = replicas[i].outstanding
@@ -72,18 +123,50 @@ class LeastOutstandingRouter:
         return best
 
 
+def _entries(replicas: Sequence[RoutedReplica], sign: int) -> list[tuple[int, int]]:
+    """A heap of (sign x outstanding, index) of every replica."""
+    entries = [(sign * r.outstanding, i) for i, r in enumerate(replicas)]
+    heapq.heapify(entries)
+    return entries
+
+
 class SessionAffinityRouter(LeastOutstandingRouter):
     """Sticky per session while the replicas are in balance (see the module docstring)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.home: dict[int, int] = {}
+        self._busiest: list[tuple[int, int]] | None = None  # (-outstanding, index), lazy like the least
+
+    def bind(self, replicas: Sequence[RoutedReplica]) -> None:
+        super().bind(replicas)
+        if self._least is not None:
+            self._busiest = _entries(replicas, -1)
+
+    def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        super().changed(replicas, index)
+        busiest = self._busiest
+        if busiest is None:
+            return
+        heapq.heappush(busiest, (-replicas[index].outstanding, index))
+        if len(busiest) > 4 * len(replicas) + 64:
+            self._busiest = _entries(replicas, -1)
+
+    def _busiest_load(self, replicas: Sequence[RoutedReplica]) -> int:
+        busiest = self._busiest
+        if busiest is None:
+            return max(r.outstanding for r in replicas)
+        while True:
+            load, index = busiest[0]
+            if replicas[index].outstanding == -load:
+                return -load
+            heapq.heappop(busiest)
 
     def choose_for(self, replicas: Sequence[RoutedReplica], session: int) -> int:
         least = self.choose(replicas)
         home = self.home.get(session)
         if home is not None:
-            loads = [r.outstanding for r in replicas]
-            busiest, idlest = max(loads), loads[least]
+            busiest, idlest = self._busiest_load(replicas), replicas[least].outstanding
             if not (busiest - idlest > BALANCE_ABS_THRESHOLD and busiest > BALANCE_REL_THRESHOLD * idlest):
                 return home
         self.home[session] = least
@@ -92,6 +175,12 @@ class SessionAffinityRouter(LeastOutstandingRouter):
 
 class SharedQueueRouter:
     shared_queue = True
+
+    def bind(self, replicas: Sequence[RoutedReplica]) -> None:
+        """The shared queue reads batch room, which changes at every admission: it scans."""
+
+    def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        """See :meth:`bind`."""
 
     def choose(self, replicas: Sequence[RoutedReplica]) -> int | None:
         best, best_load = None, None

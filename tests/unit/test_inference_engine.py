@@ -126,6 +126,27 @@ def test_least_outstanding_routes_to_the_idle_replica():
     assert rr.replica.tolist() == [0, 1, 0, 1]
 
 
+@pytest.mark.parametrize("router", ["least_outstanding", "session_affinity"])
+def test_heap_routing_on_many_replicas_gives_the_scans_run_bit_for_bit(monkeypatch, router):
+    """From HEAP_FROM_REPLICAS replicas the load-aware routers keep heaps: the same run."""
+    from simulator.inference import router as router_module
+
+    scenario = chat_scenario()
+    config, _, timer = replica_setup(scenario, scenario.deployment("chat-8b"))
+    rng = np.random.default_rng(4)
+    n = 4000
+    session = rng.integers(0, 400, n) if router == "session_affinity" else None
+    requests = RequestArrays(np.sort(rng.uniform(0, 20, n)), rng.integers(50, 1500, n),
+                             rng.integers(5, 300, n), np.zeros(n, dtype=int), session=session)  # fmt: skip
+    engine = EngineConfig(config, 32, router)
+    fast = simulate(engine, timer, requests, duration_s=20.0)
+    monkeypatch.setattr(router_module, "HEAP_FROM_REPLICAS", 10**9)
+    scan = simulate(engine, timer, requests, duration_s=20.0)
+    assert len(set(fast.replica.tolist())) == 32
+    np.testing.assert_array_equal(fast.replica, scan.replica)
+    np.testing.assert_array_equal(fast.finish_s, scan.finish_s)
+
+
 # ---------------------------------------------------------------------------- serve()
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from simulator.inference import router as router_module
 from simulator.inference.router import (
     LeastOutstandingRouter,
     RoundRobinRouter,
+    SessionAffinityRouter,
     SharedQueueRouter,
     make_router,
 )
@@ -52,3 +56,31 @@ def test_make_router():
     assert isinstance(make_router("round_robin"), RoundRobinRouter)
     with pytest.raises(ValueError, match="unknown router 'random'"):
         make_router("random")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    replicas=st.integers(min_value=1, max_value=60),
+    changes=st.lists(st.tuples(st.integers(0, 59), st.sampled_from([1, -1]), st.integers(0, 2000)), max_size=400),
+)
+def test_heap_routers_choose_exactly_what_the_scan_chooses(replicas, changes):
+    """The O(log R) least-outstanding and session-affinity routers (heaps with lazy deletion)
+    pick the same replica as a scan, ties to the lowest index, after any sequence of changes."""
+    fleet = [FakeReplica() for _ in range(replicas)]
+    fast, scan = LeastOutstandingRouter(), LeastOutstandingRouter()
+    sticky_fast, sticky_scan = SessionAffinityRouter(), SessionAffinityRouter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(router_module, "HEAP_FROM_REPLICAS", 1)
+        fast.bind(fleet)
+        sticky_fast.bind(fleet)
+        patch.setattr(router_module, "HEAP_FROM_REPLICAS", 10**9)
+        scan.bind(fleet)
+        sticky_scan.bind(fleet)
+    assert fast._least is not None and scan._least is None
+    for index, step, session in changes:
+        index %= replicas
+        fleet[index].outstanding = max(fleet[index].outstanding + step * 40, 0)
+        for router in (fast, scan, sticky_fast, sticky_scan):
+            router.changed(fleet, index)
+        assert fast.choose(fleet) == scan.choose(fleet)
+        assert sticky_fast.choose_for(fleet, session % 7) == sticky_scan.choose_for(fleet, session % 7)
