@@ -216,21 +216,33 @@ def curve_command(
         print_json(data)
         return
     rows = [
-        [f"{p['rate_per_replica']:.3f}", f"{p['busy_fraction']:.0%}", f"{p['slo_attainment']:.1%}",
+        [f"{p['rate_per_replica']:.3f}", f"{p['busy_fraction']:.0%}",
+         f"{p['slo_attainment']:.1%} ± {p['slo_attainment_stderr']:.1%}",
          _ms(p["ttft_ms"]["p50"]), _ms(p["ttft_ms"]["p95"]), _ms(p["ttft_ms"]["p99"]),
          _ms(p["tpot_ms"]["p50"]), _ms(p["tpot_ms"]["p95"]), _ms(p["e2e_ms"]["p95"])]
         for p in data["points"]
     ]  # fmt: skip
-    columns = ["req/s per replica", "busy", "SLO met", "TTFT p50", "TTFT p95", "TTFT p99",
+    columns = ["req/s per replica", "busy", "SLO met ± s.e.", "TTFT p50", "TTFT p95", "TTFT p99",
                "TPOT p50", "TPOT p95", "E2E p95"]  # fmt: skip
     out.print(table(f"Latency vs load: one replica of {curve.deployment}, workload "
                     f"{curve.workload} (ms)", columns, rows))  # fmt: skip
     targets = ", ".join(f"{k.removesuffix('_p95_ms')} <= {v:g} ms" for k, v in data["slo_targets_ms"].items())
-    out.print(f"capacity per replica: {curve.capacity_per_replica:.3f} req/s "
+    error = data["capacity_error"]
+    spread = "".join([
+        f" ± {error['capacity_stderr_per_replica']:.3f} (s.e.)" if error["capacity_stderr_per_replica"] is not None else "",
+        f", resolution {error['capacity_resolution']:.1%}" if error["capacity_resolution"] is not None else "",
+    ])  # fmt: skip
+    out.print(f"capacity per replica: {curve.capacity_per_replica:.3f} req/s{spread} "
               f"(SLO {targets or 'none (stable queue)'}, met by >= {wl.slo.attainment_target:.0%} "
               f"of requests)")  # fmt: skip
+    out.print("± are standard errors by batch means (10 batches per run; they understate the error "
+              "where the queue is correlated over longer than a batch)", style="dim")
     if plot is not None:
         out.print(f"plot written to {plot}")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _curve_json(curve: Any, slo: Any) -> dict[str, Any]:
@@ -246,6 +258,8 @@ def _curve_json(curve: Any, slo: Any) -> dict[str, Any]:
         {
             "rate_per_replica": float(rate),
             "slo_attainment": float(curve.slo_attainment[i]),
+            "slo_attainment_stderr": float(curve.slo_attainment_stderr[i]),
+            "ttft_p95_stderr_ms": _finite(float(curve.ttft_p95_stderr_ms[i])),
             "busy_fraction": float(curve.busy_fraction[i]),
             "ttft_ms": stats(curve.ttft_ms[i]),
             "tpot_ms": stats(curve.tpot_ms[i]),
@@ -258,6 +272,7 @@ def _curve_json(curve: Any, slo: Any) -> dict[str, Any]:
         "deployment": curve.deployment,
         "workload": curve.workload,
         "capacity_per_replica": curve.capacity_per_replica,
+        "capacity_error": curve.capacity_error(),
         "slo_targets_ms": targets,
         "slo_attainment_target": slo.attainment_target,
         "tokens_per_request": {

@@ -94,6 +94,64 @@ class LatencyCurve:
     #: shape (n,): share of served prompt tokens found in the prefix cache (the fixed rate, or
     #: simulated for conversations)
     prefix_cache_hit_rate: np.ndarray
+    #: shape (n,): standard error of ``slo_attainment`` by batch means (see :func:`batch_means_stderr`)
+    slo_attainment_stderr: np.ndarray
+    #: shape (n,): standard error of the TTFT p95 (ms) by batch means
+    ttft_p95_stderr_ms: np.ndarray
+    #: shape (2,): the capacity search's last bracket (req/s): sustainable at [0], not at [1]
+    #: (inf when never unsustainable); its width is the capacity's resolution
+    capacity_bracket_per_replica: np.ndarray
+
+    def capacity_error(self) -> dict[str, float | None]:
+        """The capacity's stated error: its resolution (relative width of the search's last
+        bracket), and its statistical standard error (req/s) by the delta method, the SLO
+        attainment's batch-means error at the capacity over the attainment's fall per req/s
+        to the next grid rate above it (None when it does not fall there)."""
+        capacity = self.capacity_per_replica
+        lo, hi = (float(x) for x in self.capacity_bracket_per_replica)
+        out: dict[str, float | None] = {
+            "capacity_per_replica": capacity,
+            "capacity_resolution": (hi - lo) / lo if lo > 0 and math.isfinite(hi) else None,
+            "capacity_stderr_per_replica": None,
+            "slo_attainment_stderr": None,
+            "ttft_p95_stderr_ms": None,
+        }
+        if capacity <= 0:
+            return out
+        rates = self.rates_per_replica
+        i = int(np.argmin(np.abs(rates - capacity)))
+        out["slo_attainment_stderr"] = float(self.slo_attainment_stderr[i])
+        out["ttft_p95_stderr_ms"] = _finite(float(self.ttft_p95_stderr_ms[i]))
+        if i + 1 < len(rates):
+            fall = (self.slo_attainment[i] - self.slo_attainment[i + 1]) / (rates[i + 1] - rates[i])
+            if fall > 0:
+                out["capacity_stderr_per_replica"] = float(self.slo_attainment_stderr[i] / fall)
+        return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+#: Batches per run for the batch-means standard errors of a curve's points.
+ERROR_BATCHES = 10
+
+
+def batch_means_stderr(values_by_run: list[np.ndarray], statistic: Any) -> float:
+    """Standard error of ``statistic`` by batch means: each run's values (in arrival order)
+    cut into :data:`ERROR_BATCHES` consecutive batches, the statistic taken per batch, and
+    sd / sqrt(batches) over all of them (Law & Kelton, *Simulation Modeling and Analysis*,
+    batch means). Batches that are short next to the queue's correlation time understate it:
+    a simplification, stated. NaN with fewer than two non-empty batches."""
+    estimates = []
+    for values in values_by_run:
+        for batch in np.array_split(values, ERROR_BATCHES):
+            if len(batch):
+                estimates.append(float(statistic(batch)))
+    finite = np.asarray([e for e in estimates if math.isfinite(e)])
+    if len(finite) < 2:
+        return math.nan
+    return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
 
 
 @dataclass(frozen=True)
@@ -138,6 +196,8 @@ class PointResult:
     mean_prompt_tokens: float
     mean_output_tokens: float
     prefix_cache_hit_rate: float
+    slo_attainment_stderr: float
+    ttft_p95_stderr_ms: float
 
     def sustainable(self, target: float) -> bool:
         return (not self.overloaded) and self.slo_attainment >= target
@@ -184,6 +244,7 @@ class _Probe:
             replications = settings.steady_replications
         warmup = min(0.5 * duration, max(0.1 * duration, self.warmup_floor_s))
         ttft, tpot, e2e, busy, prefill_busy, prompts, outputs = [], [], [], [], [], [], []
+        met_by_run: list[np.ndarray] = []
         cached_sum = prompt_sum = 0.0
         met = counted = 0
         overloaded = False
@@ -202,7 +263,9 @@ class _Probe:
             overloaded |= is_overloaded(record)
             t, p, e = latencies_ms(record)
             count = counted_mask(record)
-            met += int(slo_met(t, p, e, wl.slo)[count].sum())
+            met_flags = slo_met(t, p, e, wl.slo)[count]
+            met_by_run.append(met_flags.astype(float))
+            met += int(met_flags.sum())
             counted += int(count.sum())
             served = measured_mask(record) & (record.status == "completed")
             cached_sum += float(record.cached_tokens[served].sum())
@@ -229,6 +292,8 @@ class _Probe:
             mean_prompt_tokens=float(np.concatenate(prompts).mean()),
             mean_output_tokens=float(np.concatenate(outputs).mean()),
             prefix_cache_hit_rate=cached_sum / prompt_sum if prompt_sum else 0.0,
+            slo_attainment_stderr=batch_means_stderr(met_by_run, np.mean),
+            ttft_p95_stderr_ms=batch_means_stderr([v[np.isfinite(v)] for v in ttft], lambda v: np.percentile(v, 95)),
         )
         self.points[key] = point
         return point
@@ -292,19 +357,8 @@ def latency_curve(
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload)
     assert wl is not None
-    seed = scenario.seed if seed is None else seed
-    config, cost_model, timer = replica_setup(scenario, dep, wl)
-    saturation = saturation_rate_per_s(cost_model, config, wl)
-    warmup_floor = 3 * _unloaded_e2e_s(cost_model, config, wl)
-    units = None
-    if dep.disaggregation is not None:  # one unit of P + D replicas; its capacity scales with D
-        max_queue = settings.max_queue_batches * config.max_batch_size
-        units = disaggregated_setup(scenario, dep, wl, config, max_queue_per_replica=max_queue)
-        saturation *= dep.disaggregation.decode_replicas
-    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl), units,
-                   dep.router == "session_affinity")  # fmt: skip
-    target = wl.slo.attainment_target
-    capacity = _capacity(probe, saturation, target, settings)
+    probe, saturation = _probe_of(scenario, dep, wl, scenario.seed if seed is None else seed, settings)
+    capacity, upper = _capacity(probe, saturation, wl.slo.attainment_target, settings)
     if rates_per_replica is None:
         top = 1.2 * capacity if capacity > 0 else 0.2 * saturation
         low = min(0.05 * saturation, 0.1 * top)
@@ -335,33 +389,71 @@ def latency_curve(
         ),
         capacity_per_replica=float(capacity),
         prefix_cache_hit_rate=np.array([p.prefix_cache_hit_rate for p in points]),
+        slo_attainment_stderr=np.array([p.slo_attainment_stderr for p in points]),
+        ttft_p95_stderr_ms=np.array([p.ttft_p95_stderr_ms for p in points]),
+        capacity_bracket_per_replica=np.array([capacity, upper], dtype=float),
     )
 
 
-def _capacity(probe: _Probe, saturation: float, target: float, settings: CurveSettings) -> float:
-    """Highest sustainable rate: a bisection with short probes between a light load and past
-    saturation, refined with steady probes (short runs are optimistic near saturation)."""
+def _probe_of(scenario: Scenario, dep: Deployment, wl: Workload, seed: int, settings: CurveSettings) -> tuple[_Probe, float]:
+    """The probe of one replica (a P + D unit when disaggregated) and its cost-model saturation
+    rate (req/s), where the capacity search starts."""
+    config, cost_model, timer = replica_setup(scenario, dep, wl)
+    saturation = saturation_rate_per_s(cost_model, config, wl)
+    warmup_floor = 3 * _unloaded_e2e_s(cost_model, config, wl)
+    units = None
+    if dep.disaggregation is not None:  # one unit of P + D replicas; its capacity scales with D
+        max_queue = settings.max_queue_batches * config.max_batch_size
+        units = disaggregated_setup(scenario, dep, wl, config, max_queue_per_replica=max_queue)
+        saturation *= dep.disaggregation.decode_replicas
+    probe = _Probe(wl, config, timer, seed, settings, warmup_floor, speculation_of(dep, wl), units,
+                   dep.router == "session_affinity")  # fmt: skip
+    return probe, saturation
+
+
+def replica_capacity(
+    scenario: Scenario,
+    deployment: str | Deployment,
+    workload: str | Workload | None = None,
+    *,
+    seed: int | None = None,
+    settings: CurveSettings = DEFAULT_SETTINGS,
+) -> float:
+    """The capacity per replica of :func:`latency_curve` alone, without its load grid (about
+    two thirds of a curve's simulation; uncached): what a search that only ranks options by
+    capacity needs. Equal to ``latency_curve(...).capacity_per_replica`` with the same seed."""
+    dep = find_deployment(scenario, deployment)
+    wl = find_workload(scenario, dep, workload)
+    assert wl is not None
+    probe, saturation = _probe_of(scenario, dep, wl, scenario.seed if seed is None else seed, settings)
+    return float(_capacity(probe, saturation, wl.slo.attainment_target, settings)[0])
+
+
+def _capacity(probe: _Probe, saturation: float, target: float, settings: CurveSettings) -> tuple[float, float]:
+    """Highest sustainable rate, and the lowest rate found unsustainable above it (inf when
+    none): a bisection with short probes between a light load and past saturation, refined
+    with steady probes (short runs are optimistic near saturation)."""
     lo = 0.02 * saturation
     if not probe(lo).sustainable(target):
-        return 0.0
+        return 0.0, lo
     hi = 1.5 * saturation
     for _ in range(4):  # the estimate may be low: widen until the load is unsustainable
         if not probe(hi).sustainable(target):
             break
         lo, hi = hi, 2 * hi
     else:
-        return lo
+        return lo, math.inf
     lo, hi = _bisect(lambda r: probe(r).sustainable(target), lo, hi, settings.coarse_tolerance)
     steady = lambda r: probe(r, steady=True).sustainable(target)
     if steady(lo):
-        return _bisect(steady, lo, hi, settings.fine_tolerance)[0]
+        return _bisect(steady, lo, hi, settings.fine_tolerance)
     hi = lo
     for _ in range(8):  # step down until a steady probe holds
         lo = 0.9 * hi
         if steady(lo):
-            return _bisect(steady, lo, hi, settings.fine_tolerance)[0]
+            return _bisect(steady, lo, hi, settings.fine_tolerance)
         hi = lo
-    return 0.0
+    return 0.0, hi
 
 
 def _bisect(holds: Any, lo: float, hi: float, tolerance: float) -> tuple[float, float]:
@@ -380,8 +472,10 @@ def _bisect(holds: Any, lo: float, hi: float, tolerance: float) -> tuple[float, 
 # ---------------------------------------------------------------------------- caching
 
 _MEMORY: dict[str, LatencyCurve] = {}
+_CAPACITIES: dict[str, float] = {}  # capacities searched without their curve, by curve key
 _ARRAYS = ("rates_per_replica", "quantile_levels", "ttft_ms", "tpot_ms", "e2e_ms",
-           "slo_attainment", "busy_fraction", "prefill_busy_fraction", "prefix_cache_hit_rate")  # fmt: skip
+           "slo_attainment", "busy_fraction", "prefill_busy_fraction", "prefix_cache_hit_rate",
+           "slo_attainment_stderr", "ttft_p95_stderr_ms", "capacity_bracket_per_replica")  # fmt: skip
 
 
 def curve_key(
@@ -528,6 +622,48 @@ def deployment_curve(
     return curve
 
 
+def deployment_capacity(
+    scenario: Scenario,
+    deployment: str,
+    workload: str,
+    *,
+    seed: int | None = None,
+    quick: bool = False,
+) -> float:
+    """The capacity per replica (req/s) of :func:`deployment_curve` without building its load
+    grid: taken from the cached curve when there is one, else searched alone
+    (:func:`replica_capacity`) and cached by the curve's content hash, in memory and on disk
+    (``<key>.capacity.json``)."""
+    request = _request(scenario, deployment, workload, seed, quick)
+    if request.key in _CAPACITIES:
+        return _CAPACITIES[request.key]
+    curve = _cached(request)
+    if curve is not None:
+        return curve.capacity_per_replica
+    path = _disk_path(request.key)
+    path = path.with_suffix(".capacity.json") if path is not None else None
+    capacity = _load_capacity(path, request.key) if path is not None else None
+    if capacity is None:
+        capacity = replica_capacity(request.scenario, request.deployment, request.workload, seed=request.seed,
+                                    settings=request.settings)  # fmt: skip
+        if path is not None:
+            text = json.dumps({"key": request.key, "capacity_per_replica": capacity})
+            with contextlib.suppress(OSError, OutputError):
+                write_atomic(path, text)
+    _CAPACITIES[request.key] = capacity
+    return capacity
+
+
+def _load_capacity(path: Path, key: str) -> float | None:
+    """A cached capacity, or None when absent, unreadable or another key's."""
+    try:
+        data = json.loads(path.read_text())
+        value = float(data["capacity_per_replica"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if data.get("key") == key and math.isfinite(value) and value >= 0 else None
+
+
 @dataclass(frozen=True)
 class _CurveRequest:
     """One curve to find or build, with its cache key."""
@@ -650,5 +786,6 @@ def _single_threaded_children() -> Any:
 
 
 def clear_memory_cache() -> None:
-    """Forget the curves cached in memory (the disk cache stays)."""
+    """Forget the curves (and capacities) cached in memory (the disk cache stays)."""
     _MEMORY.clear()
+    _CAPACITIES.clear()

@@ -523,6 +523,23 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         out["prefix_cache_hit_rate"] = _simulated_hit_rate(p, workload.name)
     if workload.traffic.concurrent_users is not None:
         out["closed_loop"] = _closed_loop_summary(p, workload)
+    errors = _curve_errors(p, workload.name)
+    if errors:
+        out["latency_curves"] = errors
+    return out
+
+
+def _curve_errors(p: Projection, workload: str) -> list[dict[str, Any]]:
+    """The stated error of each simulated curve the workload's routes use: the capacity's
+    resolution and standard error, and the batch-means errors at the capacity (curves that
+    state none, such as analytic ones, are left out)."""
+    out, seen = [], set()
+    for r in p.routes:
+        error = getattr(r.curve, "capacity_error", None)
+        if r.workload != workload or error is None or id(r.curve) in seen:
+            continue
+        seen.add(id(r.curve))
+        out.append({"deployment": r.deployment} | error())
     return out
 
 

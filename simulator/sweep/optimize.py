@@ -9,8 +9,8 @@ With a grid (``--search``) every plan of the grid is run and the cheapest that m
 wins. Without one, the default space of :mod:`simulator.sweep.space` is searched in stages, so
 that the expensive part, latency curves, is done once per (GPU, deployment, TP, dtype):
 
-1. **screening**: a short-simulation latency curve (capacity per replica under the SLO) of every
-   deployment option on every candidate GPU, in parallel; an option whose capacity is zero can
+1. **screening**: the capacity per replica under the SLO of every deployment option on every
+   candidate GPU, from short simulations and without the curves' load grids, in parallel; an option whose capacity is zero can
    never meet the SLO and is dropped; the others are ranked by $ per hour per req/s of capacity;
 2. **hardware**: plans combining one of the :attr:`Optimizer.top_options` best options of each
    deployment (best summed rank first, at most :attr:`Optimizer.max_hardware_plans`), every
@@ -41,6 +41,7 @@ from simulator.sweep.runner import Executor, OnDone, sweep
 from simulator.sweep.tasks import (
     ENGINE_CURVES,
     UNSERVED_TOLERANCE,
+    CapacitySource,
     CurveSource,
     capacity_unserved,
     routed_pairs,
@@ -278,7 +279,7 @@ class Optimizer:
                         jobs.append((scenario_data(variant), pairs))
                         keys.append((pool.name, gpu, option))
         self.on_stage("screening", len(jobs))
-        screen = CurveSource(self.curves.seed, quick=True) if isinstance(self.curves, CurveSource) else self.curves
+        screen = CapacitySource(self.curves.seed) if isinstance(self.curves, CurveSource) else self.curves
         results = self.executor.build(jobs, screen, self.on_done)
         candidates: dict[tuple[str, str], dict[str, list[tuple[float, space.Option]]]] = {}
         for (pool_name, gpu, option), result in zip(keys, results, strict=True):

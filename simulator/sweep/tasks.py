@@ -55,6 +55,20 @@ ENGINE_CURVES = CurveSource()
 
 
 @dataclass(frozen=True)
+class CapacitySource:
+    """Capacities per replica (req/s) alone, searched without the curves' load grids: what a
+    screening pass that only ranks options needs (see :func:`~simulator.inference.curve.deployment_capacity`)."""
+
+    seed: int | None = None
+    quick: bool = True
+
+    def __call__(self, scenario: Scenario, deployment: str, workload: str) -> float:
+        from simulator.inference.curve import deployment_capacity
+
+        return deployment_capacity(scenario, deployment, workload, seed=self.seed, quick=self.quick)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One run: a plan's validated scenario data, and how to draw its replication.
 
@@ -150,6 +164,7 @@ def build_curves(
     """Build (or load) the curves of ``(deployment, workload)`` pairs into the shared cache.
 
     Returns each pair's capacity per replica (req/s under the SLO), or the error that stopped it.
+    ``curves`` gives a curve per pair, or (a :class:`CapacitySource`) the capacity alone.
     """
     out: dict[str, Any] = {"capacity": {}, "error": None}
     try:
@@ -157,7 +172,8 @@ def build_curves(
             variant = validate_scenario_data(scenario, None, "curve build")
             for deployment, workload in pairs:
                 curve = curves(variant, deployment, workload)
-                out["capacity"][f"{deployment}/{workload}"] = float(curve.capacity_per_replica)
+                capacity = curve if isinstance(curve, float) else curve.capacity_per_replica
+                out["capacity"][f"{deployment}/{workload}"] = float(capacity)
     except ScenarioError as err:
         out["error"] = _one_line(err)
     except Exception as err:  # noqa: BLE001 - reported, never fatal

@@ -145,3 +145,59 @@ def test_a_damaged_cache_entry_is_rebuilt_never_used(isolated_cache, computation
     clear_memory_cache()
     deployment_curve(scenario, "chat-8b", "chat", quick=True)
     assert len(computations) == 2  # the rebuilt entry is good again
+
+
+# ---------------------------------------------------------------------------- capacity alone, stated error
+
+
+def test_capacity_alone_equals_the_curves_and_is_cached(isolated_cache, computations):
+    """The screening capacity (no load grid) is the curve's capacity bit for bit; cached on disk
+    as JSON, a damaged file recomputed; a cached curve answers without a search."""
+    scenario = chat_scenario()
+    capacity = curve_module.deployment_capacity(scenario, "chat-8b", "chat", quick=True)
+    assert computations == []  # the search alone, not a curve
+    files = list(isolated_cache.glob("*.capacity.json"))
+    assert len(files) == 1
+    clear_memory_cache()
+    assert curve_module.deployment_capacity(scenario, "chat-8b", "chat", quick=True) == capacity
+    files[0].write_text("{not json")
+    clear_memory_cache()
+    assert curve_module.deployment_capacity(scenario, "chat-8b", "chat", quick=True) == capacity
+    curve = deployment_curve(scenario, "chat-8b", "chat", quick=True)
+    assert curve.capacity_per_replica == capacity
+    assert curve_module.replica_capacity(scenario, "chat-8b", "chat", settings=QUICK_SETTINGS) == capacity
+
+
+def test_batch_means_error_of_independent_outcomes_is_the_binomial_error():
+    """On independent Bernoulli(p) outcomes the batch-means standard error is sqrt(p(1-p)/n)."""
+    rng = np.random.default_rng(11)
+    p, runs, n = 0.9, 3, 4000
+    ratios = []
+    for _ in range(40):
+        values = [(rng.random(n) < p).astype(float) for _ in range(runs)]
+        ratios.append(curve_module.batch_means_stderr(values, np.mean) / np.sqrt(p * (1 - p) / (runs * n)))
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.05)
+    assert np.isnan(curve_module.batch_means_stderr([np.array([1.0])], np.mean))
+
+
+def test_curve_states_its_error():
+    curve = deployment_curve(chat_scenario(), "chat-8b", "chat", quick=True)
+    lo, hi = curve.capacity_bracket_per_replica
+    assert lo == curve.capacity_per_replica and hi > lo
+    error = curve.capacity_error()
+    assert error["capacity_resolution"] == pytest.approx((hi - lo) / lo)
+    assert error["capacity_resolution"] <= QUICK_SETTINGS.fine_tolerance / (1 - QUICK_SETTINGS.fine_tolerance) + 1e-12
+    assert 0 <= error["slo_attainment_stderr"] < 0.1
+    assert np.all(curve.slo_attainment_stderr >= 0) and curve.ttft_p95_stderr_ms.shape == curve.rates_per_replica.shape
+
+
+def test_summary_states_each_simulated_curves_error():
+    from simulator.results.runner import run
+    from simulator.sweep.tasks import CurveSource
+
+    scenario = chat_scenario()
+    result = run(scenario, curve_provider=CurveSource(quick=True))
+    stated = result.summary["workloads"]["chat"]["latency_curves"]
+    assert {e["deployment"] for e in stated} == {r.deployment for r in scenario.workload("chat").routes}
+    for e in stated:
+        assert e["capacity_per_replica"] > 0 and e["capacity_resolution"] > 0
