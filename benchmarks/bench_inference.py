@@ -34,7 +34,7 @@ import numpy as np
 import simpy
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("FLEETSIM_SOURCE", str(ROOT)))  # the package measured (compare_revisions.py)
 
 from simulator.inference.api import replica_setup
 from simulator.inference.engine import EngineConfig, RequestArrays, simulate

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("FLEETSIM_SOURCE", str(ROOT)))  # the package measured (compare_revisions.py)
 
 from simulator.results.runner import run
 from simulator.scenario.checks import validate_scenario_data

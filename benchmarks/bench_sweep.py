@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("FLEETSIM_SOURCE", str(ROOT)))  # the package measured (compare_revisions.py)
 
 import cloudpickle
 
@@ -86,7 +86,7 @@ def timed_sweep(scenario, plans: list[PlanSpec], execution: Execution, warm_up: 
     return elapsed, int((rows["status"] == "ok").sum()), float(rows["task_cpu_s"].sum())
 
 
-def part_a(scenario, rounds: int) -> None:
+def part_a(scenario, rounds: int) -> dict[str, float]:
     plans = expand(parse_grid(NO_NEW_CURVES, scenario=scenario))
     print(f"(a) {len(plans)} plans, curves cached beforehand; {os.cpu_count()} cores; {rounds} rounds, "
           f"alternating; {load()}")  # fmt: skip
@@ -106,6 +106,7 @@ def part_a(scenario, rounds: int) -> None:
     print(f"    best of {rounds}: " + ", ".join(f"{n} {t:.2f} s" for n, t in best.items()))
     print(f"    ratio 1 worker / 2 workers: {best['1 worker'] / best['2 workers']:.2f}x   "
           f"in process / 2 workers: {best['in process'] / best['2 workers']:.2f}x   (best of {rounds})")  # fmt: skip
+    return best
 
 
 def part_b(scenario) -> None:

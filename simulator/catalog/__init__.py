@@ -34,8 +34,8 @@ class GpuSpec(_Frozen):
     """One accelerator (or the local CPU) as its datasheet describes it."""
 
     name: str = Field(description="Catalog key, lower-case, e.g. 'h100-sxm'.")
-    vendor: str
-    description: str = ""
+    vendor: str = Field(description="Maker of the accelerator, e.g. 'NVIDIA'.")
+    description: str = Field(default="", description="Free-text description of the GPU.")
     bf16_tflops: float = Field(gt=0, description="Dense BF16 tensor throughput, TFLOP/s.")
     fp8_tflops: float | None = Field(default=None, gt=0, description="Dense FP8, TFLOP/s.")
     fp4_tflops: float | None = Field(
@@ -61,9 +61,13 @@ class GpuSpec(_Frozen):
         "A simplification: decode power rises with batch size (ML.ENERGY: ~43% of TDP at "
         "batch 1, ~86% at batch 128 on H100).",
     )  # fmt: skip
-    usd_per_gpu_hour_on_demand: float | None = Field(default=None, ge=0)
-    usd_per_gpu_hour_reserved: float | None = Field(default=None, ge=0)
-    capex_usd: float | None = Field(default=None, ge=0)
+    usd_per_gpu_hour_on_demand: float | None = Field(
+        default=None, ge=0, description="Typical on-demand cloud price, $ per GPU-hour (default overflow price)."
+    )
+    usd_per_gpu_hour_reserved: float | None = Field(
+        default=None, ge=0, description="Typical reserved (committed) cloud price, $ per GPU-hour."
+    )
+    capex_usd: float | None = Field(default=None, ge=0, description="Typical purchase price, $ per GPU.")
     gpus_per_node: int = Field(
         default=1, gt=0, description="GPUs per node: the unit capacity is rented and bought in."
     )
@@ -126,22 +130,24 @@ class GpuSpec(_Frozen):
 class ModelSpec(_Frozen):
     """A transformer's shapes, as its model card / config.json gives them."""
 
-    name: str
-    description: str = ""
+    name: str = Field(description="Catalog key of the model, as deployments and training jobs name it.")
+    description: str = Field(default="", description="Free-text description of the model.")
     parameters: float = Field(gt=0, description="Total parameters (all experts for MoE).")
     active_parameters: float | None = Field(
         default=None, gt=0, description="Parameters used per token (MoE); defaults to all."
     )
-    layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    heads: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
+    layers: int = Field(gt=0, description="Decoder layers.")
+    hidden_size: int = Field(gt=0, description="Model (residual stream) width, elements per token.")
+    heads: int = Field(gt=0, description="Attention (query) heads per layer.")
+    kv_heads: int = Field(
+        gt=0, description="Key/value heads per layer (heads is a multiple of it; fewer than heads for GQA/MQA)."
+    )
     head_dim: int | None = Field(default=None, gt=0, description="Defaults to hidden/heads.")
-    ffn_hidden_size: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    max_context_tokens: int = Field(default=8192, gt=0)
+    ffn_hidden_size: int = Field(gt=0, description="Feed-forward inner width, elements (per expert for MoE).")
+    vocab_size: int = Field(gt=0, description="Vocabulary size, tokens.")
+    max_context_tokens: int = Field(default=8192, gt=0, description="Longest prompt + output the model serves, tokens.")
     experts: int | None = Field(default=None, gt=0, description="Routed experts (MoE).")
-    experts_per_token: int | None = Field(default=None, gt=0)
+    experts_per_token: int | None = Field(default=None, gt=0, description="Routed experts active per token (MoE).")
     kv_latent_dim: int | None = Field(
         default=None,
         gt=0,

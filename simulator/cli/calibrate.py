@@ -262,19 +262,44 @@ def calibrate(
 def _check(ref: str, device: Any, model: str | None, quiet: bool, as_json: bool) -> None:
     from calibration.accuracy import LIMIT_MAPE
     from calibration.pipeline import check as run_check
+    from calibration.pipeline import reference_setup_for
     from calibration.profile_io import read_profile
 
     with user_errors():
         profile = read_profile(ref)
+    here = _device_here(reference_setup_for(profile, None, device)[1])
+    elsewhere = profile.source == "measured" and here is not None and profile.device != here
+    if elsewhere and not quiet:
+        err.print(f"note: profile {profile.name} was measured on {profile.device!r}; this machine is {here!r}. "
+                  "A profile predicts the device it was measured on: to check this one, measure it first "
+                  "(fleetsim calibrate --out my-profile.yaml) and check that profile.", markup=False)  # fmt: skip
     with _run_errors(), _progress(quiet) as progress:
         report = run_check(profile, reference_model=model, device=device, progress=progress)
     if as_json:
-        print_json(report.summary())
+        print_json(report.summary() | {"profile_device": profile.device, "device_here": here,
+                                       "measured_elsewhere": elsewhere})  # fmt: skip
     else:
         _print_accuracy(report)
     if report.mape > LIMIT_MAPE:
-        err.print(f"MAPE {report.mape:.1f}% is above the {LIMIT_MAPE:.0f}% limit", markup=False)
+        why = (f" (the profile was measured on {profile.device!r}, not on this {here!r}: measure this machine "
+               "with fleetsim calibrate and check that profile)") if elsewhere else ""  # fmt: skip
+        err.print(f"MAPE {report.mape:.1f}% is above the {LIMIT_MAPE:.0f}% limit{why}", markup=False)
         raise typer.Exit(1)
+
+
+def _device_here(kind: str | None) -> str | None:
+    """The name this machine's device is recorded under in a measured profile (the CPU model,
+    or the CUDA device's name); None when it cannot be told."""
+    try:
+        if kind == "cuda":
+            import torch
+
+            return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+        from calibration.benchmark_runtime import cpu_name
+
+        return cpu_name()
+    except Exception:  # noqa: BLE001 - only a note depends on it
+        return None
 
 
 def _comment(run: Any) -> str:

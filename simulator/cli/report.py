@@ -19,24 +19,6 @@ def _base_curve_provider() -> Any:
     return projection.default_curve_provider
 
 
-def _recording(provider: Any, store: dict[tuple[str, str], Any]) -> Any:
-    """A curve provider that keeps every curve it hands out (the latency plots reuse them).
-
-    After a pool's hardware refresh a deployment has one curve per GPU: the later ones are kept
-    as '<deployment> (<gpu>)'.
-    """
-    first_gpu: dict[str, str] = {}
-
-    def record(scenario: Any, deployment: str, workload: str) -> Any:
-        curve = provider(scenario, deployment, workload)
-        gpu = scenario.pool(scenario.deployment(deployment).pool).gpu
-        label = deployment if first_gpu.setdefault(deployment, gpu) == gpu else f"{deployment} ({gpu})"
-        store[(label, workload)] = curve
-        return curve
-
-    return record
-
-
 def _chosen_plans(loaded: Any, plans: str | None, several_files: bool) -> list[str]:
     from simulator.results.runner import plan_names
 
@@ -67,12 +49,9 @@ def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[A
         task = bar.add_task("running", total=len(jobs))
         for scenario, plan, variant in jobs:
             bar.update(task, description=f"{scenario.name}, plan {plan}: simulating")
-            curves: dict[tuple[str, str], Any] = {}
-            result = run(
-                scenario, plan=plan, curve_provider=_recording(_base_curve_provider(), curves)
-            )
+            result = run(scenario, plan=plan, curve_provider=_base_curve_provider())
             label = _unique(run_label(result.summary, several), {r.label for r in runs})
-            runs.append(ReportRun(label, variant, result, curves))
+            runs.append(ReportRun(label, variant, result, result.curves))
             bar.advance(task)
     return runs
 

@@ -1,8 +1,11 @@
-"""CLI: ``fleetsim validate`` (check a scenario file) and ``fleetsim schema`` (its JSON Schema)."""
+"""CLI: ``fleetsim validate`` (check a scenario file), ``fleetsim schema`` (its JSON Schema) and
+``fleetsim init`` (start a new scenario from a template)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -53,7 +56,55 @@ def validate(scenario: ScenarioArg, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def schema() -> None:
-    """Print the scenario file's JSON Schema (for editor autocompletion)."""
-    from simulator.scenario.schema import Scenario
+    """Print the scenario file's JSON Schema (for editor autocompletion and check-jsonschema).
 
-    print_json(Scenario.model_json_schema(by_alias=True))
+    Example: fleetsim schema > fleetsim.schema.json
+    """
+    from simulator.scenario.json_schema import scenario_json_schema
+
+    print_json(scenario_json_schema())
+
+
+TEMPLATES = ("chat", "rag", "training", "lifecycle")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Scenario file to write.", metavar="PATH")] = Path("scenario.yaml"),
+    template: Annotated[
+        str, typer.Option("--template", "-t", help=f"What to start from: {', '.join(TEMPLATES)}.")
+    ] = "chat",
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+) -> None:
+    """Start a new scenario: a commented, valid file to edit, with its JSON Schema beside it.
+
+    Writes PATH (refused if it exists, unless --force) and fleetsim.schema.json in the same
+    folder, which the file's first line points editors at (YAML language server: completion and
+    checks as you type). Templates: chat (one model, SLO, a reserved plan), rag (retrieval,
+    prefix cache), training (owned cluster, deadline), lifecycle (launch after training, GPU
+    refresh). Example: fleetsim init my-product.yaml --template rag
+    """
+    from importlib import resources
+
+    from simulator.common.files import write_atomic
+    from simulator.scenario.json_schema import (
+        MODELINE,
+        SCHEMA_FILE,
+        SCHEMA_ID,
+        scenario_json_schema,
+    )
+
+    if template not in TEMPLATES:
+        err.print(f"--template: expected one of {', '.join(TEMPLATES)}, got {template!r}", markup=False)
+        raise typer.Exit(2)
+    if path.exists() and not force:
+        err.print(f"{path} exists: choose another name, or --force to replace it", markup=False)
+        raise typer.Exit(1)
+    text = resources.files("simulator.scenario").joinpath("templates", f"{template}.yaml").read_text()
+    schema_path = path.parent / SCHEMA_FILE
+    with user_errors():
+        write_atomic(path, f"{MODELINE}\n" + text.replace("FILE", str(path)))
+        if not schema_path.exists() or SCHEMA_ID in schema_path.read_text(errors="replace"):
+            write_atomic(schema_path, json.dumps(scenario_json_schema(), indent=2) + "\n")
+    err.print(f"wrote {path} (template {template}) and {schema_path}", markup=False)
+    err.print(f"next: edit it, then fleetsim validate {path}; fleetsim run {path} --out out/", markup=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,20 +21,22 @@ class EfficiencyParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gemm_efficiency_max: float = Field(gt=0, le=1, description="GEMM share of peak at large M.")
+    gemm_efficiency_max: float = Field(gt=0, le=1, description="GEMM share of peak at large M, fraction 0-1.")
     gemm_half_saturation_tokens: float = Field(
         ge=0, description="Token count M where GEMM efficiency is half its maximum."
     )
-    attention_efficiency: float = Field(gt=0, le=1, description="Attention share of peak.")
-    memory_bandwidth_efficiency: float = Field(gt=0, le=1, description="Share of peak HBM BW.")
-    interconnect_efficiency: float = Field(gt=0, le=1, description="All-reduce bus BW share.")
-    allreduce_latency_s: float = Field(ge=0, description="Fixed latency of one all-reduce.")
-    iteration_overhead_s: float = Field(ge=0, description="Fixed cost of one serving step.")
+    attention_efficiency: float = Field(gt=0, le=1, description="Attention share of peak, fraction 0-1.")
+    memory_bandwidth_efficiency: float = Field(gt=0, le=1, description="Share of peak HBM bandwidth, fraction 0-1.")
+    interconnect_efficiency: float = Field(
+        gt=0, le=1, description="All-reduce bus bandwidth share of peak, fraction 0-1."
+    )
+    allreduce_latency_s: float = Field(ge=0, description="Fixed latency of one all-reduce, s.")
+    iteration_overhead_s: float = Field(ge=0, description="Fixed cost of one serving step, s.")
     training_kernel_efficiency: float = Field(
         default=1.0,
         gt=0,
         le=1,
-        description="Training step time on one GPU against its roofline (GEMMs at gemm "
+        description="Training step time on one GPU against its roofline, fraction 0-1 (GEMMs at gemm "
         "efficiency, attention at attention efficiency, element-wise traffic at the achieved "
         "bandwidth): what fp32 gradient accumulation, launch gaps and stragglers cost. "
         "Calibrated on published runs (see simulator.perf.training).",
@@ -49,14 +51,14 @@ class EfficiencyParameters(BaseModel):
         default=None,
         gt=0,
         le=1,
-        description="Share of the FP8 peak FP8 GEMMs reach at large M; default: "
+        description="Share of the FP8 peak FP8 GEMMs reach at large M, fraction 0-1; default: "
         "gemm_efficiency_max.",
     )
     fp4_gemm_efficiency_max: float | None = Field(
         default=None,
         gt=0,
         le=1,
-        description="Share of the FP4 peak FP4 GEMMs reach at large M; default: the FP8 one.",
+        description="Share of the FP4 peak FP4 GEMMs reach at large M, fraction 0-1; default: the FP8 one.",
     )
     sequence_overhead_s: float = Field(
         default=0.0,
@@ -74,14 +76,14 @@ class EfficiencyParameters(BaseModel):
         default=1.0,
         ge=0,
         le=1,
-        description="How far the linear layers' compute and weight reads overlap: time = "
+        description="How far (0-1) the linear layers' compute and weight reads overlap: time = "
         "max(compute, memory) + (1 - overlap) x min(compute, memory); 1: the ideal roofline.",
     )
     training_mfu: float | None = Field(
         default=None,
         gt=0,
         le=1,
-        description="A fixed model FLOPs utilisation for every training job on this GPU, "
+        description="A fixed model FLOPs utilisation (fraction of peak 0-1) for every training job on this GPU, "
         "overriding the layout model (profiles written before it; a job's mfu: wins).",
     )
     # Optional refinements, measured by `fleetsim calibrate`; the defaults leave the roofline as
@@ -90,7 +92,7 @@ class EfficiencyParameters(BaseModel):
         default=None,
         gt=0,
         le=1,
-        description="Share of peak memory bandwidth attention reaches reading the KV cache; "
+        description="Share of peak memory bandwidth (0-1) attention reaches reading the KV cache; "
         "default: memory_bandwidth_efficiency.",
     )
     elementwise_traffic_factor: float = Field(
@@ -123,15 +125,30 @@ class CalibrationProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(description="Profile name (a bundled profile is named after its catalog GPU).")
     gpu: str = Field(description="Catalog GPU name this profile describes.")
     device: str = Field(description="Device as reported by the benchmark or datasheet.")
-    source: Literal["published", "measured"]
-    torch_version: str | None = None
-    date: date | str | None = None
-    parameters: EfficiencyParameters
-    fit_mape: float | None = Field(default=None, ge=0, description="Fit error, percent.")
-    measurements: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["published", "measured"] = Field(
+        description="'published' (from, or fitted to, public figures) or 'measured' (benchmarked by fleetsim "
+        "calibrate)."
+    )
+    torch_version: str | None = Field(
+        default=None, description="PyTorch version a measured profile was benchmarked with (none: published)."
+    )
+    # The default None shadows the ``date`` type in the class body, so this evaluates to ``str | None``.
+    date: Annotated[
+        date | str | None, Field(description="When the profile was written, a date string YYYY-MM-DD.")
+    ] = None
+    parameters: EfficiencyParameters = Field(
+        description="Efficiency parameters that scale the roofline (fractions of peak and fixed costs)."
+    )
+    fit_mape: float | None = Field(
+        default=None, ge=0, description="Fit error, mean absolute percentage error, % (none: not fitted)."
+    )
+    measurements: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Record of the measurements or fit behind the profile (settings, fit, accuracy check).",
+    )
 
 
 def _profiles_dir() -> Any:

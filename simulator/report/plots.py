@@ -1,11 +1,17 @@
 """PNG plots of runs (matplotlib, Agg canvas, no pyplot state), each written atomically.
 
-- ``monthly_spend_<run>.png``: monthly spend stacked by category (inference, training, idle).
-- ``cumulative_spend.png``: cumulative spend per run.
+- ``monthly_spend_<run>.png``: monthly spend stacked by category (inference, training, idle, and
+  a hardware refresh's write-off as its own category), the scenario's dated events marked
+  (launches, retirements, refreshes); a month far above the rest (a training run, a write-off)
+  is cut at the axis top with its total written on it, so the other months stay readable.
+- ``cumulative_spend.png``: cumulative spend per run (line styles and markers differ per run).
 - ``latency_<deployment>_<workload>.png``: TTFT and TPOT percentiles against load per replica,
   with the SLO targets and the capacity of one replica under the SLO marked; and SLO attainment
   against load. Made from the latency curves the run used (skipped when none are available).
-- ``utilisation_<run>_<pool>.png``: utilisation by hour of day (UTC) x month, a heatmap.
+- ``utilisation_<run>_<pool>.png``: utilisation by hour of day (UTC) x month, a heatmap on the
+  colour-blind-safe cividis scale.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies).
 - ``training_<run>.png``: training job runs on a timeline (queued, running, deadlines).
 """
 
@@ -28,7 +34,12 @@ from simulator.report.details import hour_of_day_utilisation
 from simulator.report.runs import ReportRun
 from simulator.scenario.schema import Slo
 
-CATEGORY_COLOURS = {"inference": "#4472C4", "training": "#ED7D31", "idle": "#A5A5A5"}
+#: Okabe & Ito (2008), "Color Universal Design": safe for the common colour-vision deficiencies.
+CATEGORY_COLOURS = {"inference": "#0072B2", "training": "#E69F00", "idle": "#999999", "write-off": "#D55E00"}
+LINE_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v")]
+#: A month above this many times the median of the months with spend is an outlier: the axis
+#: stops at OUTLIER_AXIS x that median's next-highest month and the bar carries its total.
+OUTLIER_RATIO = 4.0
 DPI = 120
 
 
@@ -65,8 +76,13 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 
 
 def monthly_by_category(run: ReportRun) -> pd.DataFrame:
-    """Months x categories (inference, training, idle): spend in USD."""
-    monthly = run.result.monthly
+    """Months x categories (inference, training, idle, write-off): spend in USD. A refresh's
+    write-off (an idle line of the accounts) is its own category here."""
+    from simulator.results.result import write_off_entity
+
+    monthly = run.result.monthly.copy()
+    written_off = monthly["entity"].isin([write_off_entity(pool.name) for pool in run.scenario.pools])
+    monthly.loc[written_off, "category"] = "write-off"
     table = monthly.pivot_table(index="month", columns="category", values="cost_usd", aggfunc="sum")
     table = table.reindex(columns=list(CATEGORY_COLOURS), fill_value=0.0).fillna(0.0)
     table.index = pd.to_datetime(table.index + "-01")
@@ -74,7 +90,7 @@ def monthly_by_category(run: ReportRun) -> pd.DataFrame:
 
 
 def plot_monthly_spend(run: ReportRun, path: str | Path) -> Path:
-    """Monthly spend stacked by category."""
+    """Monthly spend stacked by category, events marked, outlier months cut and labelled."""
     table = monthly_by_category(run)
     fig = _figure(11, 5)
     ax = fig.add_subplot()
@@ -82,8 +98,19 @@ def plot_monthly_spend(run: ReportRun, path: str | Path) -> Path:
     x = np.arange(len(table))
     for category, colour in CATEGORY_COLOURS.items():
         values = table[category].to_numpy()
-        ax.bar(x, values, bottom=bottom, color=colour, label=category, width=0.8)
+        if category in ("inference", "training", "idle") or values.any():
+            ax.bar(x, values, bottom=bottom, color=colour, label=category, width=0.8)
         bottom += values
+    top = outlier_axis_top(bottom)
+    if top is not None:
+        ax.set_ylim(0, top)
+        for i in np.flatnonzero(bottom > top):
+            ax.annotate(f"{usd_axis(bottom[i])} (axis cut)", (x[i], top), xytext=(0, -4), textcoords="offset points",
+                        ha="center", va="top", rotation=90, fontsize=8, color="white", fontweight="bold")  # fmt: skip
+    for month, label in monthly_events(run, table.index):
+        ax.axvline(month - 0.5, color="#000000", linestyle=":", linewidth=1)
+        ax.annotate(label, (month - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                    textcoords="offset points", rotation=90, va="top", ha="left", fontsize=7)  # fmt: skip
     step = max(1, len(table) // 12)
     ax.set_xticks(
         x[::step], [d.strftime("%Y-%m") for d in table.index[::step]], rotation=45, ha="right"
@@ -93,18 +120,60 @@ def plot_monthly_spend(run: ReportRun, path: str | Path) -> Path:
     ax.set_ylabel("Spend per month (USD)")
     ax.set_title(f"Monthly spend by category - {run.label} (total {usd_axis(bottom.sum())})")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="Category", loc="upper left")
+    ax.legend(title="Category", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_png(fig, path)
+
+
+def outlier_axis_top(totals: np.ndarray) -> float | None:
+    """Where to cut the spend axis so that a few outlier months (over OUTLIER_RATIO x the median
+    month with spend) do not squash the rest: just above the highest other month; None when no
+    month is an outlier."""
+    spent = totals[totals > 0]
+    if len(spent) < 4:
+        return None
+    median = float(np.median(spent))
+    outliers = totals > OUTLIER_RATIO * median
+    if not outliers.any() or outliers.sum() > len(spent) // 4:
+        return None
+    rest = totals[~outliers]
+    return 1.25 * float(rest.max()) if len(rest) and rest.max() > 0 else None
+
+
+def monthly_events(run: ReportRun, months: pd.DatetimeIndex) -> list[tuple[int, str]]:
+    """(month index, label) of the scenario's dated changes inside the horizon: deployments that
+    start (``from``, or serving first after their ``after_job``) or retire (``until``), pools'
+    hardware refreshes."""
+    starts = {m.strftime("%Y-%m"): i for i, m in enumerate(months)}
+    events: list[tuple[str, str]] = []
+    for pool in run.scenario.pools:
+        for step in pool.refresh or []:
+            events.append((str(step.from_date)[:7], f"{pool.name}: refresh to {step.gpu}"))
+    served = run.result.deployments_hourly
+    for dep in run.scenario.deployments:
+        if dep.after_job is not None and len(served):
+            rows = served[(served["deployment"] == dep.name) & (served["replicas_serving"] > 0)]
+            if len(rows):
+                events.append((rows["time"].min().strftime("%Y-%m"), f"{dep.name} launches"))
+        elif dep.from_date is not None:
+            events.append((str(dep.from_date)[:7], f"{dep.name} starts"))
+        if dep.until is not None:
+            events.append((str(dep.until)[:7], f"{dep.name} retires"))
+    out: dict[int, list[str]] = {}
+    for month, label in events:
+        if month in starts and starts[month] > 0:
+            out.setdefault(starts[month], []).append(label)
+    return [(i, "; ".join(labels)) for i, labels in sorted(out.items())]
 
 
 def plot_cumulative_spend(runs: list[ReportRun], path: str | Path) -> Path:
     """Cumulative spend of each run over its months."""
     fig = _figure(11, 5)
     ax = fig.add_subplot()
-    for run in runs:
+    for i, run in enumerate(runs):
         per_month = monthly_by_category(run).sum(axis=1)
-        ax.plot(per_month.index, per_month.cumsum().to_numpy(), linewidth=2,
-                label=f"{run.label} ({usd_axis(per_month.sum())})")  # fmt: skip
+        style, marker = LINE_STYLES[i % len(LINE_STYLES)]
+        ax.plot(per_month.index, per_month.cumsum().to_numpy(), linewidth=2, linestyle=style, marker=marker,
+                markersize=4, markevery=max(1, len(per_month) // 12), label=f"{run.label} ({usd_axis(per_month.sum())})")  # fmt: skip
     ax.yaxis.set_major_formatter(FuncFormatter(usd_axis))
     ax.xaxis.set_major_formatter(mpl.dates.DateFormatter("%Y-%m"))
     ax.set_xlabel("Month")
@@ -218,7 +287,7 @@ def plot_utilisation_heatmap(run: ReportRun, pool: str, path: str | Path) -> Pat
     table = hour_of_day_utilisation(run.result.hourly, pool)
     fig = _figure(11, max(3.5, 1.6 + 0.16 * len(table)))
     ax = fig.add_subplot()
-    image = ax.imshow(table.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0, vmax=1,
+    image = ax.imshow(table.to_numpy(dtype=float), aspect="auto", cmap="cividis", vmin=0, vmax=1,
                       interpolation="nearest")  # fmt: skip
     ax.set_xticks(range(0, 24, 2), [f"{h:02d}:00" for h in range(0, 24, 2)])
     step = max(1, len(table) // 18)

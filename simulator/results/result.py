@@ -15,7 +15,7 @@ tokens (the model's whole prompt).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from simulator.fleet.projection import Projection
 from simulator.perf.roofline import matmul_parameters
 from simulator.results.token_split import workload_input_share
 from simulator.scenario.resolve import decode_tokens_per_iteration, gpu_of, model_of
-from simulator.scenario.schema import ReservedPricing
+from simulator.scenario.schema import ReservedPricing, Scenario
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -55,6 +55,51 @@ class Result:
     jobs: pd.DataFrame  # one row per training-job run
     deployments_hourly: pd.DataFrame  # hour x deployment: replicas requested/held/serving
     billing: pd.DataFrame  # month x pool x line item x category: quantity, unit price, cost
+    #: the plan-applied scenario this run projected (what a workbook's inputs come from)
+    scenario: Scenario | None = field(default=None, compare=False)
+    #: the latency curves it used, (deployment, workload) -> curve (after a pool's hardware
+    #: refresh the later GPU's as '<deployment> (<gpu>)'); for the latency plots
+    curves: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        workloads = ", ".join(f"{name} {'met' if w['slo_met'] else 'MISSED'}" for name, w in s["workloads"].items())
+        return (f"<Result {s['scenario']} plan {s['plan']}: ${s['total_cost_usd']:,.0f} over "
+                f"{s['horizon_months']} months from {s['horizon_start']} (inference ${s['inference_cost_usd']:,.0f}, "
+                f"training ${s['training_cost_usd']:,.0f}, idle ${s['idle_cost_usd']:,.0f})"
+                + (f"; SLO: {workloads}" if workloads else "") + ">")  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the headline figures and one row per workload."""
+        import html
+
+        s = self.summary
+        head = [("lifetime spend", f"${s['total_cost_usd']:,.0f}"), ("inference", f"${s['inference_cost_usd']:,.0f}"),
+                ("training", f"${s['training_cost_usd']:,.0f}"), ("idle (paid, unused)", f"${s['idle_cost_usd']:,.0f}"),
+                ("GPU-hours billed", f"{s['gpu_hours_billed']:,.0f}")]  # fmt: skip
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:right'>{v}</td></tr>"
+                       for k, v in head)  # fmt: skip
+        work = "".join(
+            f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{_pct(w.get('slo_attainment'))}</td>"
+            f"<td style='text-align:right'>{w['slo_attainment_target']:.0%}</td><td>{'yes' if w['slo_met'] else 'NO'}</td>"
+            f"<td style='text-align:right'>{_ms(w.get('ttft_p95_ms'))}</td><td style='text-align:right'>"
+            f"{_ms(w.get('tpot_p95_ms'))}</td><td style='text-align:right'>{w['unserved_requests']:,.0f}</td></tr>"
+            for name, w in s["workloads"].items()
+        )  # fmt: skip
+        title = html.escape(f"{s['scenario']}, plan {s['plan']}: {s['horizon_months']} months from {s['horizon_start']}")
+        table = f"<table><caption>{title}</caption>{rows}</table>"
+        if work:
+            table += ("<table><tr><th>workload</th><th>SLO attainment</th><th>target</th><th>met</th>"
+                      f"<th>TTFT p95 ms</th><th>TPOT p95 ms</th><th>unserved</th></tr>{work}</table>")  # fmt: skip
+        return table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
 
 
 def build_result(projection: Projection, plan: str) -> Result:
@@ -65,7 +110,8 @@ def build_result(projection: Projection, plan: str) -> Result:
     jobs = projection.training.runs.copy()
     summary = _summary(projection, plan, monthly, hourly, latency, horizon_latency, jobs)
     return Result(
-        summary, monthly, hourly, latency, jobs, _deployments_hourly(projection), _billing(projection)
+        summary, monthly, hourly, latency, jobs, _deployments_hourly(projection), _billing(projection),
+        projection.scenario,
     )
 
 

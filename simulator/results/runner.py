@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,25 @@ def run(
     if seed is not None:
         variant = variant.model_copy(update={"seed": seed})
     training_stream = np.random.SeedSequence(variant.seed).spawn(2)[1]
-    projection = project(variant, np.random.default_rng(training_stream), curve_provider)
-    return build_result(projection, plan or "base")
+    curves: dict[tuple[str, str], Any] = {}
+    projection = project(variant, np.random.default_rng(training_stream), recording(curve_provider, curves))
+    return dataclasses.replace(build_result(projection, plan or "base"), curves=curves)
+
+
+def recording(provider: CurveProvider, store: dict[tuple[str, str], Any]) -> CurveProvider:
+    """A curve provider that keeps every curve it hands out in ``store`` (the latency plots
+    reuse them). After a pool's hardware refresh a deployment has one curve per GPU: the later
+    ones are kept as '<deployment> (<gpu>)'."""
+    first_gpu: dict[str, str] = {}
+
+    def record(scenario: Scenario, deployment: str, workload: str) -> Any:
+        curve = provider(scenario, deployment, workload)
+        gpu = scenario.pool(scenario.deployment(deployment).pool).gpu
+        label = deployment if first_gpu.setdefault(deployment, gpu) == gpu else f"{deployment} ({gpu})"
+        store[(label, workload)] = curve
+        return curve
+
+    return record
 
 
 def plan_names(scenario: Scenario) -> list[str]:

@@ -32,8 +32,8 @@ class _Dist(BaseModel):
 class Fixed(_Dist):
     """Always ``value``."""
 
-    distribution: Literal["fixed"] = "fixed"
-    value: float
+    distribution: Literal["fixed"] = Field(default="fixed", description="Distribution kind 'fixed': always value.")
+    value: float = Field(description="The constant, in the unit of the field it stands for (e.g. tokens, ms).")
 
     @property
     def mean(self) -> float:
@@ -50,9 +50,9 @@ class Fixed(_Dist):
 class Uniform(_Dist):
     """Uniform on [low, high]."""
 
-    distribution: Literal["uniform"]
-    low: float
-    high: float
+    distribution: Literal["uniform"] = Field(description="Distribution kind 'uniform': uniform on [low, high].")
+    low: float = Field(description="Lower bound, in the unit of the field it stands for.")
+    high: float = Field(description="Upper bound (>= low), in the unit of the field it stands for.")
 
     @model_validator(mode="after")
     def _order(self) -> Uniform:
@@ -75,9 +75,9 @@ class Uniform(_Dist):
 class Normal(_Dist):
     """Normal with ``mean`` and standard deviation ``sd``."""
 
-    distribution: Literal["normal"]
-    mean_value: float = Field(alias="mean")
-    sd: float = Field(ge=0)
+    distribution: Literal["normal"] = Field(description="Distribution kind 'normal': Gaussian with mean and sd.")
+    mean_value: float = Field(alias="mean", description="Mean, in the unit of the field it stands for.")
+    sd: float = Field(ge=0, description="Standard deviation (>= 0), in the unit of the field it stands for.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -99,9 +99,13 @@ class Lognormal(_Dist):
     mu = ln(mean) - sigma^2 / 2, so the samples' mean is ``mean``.
     """
 
-    distribution: Literal["lognormal"]
-    mean_value: float = Field(alias="mean", gt=0)
-    sigma: float = Field(ge=0)
+    distribution: Literal["lognormal"] = Field(
+        description="Distribution kind 'lognormal': given by its mean and sigma."
+    )
+    mean_value: float = Field(
+        alias="mean", gt=0, description="Arithmetic mean of the samples (> 0), in the unit of the field it stands for."
+    )
+    sigma: float = Field(ge=0, description="Standard deviation of the samples' natural logarithm (unitless, >= 0).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -124,8 +128,8 @@ class Lognormal(_Dist):
 class Exponential(_Dist):
     """Exponential with the given ``mean``."""
 
-    distribution: Literal["exponential"]
-    mean_value: float = Field(alias="mean", gt=0)
+    distribution: Literal["exponential"] = Field(description="Distribution kind 'exponential': given by its mean.")
+    mean_value: float = Field(alias="mean", gt=0, description="Mean (> 0), in the unit of the field it stands for.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -148,10 +152,14 @@ class Empirical(_Dist):
     distribution built in Python may give ``values`` directly.
     """
 
-    distribution: Literal["empirical"]
-    path: str | None = None
-    column: str | None = None
-    values: tuple[float, ...] | None = None
+    distribution: Literal["empirical"] = Field(
+        description="Distribution kind 'empirical': resampled from a CSV column or a list of values."
+    )
+    path: str | None = Field(default=None, description="CSV file, relative to the scenario file (with column).")
+    column: str | None = Field(default=None, description="Name of the CSV column holding the values (with path).")
+    values: tuple[float, ...] | None = Field(
+        default=None, description="The values themselves, in the field's unit (instead of path and column)."
+    )
 
     @model_validator(mode="after")
     def _source(self) -> Empirical:

@@ -28,7 +28,7 @@ Date = Annotated[dt.date, Field(ge=dt.date(1900, 1, 1), le=dt.date(2200, 12, 31)
 Name = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-          description="Letters, digits, '.', '_', '-' (starting with a letter or digit), at most 64."),
+          description="Letters, digits, '.', '_', '-' (starting with a letter or digit), at most 64 characters."),
 ]  # fmt: skip
 
 
@@ -45,7 +45,7 @@ class Horizon(Strict):
     """The period the projection covers, in calendar months from ``start``."""
 
     start: Date = Field(
-        ge=dt.date(1990, 1, 1), le=dt.date(2200, 1, 1), description="First day simulated (1990 to 2200)."
+        ge=dt.date(1990, 1, 1), le=dt.date(2200, 1, 1), description="First day simulated, YYYY-MM-DD (1990 to 2200)."
     )
     months: int = Field(gt=0, le=240, description="Length in calendar months.")
 
@@ -75,8 +75,8 @@ class PriceStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: Date = Field(alias="from")
-    usd_per_gpu_hour: float = Field(ge=0)
+    from_date: Date = Field(alias="from", description="Date the new price applies from, YYYY-MM-DD (00:00 UTC).")
+    usd_per_gpu_hour: float = Field(ge=0, description="Price from that date on, $ per GPU-hour.")
 
 
 class SizeStep(Strict):
@@ -84,8 +84,10 @@ class SizeStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: Date = Field(alias="from")
-    max_gpus: int = Field(ge=0)
+    from_date: Date = Field(alias="from", description="Date the new size limit applies from, YYYY-MM-DD.")
+    max_gpus: int = Field(
+        ge=0, description="Most GPUs the pool holds from that date, GPUs (capped at the pool's max_gpus)."
+    )
 
 
 class ShareStep(Strict):
@@ -93,9 +95,11 @@ class ShareStep(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: Date = Field(alias="from")
-    share: float = Field(ge=0, le=1)
-    ramp_days: float = Field(default=0, ge=0)
+    from_date: Date = Field(alias="from", description="Date the ramp to the new share starts, YYYY-MM-DD.")
+    share: float = Field(ge=0, le=1, description="Route's share of the workload's traffic once ramped, share 0-1.")
+    ramp_days: float = Field(
+        default=0, ge=0, description="Days of linear ramp from the previous share to this one (0: at once)."
+    )
 
 
 def _ordered(steps: list[Any], what: str) -> list[Any]:
@@ -111,7 +115,9 @@ def _ordered(steps: list[Any], what: str) -> list[Any]:
 class _PriceScheduled(Strict):
     """Pricing whose ``usd_per_gpu_hour`` may step by date (e.g. a cheaper renewal)."""
 
-    price_schedule: list[PriceStep] = Field(default_factory=list, description="Price steps by date.")
+    price_schedule: list[PriceStep] = Field(
+        default_factory=list, description="Price steps by date, each replacing usd_per_gpu_hour from its date."
+    )
 
     @field_validator("price_schedule")
     @classmethod
@@ -122,37 +128,44 @@ class _PriceScheduled(Strict):
 class OnDemandPricing(_PriceScheduled):
     """Pay for every GPU-hour held, in whole nodes, each rented for at least ``min_rental_hours``."""
 
-    kind: Literal["on_demand"]
-    usd_per_gpu_hour: float = Field(ge=0)
+    kind: Literal["on_demand"] = Field(description="Pricing kind 'on_demand': pay for every GPU-hour held.")
+    usd_per_gpu_hour: float = Field(ge=0, description="Price of each GPU-hour held (in whole nodes), $ per GPU-hour.")
     min_rental_hours: float = Field(
         default=1, ge=1,
-        description="Shortest rental of a node: 1 = hourly billing, 720 = monthly. A node rented "
-        "for a peak is paid for at least this long.",
+        description="Shortest rental of a node, hours (1 = hourly billing, 720 = monthly); a node rented "
+        "for a peak is paid at least this long.",
     )  # fmt: skip
 
 
 class ReservedPricing(_PriceScheduled):
     """``committed_gpus`` paid every hour of the term, used or not; more at the overflow price."""
 
-    kind: Literal["reserved"]
-    committed_gpus: int = Field(ge=0)
-    term_months: int = Field(gt=0, le=600)
-    usd_per_gpu_hour: float = Field(ge=0, description="Price of committed GPU-hours.")
+    kind: Literal["reserved"] = Field(description="Pricing kind 'reserved': a commitment paid for its whole term.")
+    committed_gpus: int = Field(ge=0, description="GPUs paid for every hour of the term, used or not, GPUs.")
+    term_months: int = Field(gt=0, le=600, description="Length of the commitment from its start, months.")
+    usd_per_gpu_hour: float = Field(ge=0, description="Price of committed GPU-hours, $ per GPU-hour.")
     overflow: Literal["on_demand", "none"] = Field(
-        default="on_demand", description="Beyond the commitment: buy on demand, or no capacity."
+        default="on_demand",
+        description="Beyond the commitment: 'on_demand' (buy at the overflow price) or 'none' (no capacity).",
     )
     overflow_usd_per_gpu_hour: float | None = Field(
-        default=None, ge=0, description="Defaults to the catalog GPU's on-demand price."
+        default=None, ge=0, description="Overflow price, $ per GPU-hour; default: the catalog GPU's on-demand price."
     )
-    start: Date | None = Field(default=None, description="Term start; default horizon start.")
+    start: Date | None = Field(
+        default=None,
+        description="Term start, YYYY-MM-DD; default: when the pricing takes effect (horizon start or refresh date).",
+    )
 
 
 class SpotPricing(_PriceScheduled):
     """Discounted capacity that the provider can take back (pre-emptions)."""
 
-    kind: Literal["spot"]
-    usd_per_gpu_hour: float = Field(ge=0)
-    preemptions_per_gpu_day: float = Field(default=0.05, ge=0)
+    kind: Literal["spot"] = Field(description="Pricing kind 'spot': discounted capacity the provider can pre-empt.")
+    usd_per_gpu_hour: float = Field(ge=0, description="Spot price of each GPU-hour held, $ per GPU-hour.")
+    preemptions_per_gpu_day: float = Field(
+        default=0.05, ge=0,
+        description="Pre-emptions per GPU per day; a replica or job is interrupted when any of its GPUs is.",
+    )  # fmt: skip
     reload_gb_per_s: float = Field(
         default=2.0, gt=0,
         description="Weights load bandwidth per GPU after a pre-emption (object storage or a "
@@ -160,7 +173,7 @@ class SpotPricing(_PriceScheduled):
     )  # fmt: skip
     startup_s: float = Field(
         default=90.0, ge=0,
-        description="Node and engine start before the weights load (instance boot, container, "
+        description="Seconds of node and engine start before the weights load (instance boot, container, "
         "CUDA graph capture); a minute or two for vLLM-class engines.",
     )  # fmt: skip
 
@@ -170,20 +183,26 @@ class Purchase(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: Date = Field(alias="from")
-    gpus: int = Field(gt=0)
+    from_date: Date = Field(alias="from", description="Date the tranche is in place, YYYY-MM-DD.")
+    gpus: int = Field(gt=0, description="GPUs bought in this tranche, GPUs.")
 
 
 class OwnedPricing(Strict):
     """Bought hardware: straight-line capex over its life, power and an operations overhead."""
 
-    kind: Literal["owned"]
-    capex_usd_per_gpu: float = Field(ge=0)
-    lifetime_years: float = Field(gt=0)
-    power_usd_per_kwh: float = Field(default=0.10, ge=0)
-    pue: float = Field(default=1.3, ge=1)
+    kind: Literal["owned"] = Field(description="Pricing kind 'owned': bought hardware, depreciated over its life.")
+    capex_usd_per_gpu: float = Field(
+        ge=0, description="Purchase price, $ per GPU, depreciated straight-line over lifetime_years."
+    )
+    lifetime_years: float = Field(gt=0, description="Depreciation life of the GPUs, years.")
+    power_usd_per_kwh: float = Field(
+        default=0.10, ge=0, description="Electricity price, $ per kWh (GPU and host power, times the PUE)."
+    )
+    pue: float = Field(
+        default=1.3, ge=1, description="Power usage effectiveness: facility power / IT power, ratio >= 1."
+    )
     opex_fraction_per_year: float = Field(
-        default=0.0, ge=0, description="Yearly operations cost as a fraction of capex."
+        default=0.0, ge=0, description="Yearly operations cost, fraction of capex per year."
     )
     gpus: int | None = Field(
         default=None, gt=0,
@@ -193,8 +212,13 @@ class OwnedPricing(Strict):
     purchases: list[Purchase] = Field(
         default_factory=list, description="GPUs bought in tranches, by date (instead of gpus)."
     )
-    overflow: Literal["on_demand", "none"] = "none"
-    overflow_usd_per_gpu_hour: float | None = Field(default=None, ge=0)
+    overflow: Literal["on_demand", "none"] = Field(
+        default="none",
+        description="Beyond the owned GPUs: 'none' (no capacity) or 'on_demand' (buy at the overflow price).",
+    )
+    overflow_usd_per_gpu_hour: float | None = Field(
+        default=None, ge=0, description="Overflow price, $ per GPU-hour; default: the catalog GPU's on-demand price."
+    )
     # Total cost of ownership beyond the GPU: each is its own line item (see economics/pricing).
     host_power_w_per_gpu: float | None = Field(
         default=None, ge=0,
@@ -203,28 +227,28 @@ class OwnedPricing(Strict):
     )  # fmt: skip
     colocation_usd_per_kw_month: float = Field(
         default=150.0, ge=0,
-        description="Data-centre space, cooling and power delivery per kW of IT load (GPU TDP + "
+        description="Data-centre space, cooling and power delivery, $ per kW of IT load (GPU TDP + "
         "host) per month. Default: ~$150-185/kW-month wholesale colocation in North American "
         "primary markets (CBRE North America Data Center Trends, H2 2024); 0 for your own building.",
     )  # fmt: skip
     network_capex_usd_per_gpu: float | None = Field(
         default=None, ge=0,
-        description="Cluster network (NICs, switches, optics) per GPU, depreciated with the GPU. "
+        description="Cluster network (NICs, switches, optics), $ per GPU, depreciated with the GPU. "
         "Default: 10% of capex_usd_per_gpu (networking is roughly a tenth of an AI cluster's "
         "capital cost in published TCO models, e.g. SemiAnalysis).",
     )  # fmt: skip
     support_fraction_per_year: float = Field(
         default=0.05, ge=0,
-        description="Hardware support and spares per year as a fraction of capex. Default 5%: "
+        description="Hardware support and spares, fraction of capex per year. Default 5%: "
         "OEM 3-year support contracts run ~15% of the hardware price.",
     )  # fmt: skip
     staff_usd_per_year: float = Field(
-        default=0.0, ge=0, description="Operations staff for this pool per year (no default: your team)."
+        default=0.0, ge=0, description="Operations staff for this pool, $ per year (no default: your team)."
     )
     cost_of_capital_per_year: float = Field(
         default=0.08, ge=0,
-        description="Annual rate on the capital tied up (GPUs and network), charged on the average "
-        "book value over the life (half the capex). Default 8%: about the US cost of capital "
+        description="Rate per year (0.08 = 8%) on the capital tied up (GPUs and network), charged on "
+        "the average book value over the life (half the capex). Default 8%: about the US cost of capital "
         "(Damodaran, cost of capital by sector, January 2025).",
     )  # fmt: skip
 
@@ -250,7 +274,7 @@ class GpuRefresh(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    from_date: Date = Field(alias="from", description="First day on the new GPUs.")
+    from_date: Date = Field(alias="from", description="First day on the new GPUs, YYYY-MM-DD.")
     gpu: str = Field(description="Catalog GPU name of the new hardware.")
     pricing: Pricing | None = Field(
         default=None,
@@ -263,7 +287,7 @@ class GpuRefresh(Strict):
     residual_usd_per_gpu: float = Field(
         default=0.0,
         ge=0,
-        description="Sale value of each retired owned GPU (0: written off entirely).",
+        description="Sale value of each retired owned GPU, $ per GPU (0: written off entirely).",
     )
 
 
@@ -272,13 +296,13 @@ class Pool(Strict):
 
     name: Name
     gpu: str = Field(description="Catalog GPU name.")
-    max_gpus: int = Field(gt=0, description="Most GPUs this pool can hold at once.")
-    pricing: Pricing
+    max_gpus: int = Field(gt=0, description="Most GPUs this pool can hold at once, GPUs.")
+    pricing: Pricing = Field(description="How the GPUs are bought: on_demand, reserved, spot or owned (by kind).")
     calibration: str | CalibrationProfile | None = Field(
         default=None, description="Calibration profile name or path; default: the GPU's."
     )
     priority: Literal["inference", "training"] = Field(
-        default="inference", description="Who gets GPUs first when the pool is short."
+        default="inference", description="Who gets GPUs first when the pool is short: 'inference' or 'training'."
     )
     max_gpus_schedule: list[SizeStep] = Field(
         default_factory=list, description="Pool size steps by date (never above max_gpus)."
@@ -318,11 +342,15 @@ class Autoscaling(Strict):
     ``traffic.peak_to_mean_within_hour``.
     """
 
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=64, ge=1)
+    min_replicas: int = Field(
+        default=1, ge=0, description="Fewest replicas held even without demand (units of P + D when disaggregated)."
+    )
+    max_replicas: int = Field(
+        default=64, ge=1, description="Most replicas the autoscaler asks for (units of P + D when disaggregated)."
+    )
     target_utilization: float = Field(
         default=1.0, gt=0, le=1,
-        description="Fraction of the SLO capacity per replica the autoscaler fills (1: no margin "
+        description="Fraction 0-1 of the SLO capacity per replica the autoscaler fills (1: no margin "
         "beyond the SLO; the capacity already is the highest load meeting it).",
     )  # fmt: skip
     scale_up_delay_minutes: float = Field(
@@ -366,7 +394,7 @@ class Speculative(Strict):
     )
     acceptance_rate: float = Field(
         ge=0, lt=1,
-        description="Probability that a drafted token is accepted (alpha of Leviathan et al. "
+        description="Probability (0-1) that a drafted token is accepted (alpha of Leviathan et al. "
         "2023); measure it on your traffic (vLLM logs it as the draft acceptance rate). "
         "A workload may override it.",
     )  # fmt: skip
@@ -407,13 +435,17 @@ class Deployment(Strict):
     """A model served on a pool by replicas of ``tensor_parallel`` GPUs each."""
 
     name: Name
-    pool: str
+    pool: str = Field(description="Name of the pool whose GPUs serve it.")
     model: str = Field(description="Catalog model name.")
-    dtype: WeightDtype = Field(default="bf16", description="Weight quantization.")
+    dtype: WeightDtype = Field(default="bf16", description="Weight quantization: fp32, bf16, fp8, fp4, int8 or int4.")
     kv_cache_dtype: Literal["auto", "bf16", "fp8"] = Field(
-        default="auto", description="'auto': fp8 when the weights are fp8 or fp4, else bf16."
+        default="auto",
+        description="KV-cache dtype: bf16, fp8 or 'auto' (fp8 when the weights are fp8 or fp4, else bf16).",
     )
-    tensor_parallel: int = Field(default=1, gt=0)
+    tensor_parallel: int = Field(
+        default=1, gt=0,
+        description="GPUs per replica (tensor-parallel degree; the decode replicas' when disaggregated).",
+    )  # fmt: skip
     expert_parallel: int = Field(
         default=1, gt=0,
         description="MoE models: spread the routed experts over this many of the replica's "
@@ -422,8 +454,8 @@ class Deployment(Strict):
     )  # fmt: skip
     engine: Literal["vllm", "sglang", "tensorrt-llm"] = Field(
         default="vllm",
-        description="Serving engine whose scheduler defaults apply (admission policy, batch and "
-        "token limits, memory fraction, KV block size, host overhead; "
+        description="Serving engine (vllm, sglang or tensorrt-llm) whose scheduler defaults apply "
+        "(admission policy, batch and token limits, memory fraction, KV block size, host overhead; "
         "simulator.perf.engines). The fields below override them.",
     )
     max_batch_size: int = Field(
@@ -435,7 +467,7 @@ class Deployment(Strict):
     )  # fmt: skip
     gpu_memory_utilization: float = Field(
         default=_VLLM.gpu_memory_fraction, gt=0, le=1,
-        description="Memory share for the engine (vLLM/SGLang: of the GPU; TensorRT-LLM: of "
+        description="Memory share 0-1 for the engine (vLLM/SGLang: of the GPU; TensorRT-LLM: of "
         "what is free after weights, for the KV cache). Default: the engine's.",
     )  # fmt: skip
     kv_block_tokens: int = Field(
@@ -443,14 +475,19 @@ class Deployment(Strict):
     )
     router: Literal["round_robin", "least_outstanding", "session_affinity"] = Field(
         default="least_outstanding",
-        description="How requests pick a replica; session_affinity keeps a conversation's turns "
-        "where its prefix is cached (the SGLang gateway's and vLLM router's cache-aware policy).",
+        description="How requests pick a replica (round_robin, least_outstanding, session_affinity); "
+        "session_affinity keeps a conversation's turns where its prefix is cached (the SGLang "
+        "gateway's and vLLM router's cache-aware policy).",
     )
-    autoscaling: Autoscaling = Autoscaling()
+    autoscaling: Autoscaling = Field(
+        default=Autoscaling(), description="How the replica count follows demand (bounds, target utilisation, delays)."
+    )
     from_date: Date | None = Field(
-        default=None, alias="from", description="First day it serves (default: from the start)."
+        default=None, alias="from", description="First day it serves, YYYY-MM-DD (default: from the start)."
     )
-    until: Date | None = Field(default=None, description="First day it no longer serves.")
+    until: Date | None = Field(
+        default=None, description="First day it no longer serves, YYYY-MM-DD (default: serves to the end)."
+    )
     after_job: str | None = Field(
         default=None, description="Serves only once this training job's first run has finished."
     )
@@ -526,10 +563,10 @@ class Deployment(Strict):
 class TrafficEvent(Strict):
     """A burst: traffic multiplied by ``multiplier`` from ``start`` for ``days``."""
 
-    name: str = "event"
-    start: Date
-    days: float = Field(default=1, gt=0)
-    multiplier: float = Field(gt=0)
+    name: str = Field(default="event", description="Label of the event (for the reader; not used in the calculation).")
+    start: Date = Field(description="First day of the event, YYYY-MM-DD (00:00 UTC).")
+    days: float = Field(default=1, gt=0, description="Duration from the start, days (may be fractional).")
+    multiplier: float = Field(gt=0, description="Factor on the traffic during the event (overlapping events multiply).")
 
 
 class Traffic(Strict):
@@ -543,7 +580,7 @@ class Traffic(Strict):
 
     requests_per_second: float | None = Field(
         default=None, ge=0, le=1e6,
-        description="Mean rate in the first month (at most a million per second); give this "
+        description="Mean rate in the first month, req/s (at most a million); give this "
         "or concurrent_users.",
     )  # fmt: skip
     concurrent_users: float | None = Field(
@@ -557,21 +594,27 @@ class Traffic(Strict):
         description="With concurrent_users: mean seconds from an answer to the user's next "
         "request (default, for conversations: the sessions' think_s).",
     )  # fmt: skip
-    growth_per_month: float = Field(default=0.0, gt=-1, description="Compound monthly growth.")
+    growth_per_month: float = Field(
+        default=0.0, gt=-1, description="Compound monthly growth, fraction per month (0.05 = +5% a month)."
+    )
     diurnal_peak_to_mean: float = Field(
         default=1.0, ge=1, le=24,
-        description="Daily peak / daily mean (at most 24: all of a day's traffic in one hour).",
+        description="Daily peak / daily mean, ratio >= 1 (at most 24: all of a day's traffic in one hour).",
     )  # fmt: skip
-    peak_hour_utc: float = Field(default=15, ge=0, lt=24)
-    weekend_factor: float = Field(default=1.0, ge=0, description="Weekend rate / weekday rate.")
-    arrival: Literal["poisson", "bursty"] = "poisson"
-    burstiness_cv: float = Field(
-        default=2.0, gt=0, description="Coefficient of variation of gaps when arrival=bursty."
+    peak_hour_utc: float = Field(default=15, ge=0, lt=24, description="Hour of the daily peak, hours UTC (0 to 24).")
+    weekend_factor: float = Field(default=1.0, ge=0, description="Weekend (Sat, Sun) rate / weekday rate, ratio.")
+    arrival: Literal["poisson", "bursty"] = Field(
+        default="poisson", description="Arrival process: 'poisson' or 'bursty' (gamma gaps with burstiness_cv)."
     )
-    events: list[TrafficEvent] = Field(default_factory=list)
+    burstiness_cv: float = Field(
+        default=2.0, gt=0, description="Coefficient of variation of the gaps (unitless) when arrival=bursty; 1 is Poisson-like."
+    )
+    events: list[TrafficEvent] = Field(
+        default_factory=list, description="Bursts: traffic multiplied by a factor for some days from a date."
+    )
     peak_to_mean_within_hour: float = Field(
         default=1.0, ge=1,
-        description="Busiest minutes' rate / the hour's mean; replicas are sized for the peak "
+        description="Busiest minutes' rate / the hour's mean, ratio >= 1; replicas are sized for the peak "
         "(latency is read at the hour's mean). The Azure LLM conversation trace (2023-11-16, used "
         "by Splitwise) shows 1.32 over 5-minute windows, 1.52 over 1-minute ones; Poisson "
         "arrivals at its rate alone give about 1.1.",
@@ -590,11 +633,19 @@ class Traffic(Strict):
 class Slo(Strict):
     """Latency targets; a request meets the SLO when it meets every target given."""
 
-    ttft_p95_ms: float | None = Field(default=None, gt=0)
-    tpot_p95_ms: float | None = Field(default=None, gt=0)
-    e2e_p95_ms: float | None = Field(default=None, gt=0)
+    ttft_p95_ms: float | None = Field(
+        default=None, gt=0,
+        description="Time-to-first-token target per request, ms (queueing included; none: no target).",
+    )  # fmt: skip
+    tpot_p95_ms: float | None = Field(
+        default=None, gt=0,
+        description="Time-per-output-token target per request, ms (after the first; none: no target).",
+    )  # fmt: skip
+    e2e_p95_ms: float | None = Field(
+        default=None, gt=0, description="End-to-end target per request, arrival to last token, ms (none: no target)."
+    )
     attainment_target: float = Field(
-        default=0.95, gt=0, le=1, description="Share of requests that must meet the targets."
+        default=0.95, gt=0, le=1, description="Share of requests that must meet the targets, share 0-1."
     )
 
 
@@ -606,9 +657,11 @@ class Route(Strict):
     share 0 act as fallbacks when no serving route has a share.
     """
 
-    deployment: str
-    share: float = Field(ge=0, le=1, description="Share at the start (before any step).")
-    schedule: list[ShareStep] = Field(default_factory=list)
+    deployment: str = Field(description="Name of the deployment this traffic goes to.")
+    share: float = Field(ge=0, le=1, description="Share of the workload's traffic at the start (before any step), 0-1.")
+    schedule: list[ShareStep] = Field(
+        default_factory=list, description="Share changes by date, each reached by a linear ramp."
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -646,10 +699,11 @@ class Retrieval(Strict):
     latency_ms: Distribution = Field(description="Retrieval latency per request, ms.")
     retrieved_tokens: int = Field(default=0, ge=0, description="Tokens added to each prompt.")
     usd_per_hour: float = Field(
-        default=0.0, ge=0, description="Hourly cost of the stage (CPU instances, vector DB)."
-    )
+        default=0.0, ge=0,
+        description="Cost of the stage while the workload is served, $ per hour (CPU instances, vector DB).",
+    )  # fmt: skip
     usd_per_thousand_queries: float = Field(
-        default=0.0, ge=0, description="Cost per 1,000 retrieval queries."
+        default=0.0, ge=0, description="Cost of queries, $ per 1,000 requests reaching retrieval."
     )
 
 
@@ -660,8 +714,12 @@ class ApiBaseline(Strict):
     provider: str | None = Field(
         default=None, description="Name of a bundled API price (simulator/catalog/api_prices.yaml)."
     )
-    usd_per_million_input_tokens: float | None = Field(default=None, ge=0)
-    usd_per_million_output_tokens: float | None = Field(default=None, ge=0)
+    usd_per_million_input_tokens: float | None = Field(
+        default=None, ge=0, description="API price of prompt (input) tokens, $ per million tokens."
+    )
+    usd_per_million_output_tokens: float | None = Field(
+        default=None, ge=0, description="API price of output tokens, $ per million tokens."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ApiBaseline:
@@ -678,18 +736,31 @@ class Workload(Strict):
     """Continuous inference traffic of one product or feature."""
 
     name: Name
-    traffic: Traffic
-    prompt_tokens: Distribution
-    output_tokens: Distribution
-    prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
-    response_cache_hit_rate: float = Field(default=0.0, ge=0, lt=1)
+    traffic: Traffic = Field(
+        description="Load over time: a request rate or concurrent users, times diurnal, weekly, growth and "
+        "event factors."
+    )
+    prompt_tokens: Distribution = Field(
+        description="Prompt length per request, tokens (with sessions: the turn's new tokens); drawn whole, >= 1."
+    )
+    output_tokens: Distribution = Field(description="Output length per request, tokens; drawn whole, >= 1.")
+    prefix_cache_hit_rate: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Share 0-1 of each prompt's tokens served from the prefix cache (the last one is always computed).",
+    )  # fmt: skip
+    response_cache_hit_rate: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="Share 0-1 (below 1) of requests answered by a response cache, never reaching the GPUs.",
+    )  # fmt: skip
     speculative_acceptance_rate: float | None = Field(
         default=None, ge=0, lt=1,
-        description="Draft acceptance rate on this workload's traffic, for deployments that "
+        description="Draft acceptance rate (probability 0-1) on this workload's traffic, for deployments that "
         "decode speculatively (default: the deployment's acceptance_rate).",
     )  # fmt: skip
-    slo: Slo = Slo()
-    routes: list[Route] = Field(min_length=1)
+    slo: Slo = Field(default=Slo(), description="Latency targets its requests must meet (default: no latency targets).")
+    routes: list[Route] = Field(
+        min_length=1, description="Deployments that serve it and their shares of its traffic (at least one)."
+    )
     adapters: int = Field(
         default=0,
         ge=0,
@@ -751,25 +822,33 @@ class TrainingJob(Strict):
     """A one-off or periodic training run on a pool."""
 
     name: Name
-    pool: str
-    model: str
-    tokens: float = Field(gt=0, description="Training tokens D.")
-    gpus: int = Field(gt=0)
-    start: Date = Field(description="Earliest start (it may queue for GPUs).")
-    dtype: Literal["bf16", "fp8"] = "bf16"
-    sequence_length_tokens: int = Field(default=8192, gt=0)
+    pool: str = Field(description="Name of the pool the job runs on.")
+    model: str = Field(description="Catalog model name of the model trained.")
+    tokens: float = Field(gt=0, description="Training tokens D per run, tokens.")
+    gpus: int = Field(gt=0, description="GPUs each run holds while it runs, GPUs.")
+    start: Date = Field(description="Earliest start, YYYY-MM-DD (it may queue for GPUs); repeats count from it.")
+    dtype: Literal["bf16", "fp8"] = Field(
+        default="bf16", description="Compute precision: 'bf16' or 'fp8' (fp8 only where the GPU has FP8 units)."
+    )
+    sequence_length_tokens: int = Field(default=8192, gt=0, description="Length of each training sequence, tokens.")
     mfu: float | None = Field(
         default=None,
         gt=0,
         le=1,
-        description="Model FLOPs utilisation; default: computed from the layout "
+        description="Model FLOPs utilisation, fraction of peak 0-1; default: computed from the layout "
         "(simulator.perf.training), or the profile's training_mfu where it sets one.",
     )
-    tensor_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
-    pipeline_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
-    context_parallel: int | None = Field(default=None, gt=0, description="Default: the layout rule.")
+    tensor_parallel: int | None = Field(
+        default=None, gt=0, description="Tensor-parallel degree, GPUs; default: the layout rule."
+    )
+    pipeline_parallel: int | None = Field(
+        default=None, gt=0, description="Pipeline-parallel degree (stages); default: the layout rule."
+    )
+    context_parallel: int | None = Field(
+        default=None, gt=0, description="Context-parallel degree (GPUs splitting each sequence); default: the layout rule."
+    )
     expert_parallel: int | None = Field(
-        default=None, gt=0, description="MoE models; default: the layout rule."
+        default=None, gt=0, description="Expert-parallel degree, GPUs (MoE models); default: the layout rule."
     )
     virtual_pipeline_stages: int | None = Field(
         default=None, gt=0, description="Interleaved 1F1B stages per GPU; default: one layer each."
@@ -782,7 +861,9 @@ class TrainingJob(Strict):
         "batch size 0.292 x C^0.3271 for the run's C FLOPs.",
     )
     activation_recompute: Literal["selective", "full"] | None = Field(
-        default=None, description="Default: selective where it fits in memory, else full."
+        default=None,
+        description="Activation recomputation, 'selective' or 'full'; default: selective where it fits in memory, "
+        "else full.",
     )
     data_parallel_sharding: Literal["optimizer", "gradients", "full"] | None = Field(
         default=None,
@@ -797,13 +878,13 @@ class TrainingJob(Strict):
     checkpoint_interval_hours: float | None = Field(
         default=None,
         gt=0,
-        description="Default: the Young-Daly optimum for the job's interruption rate and "
-        "checkpoint time.",
+        description="Hours between checkpoints; default: the Young-Daly optimum for the job's interruption "
+        "rate and checkpoint time.",
     )
     checkpoint_minutes: float | None = Field(
         default=None,
         ge=0,
-        description="Time to write one; default: weights and optimizer state (14 bytes per "
+        description="Minutes to write one checkpoint; default: weights and optimizer state (14 bytes per "
         "parameter) over checkpoint_storage_gb_per_s_per_gpu x GPUs.",
     )
     checkpoint_storage_gb_per_s_per_gpu: float = Field(
@@ -813,18 +894,27 @@ class TrainingJob(Strict):
         "2 TB/s sustained Tectonic throughput for 16,384 GPUs).",
     )
     failures_per_gpu_day: float | None = Field(
-        default=None, ge=0, description="Default from published large-run experience."
-    )
+        default=None, ge=0,
+        description="Failures per GPU per day (spot pre-emptions add to them); default: published large-run rates.",
+    )  # fmt: skip
     restart_minutes: float = Field(
         default=10.0,
         ge=0,
-        description="Relaunch, collective set-up and checkpoint load after an interruption "
+        description="Minutes of relaunch, collective set-up and checkpoint load after an interruption "
         "(default: an estimate; see simulator.training.plan).",
     )
-    repeat_every_months: int | None = Field(default=None, gt=0, le=600)
-    repeat_until: Date | None = None
+    repeat_every_months: int | None = Field(
+        default=None, gt=0, le=600,
+        description="Period of a recurring job, months from start; each run is due by the next (default: one-off).",
+    )  # fmt: skip
+    repeat_until: Date | None = Field(
+        default=None,
+        description="Last date a recurrence may start, YYYY-MM-DD (inclusive; default: to the horizon end).",
+    )
     priority: int = Field(default=0, description="Higher runs first among queued jobs.")
-    deadline: Date | None = None
+    deadline: Date | None = Field(
+        default=None, description="Date the first run should finish by, YYYY-MM-DD; a miss is reported, not prevented."
+    )
     method: Literal["full", "lora"] = Field(
         default="full",
         description="'full': all weights trained (6 N D); 'lora': frozen base + LoRA adapters "
@@ -840,8 +930,10 @@ class Plan(Strict):
     """A variant of the scenario: overrides by dotted path (list items by name)."""
 
     name: Name
-    description: str = ""
-    set: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field(default="", description="Free-text note on what the plan changes.")
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides: dotted path (list items by name) -> value, applied to the base."
+    )
 
     @field_validator("name")
     @classmethod
@@ -854,8 +946,12 @@ class Plan(Strict):
 class CustomCatalog(Strict):
     """Scenario-local catalog entries, added to (or replacing) the bundled ones by name."""
 
-    gpus: list[GpuSpec] = Field(default_factory=list)
-    models: list[ModelSpec] = Field(default_factory=list)
+    gpus: list[GpuSpec] = Field(
+        default_factory=list, description="GPUs added to the bundled catalog, or replacing by name."
+    )
+    models: list[ModelSpec] = Field(
+        default_factory=list, description="Models added to the bundled catalog, or replacing by name."
+    )
 
 
 class Scenario(Strict):
@@ -865,21 +961,35 @@ class Scenario(Strict):
     #: plan's overrides) can name FILE:LINE; not part of the data.
     _source: tuple[str, dict[tuple[str | int, ...], int]] | None = PrivateAttr(default=None)
 
-    name: str
-    description: str = ""
-    seed: int = Field(default=0, ge=0)
-    horizon: Horizon
-    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    name: str = Field(description="Name of the scenario, shown in reports and results.")
+    description: str = Field(default="", description="Free-text description of the scenario.")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of every random stream (simulations, sampled inputs, replications)."
+    )
+    horizon: Horizon = Field(description="Period projected: start date (YYYY-MM-DD) and length in months.")
+    fiscal_year_start_month: int = Field(
+        default=1, ge=1, le=12, description="Month the fiscal year starts, 1-12 (1: calendar years), for yearly totals."
+    )
     calibration: str | CalibrationProfile | None = Field(
         default=None, description="Profile name or path for every pool without its own."
     )
-    catalog: CustomCatalog = CustomCatalog()
-    pools: list[Pool] = Field(min_length=1)
-    deployments: list[Deployment] = Field(default_factory=list)
-    workloads: list[Workload] = Field(default_factory=list)
-    training_jobs: list[TrainingJob] = Field(default_factory=list)
-    api_baseline: ApiBaseline | None = None
-    plans: list[Plan] = Field(default_factory=list)
+    catalog: CustomCatalog = Field(
+        default=CustomCatalog(), description="Scenario-local GPUs and models, added to (or replacing) the bundled ones."
+    )
+    pools: list[Pool] = Field(
+        min_length=1, description="GPU pools: capacity of one GPU kind each and how it is bought."
+    )
+    deployments: list[Deployment] = Field(default_factory=list, description="Models served on pools by replicas.")
+    workloads: list[Workload] = Field(default_factory=list, description="Inference traffic, routed to deployments.")
+    training_jobs: list[TrainingJob] = Field(
+        default_factory=list, description="One-off or periodic training runs on pools."
+    )
+    api_baseline: ApiBaseline | None = Field(
+        default=None, description="Buy-instead API price for workloads without their own (default: none)."
+    )
+    plans: list[Plan] = Field(
+        default_factory=list, description="Named variants of the scenario, as overrides by dotted path."
+    )
     uncertainty: dict[str, Distribution] = Field(
         default_factory=dict,
         description="Uncertain inputs by dotted path (e.g. workloads.chat.traffic."

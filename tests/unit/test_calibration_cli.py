@@ -107,3 +107,33 @@ def test_run_errors_become_exit_2(monkeypatch):
     result = runner.invoke(app, ["calibrate", "--device", "cuda"])
     assert result.exit_code == 2
     assert "pass --gpu" in result.output
+
+
+def test_check_of_a_profile_measured_on_another_machine_says_so(calls, monkeypatch):
+    """cpu-local was measured on an AMD EPYC: on another CPU the check names both devices and
+    says to measure this machine first, and a failure gives that as the reason."""
+    import calibration.benchmark_runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_name", lambda: "Intel(R) Xeon(R) Platinum 8488C")
+    bad = (AccuracyPoint("decode", 1, 128, 0.010, 0.020),)
+    calls["report"] = AccuracyReport(bad, {"model": "tiny-cpu", "dtype": "bf16"}, "x")
+    result = runner.invoke(app, ["calibrate", "--check", "cpu-local"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "measured on 'AMD EPYC'; this machine is 'Intel(R) Xeon(R) Platinum 8488C'" in text
+    assert "not on this 'Intel(R) Xeon(R) Platinum 8488C': measure this machine" in text
+    monkeypatch.setattr(runtime, "cpu_name", lambda: "AMD EPYC")
+    result = runner.invoke(app, ["calibrate", "--check", "cpu-local"])
+    assert "measured on" not in result.output
+
+
+def test_check_json_names_the_devices(calls, monkeypatch):
+    import json
+
+    import calibration.benchmark_runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_name", lambda: "Other CPU")
+    result = runner.invoke(app, ["calibrate", "--check", "cpu-local", "--json"])
+    data = json.loads(result.stdout)
+    assert data["profile_device"] == "AMD EPYC" and data["device_here"] == "Other CPU"
+    assert data["measured_elsewhere"] is True

@@ -88,3 +88,31 @@ def test_usd_axis_labels():
     assert plots.usd_axis(350_000) == "$350k"
     assert plots.usd_axis(900) == "$900"
     assert plots.slug("a:b c/d") == "a-b-c-d"
+
+
+def test_outlier_months_cut_the_axis_only_when_they_would_squash_the_rest():
+    flat = np.array([100.0, 110, 95, 105, 100, 98])
+    assert plots.outlier_axis_top(flat) is None
+    lump = np.array([100.0, 110, 5000, 105, 100, 98, 102, 99])
+    assert plots.outlier_axis_top(lump) == pytest.approx(1.25 * 110)
+    assert plots.outlier_axis_top(np.array([0.0, 0, 900])) is None  # too few months to judge
+
+
+def test_refresh_write_off_is_its_own_category_and_events_are_dated():
+    from simulator.results.result import write_off_entity
+
+    data = minimal_scenario_dict()
+    data["horizon"]["months"] = 4
+    data["pools"][0]["pricing"] = {"kind": "owned", "capex_usd_per_gpu": 25000, "lifetime_years": 5, "gpus": 8,
+                                   "overflow": "on_demand", "overflow_usd_per_gpu_hour": 3.0}  # fmt: skip
+    data["pools"][0]["refresh"] = [{"from": "2027-03-01", "gpu": "b200", "residual_usd_per_gpu": 5000}]
+    data["deployments"][0]["until"] = "2027-04-01"
+    scenario = validate_scenario_data(data)
+    result = run(scenario, curve_provider=mm1_provider())
+    report = ReportRun("base", scenario, result)
+    table = plots.monthly_by_category(report)
+    written = result.monthly[result.monthly["entity"] == write_off_entity("gpus")]["cost_usd"].sum()
+    assert written > 0 and table["write-off"].sum() == pytest.approx(written)
+    assert table.sum().sum() == pytest.approx(result.summary["total_cost_usd"])
+    events = dict(plots.monthly_events(report, table.index))
+    assert events == {2: "gpus: refresh to b200", 3: "small retires"}
