@@ -24,7 +24,7 @@ app = typer.Typer(
         "  fleetsim cost scenarios/chat-assistant.yaml --deployment chat-70b --batch 32"
     ),
     no_args_is_help=False,  # the callback prints the help on stdout, exit 0
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )

@@ -7,13 +7,17 @@ import typer
 from simulator.cli.app import app
 from simulator.cli.options import JsonOpt, out, print_json, table
 
-catalog_app = typer.Typer(help="Browse the bundled catalog of GPUs, models and API prices.")
+catalog_app = typer.Typer(help="Browse the bundled catalog of GPUs, models and API prices.\n\n"
+                                "Example: fleetsim catalog gpus --json")
 app.add_typer(catalog_app, name="catalog")
 
 
 @catalog_app.callback(invoke_without_command=True)
 def catalog_help(ctx: typer.Context) -> None:
-    """Browse the bundled catalog of GPUs, models and API prices."""
+    """Browse the bundled catalog of GPUs, models and API prices.
+
+    Example: fleetsim catalog gpus --json
+    """
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
@@ -21,7 +25,7 @@ def catalog_help(ctx: typer.Context) -> None:
 
 @catalog_app.command("gpus")
 def catalog_gpus(as_json: JsonOpt = False) -> None:
-    """Bundled GPUs with their specs and typical prices."""
+    """Bundled GPUs with their specs and typical prices. Example: fleetsim catalog gpus --json"""
     from simulator.catalog import bundled_catalog
 
     gpus = bundled_catalog().gpus.values()
@@ -45,7 +49,7 @@ def catalog_gpus(as_json: JsonOpt = False) -> None:
 
 @catalog_app.command("models")
 def catalog_models(as_json: JsonOpt = False) -> None:
-    """Bundled model presets with their shapes."""
+    """Bundled model presets with their shapes. Example: fleetsim catalog models --json"""
     from simulator.catalog import bundled_catalog
     from simulator.perf.memory import kv_bytes_per_token
 
@@ -66,7 +70,10 @@ def catalog_models(as_json: JsonOpt = False) -> None:
 
 @catalog_app.command("apis")
 def catalog_apis(as_json: JsonOpt = False) -> None:
-    """Bundled public API list prices (the buy-instead baseline: api_baseline: {provider: NAME})."""
+    """Bundled public API list prices (the buy-instead baseline: api_baseline: {provider: NAME}).
+
+    Example: fleetsim catalog apis
+    """
     from simulator.catalog import bundled_api_prices
 
     prices = bundled_api_prices().values()

@@ -39,7 +39,11 @@ def cost(
     as_json: JsonOpt = False,
 ) -> None:
     """Cost-model figures: one serving replica (--deployment: iteration times, tokens/s, $ per 1M
-    tokens) or one training job (--job: its layout, step-time breakdown, MFU and goodput)."""
+    tokens) or one training job (--job: its layout, step-time breakdown, MFU and goodput).
+
+    Examples: fleetsim cost scenarios/chat-assistant.yaml --deployment chat-70b --batch 32;
+    fleetsim cost scenarios/training-lab.yaml --job pretrain-70b
+    """
     if (deployment is None) == (job is None):
         raise typer.BadParameter("give exactly one of --deployment or --job")
     loaded = load(scenario, on, plan)

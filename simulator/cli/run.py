@@ -128,11 +128,15 @@ def run_command(
     fail_on_slo_miss: Annotated[
         bool, typer.Option("--fail-on-slo-miss", help="Exit 1 when any workload misses its SLO (for CI).")
     ] = False,
+    file_format: Annotated[
+        str, typer.Option("--format", help="Tables in --out as csv, parquet or both.")
+    ] = "both",
 ) -> None:
     """Project spend, latency and utilisation over the scenario's horizon.
 
-    Writes OUT/<plan>/summary.json, monthly.csv, ... for each plan run (and OUT/compare.json for
-    several); OUT is replaced as a whole. Example: fleetsim run scenarios/chat-assistant.yaml
+    Writes OUT/<plan>/summary.json and its tables (monthly, hourly, latency, jobs,
+    deployments_hourly, billing; as CSV and Parquet, or --format) for each plan run (and
+    OUT/compare.json for several); OUT is replaced as a whole. Example: fleetsim run scenarios/chat-assistant.yaml
     --out out/chat
     """
     import json
@@ -141,6 +145,9 @@ def run_command(
     from simulator.report.files import finite, write_result_files
     from simulator.results.runner import plan_names
 
+    if file_format not in ("csv", "parquet", "both"):
+        err.print(f"--format: expected csv, parquet or both, got {file_format!r}", markup=False)
+        raise typer.Exit(2)
     loaded = load(scenario)
     plans = plan_names(loaded) if all_plans else [plan or "base"]
     if replications is not None:
@@ -157,7 +164,8 @@ def run_command(
 
         def fill(staging: Path) -> None:
             for result in results:  # OUT/<plan>/..., whatever the number of plans
-                write_result_files(result, staging / result.summary["plan"], within=staging)
+                write_result_files(result, staging / result.summary["plan"], within=staging,
+                                   formats=file_format)  # type: ignore[arg-type]
             if len(results) > 1:
                 from simulator.results.compare import compare
 

@@ -1,11 +1,17 @@
-"""Write a run's tables into a directory: summary.json, monthly.csv, hourly.parquet, ..."""
+"""Write a run's tables into a directory: summary.json, and every table as CSV and/or Parquet.
+
+In the files, ``month`` is a date (the month's first day); CSV money columns (``*usd*``) are
+rounded to the cent and other decimals to 6 places (the Parquet files keep full precision).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pandas as pd
 
 from simulator.common.files import write_atomic
 from simulator.results.result import Result
@@ -22,26 +28,46 @@ def finite(data: Any) -> Any:
     return data
 
 
-def write_result_files(result: Result, out_dir: str | Path, within: str | Path | None = None) -> list[Path]:
-    """Write summary.json, monthly.csv, hourly.parquet, latency.csv, jobs.csv, deployments_hourly.csv,
-    billing.csv into ``out_dir``, never outside ``within`` (default: ``out_dir``)."""
+#: The tables of a run, by file stem.
+TABLES = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")
+FileFormat = Literal["csv", "parquet", "both"]
+
+
+def write_result_files(
+    result: Result, out_dir: str | Path, within: str | Path | None = None, formats: FileFormat = "both"
+) -> list[Path]:
+    """Write summary.json and each table of :data:`TABLES` (as ``<table>.csv`` and/or
+    ``<table>.parquet``) into ``out_dir``, never outside ``within`` (default: ``out_dir``)."""
     out = Path(out_dir)
     root = out if within is None else Path(within)
     written = []
 
-    def write(path: Path, content) -> None:
-        write_atomic(path, content, within=root)
-
-    def target(name: str) -> Path:
+    def write(name: str, content: Any) -> None:
         path = out / name
+        write_atomic(path, content, within=root)
         written.append(path)
-        return path
 
-    write(target("summary.json"), json.dumps(finite(result.summary), indent=2, default=str, allow_nan=False) + "\n")
-    write(target("monthly.csv"), result.monthly.to_csv(index=False))
-    write(target("hourly.parquet"), lambda p: result.hourly.to_parquet(p, index=False))
-    write(target("latency.csv"), result.latency.to_csv(index=False))
-    write(target("jobs.csv"), result.jobs.to_csv(index=False))
-    write(target("deployments_hourly.csv"), result.deployments_hourly.to_csv(index=False))
-    write(target("billing.csv"), result.billing.to_csv(index=False))
+    write("summary.json", json.dumps(finite(result.summary), indent=2, default=str, allow_nan=False) + "\n")
+    for name in TABLES:
+        table = file_table(getattr(result, name))
+        if formats in ("csv", "both"):
+            write(f"{name}.csv", csv_text(table))
+        if formats in ("parquet", "both"):
+            write(f"{name}.parquet", lambda path, t=table: t.to_parquet(path, index=False))
     return written
+
+
+def file_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as written: ``month`` ('2027-01') as the month's first day (a date)."""
+    if "month" in frame.columns and pd.api.types.is_string_dtype(frame["month"]):
+        frame = frame.assign(month=pd.to_datetime(frame["month"] + "-01").dt.date)
+    return frame
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """CSV with money to the cent and other decimals to 6 places (no 13204.799999999886)."""
+    rounded = frame.copy()
+    for column in rounded.columns:
+        if pd.api.types.is_float_dtype(rounded[column]):
+            rounded[column] = rounded[column].round(2 if "usd" in column else 6)
+    return rounded.to_csv(index=False)

@@ -136,3 +136,32 @@ def test_monthly_rows_have_one_key_each(tmp_path):
     key = ["month", "pool", "deployment", "entity_kind", "entity", "category"]
     assert not monthly.duplicated(key).any()
     assert set(monthly.loc[monthly["entity"] == "chat", "deployment"]) == {"chat-70b", "chat-8b"}
+
+
+@pytest.mark.parametrize("file_format,suffixes", [("both", {".csv", ".parquet"}), ("csv", {".csv"}),
+                                                  ("parquet", {".parquet"})])  # fmt: skip
+def test_every_table_in_the_formats_asked_months_as_dates_cents_in_csv(tmp_path, chat_path, file_format, suffixes):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(chat_path), "--months", "2", "--out", str(out), "-q",
+                                 "--format", file_format])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    files = {p.name for p in (out / "base").iterdir()} - {"summary.json"}
+    tables = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")
+    assert files == {f"{t}{s}" for t in tables for s in suffixes}
+    if ".csv" in suffixes:
+        text = (out / "base" / "monthly.csv").read_text()
+        first = text.splitlines()[1].split(",")
+        assert first[0] == "2027-01-01"
+        cost = first[text.splitlines()[0].split(",").index("cost_usd")]
+        assert len(cost.split(".")[-1]) <= 2  # cents
+    if ".parquet" in suffixes:
+        monthly = pd.read_parquet(out / "base" / "monthly.parquet")
+        assert str(monthly["month"].iloc[0]) == "2027-01-01"
+        summary = json.loads((out / "base" / "summary.json").read_text())
+        assert monthly["cost_usd"].sum() == pytest.approx(summary["total_cost_usd"], rel=1e-12)
+
+
+def test_unknown_format_is_a_usage_error(tmp_path, chat_path):
+    result = runner.invoke(app, ["run", str(chat_path), "--out", str(tmp_path / "o"), "--format", "xls"])
+    assert result.exit_code == 2 and "expected csv, parquet or both" in result.output
+    assert not (tmp_path / "o").exists()
