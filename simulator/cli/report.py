@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from simulator.cli.app import app
-from simulator.cli.options import QuietOpt, build_curves, err, load, out, progress, user_errors
+from simulator.cli.options import QuietOpt, build_curves, err, load, progress, user_errors
 from simulator.common.files import OutputError
 
 
@@ -82,8 +82,8 @@ def report_command(
         list[Path], typer.Argument(help="One scenario (its plans) or several scenario files.")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).", show_default=False)
-    ],
+        Path | None, typer.Option("--output", "-o", help="Workbook to write (.xlsx).", show_default=False)
+    ] = None,
     plans: Annotated[
         str | None,
         typer.Option("--plans", help="Comma-separated plan names (default: base + all plans)."),
@@ -91,34 +91,53 @@ def report_command(
     plots: Annotated[
         Path | None, typer.Option("--plots", help="Also write PNG plots into this directory.")
     ] = None,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also (or only) write the interactive report: one self-contained .html file."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the finance workbook: summary, assumptions (named prices), monthly costs as live
     formulas, utilisation, latency & SLO, training jobs, plan comparison; optionally PNG plots.
 
+    --html writes an interactive page (plotly, no network needed to view it): the summary, plan
+    comparison, monthly spend, latency vs load and utilisation, to hover, zoom and filter by plan.
+
     Examples: fleetsim report scenarios/chat-assistant.yaml -o chat.xlsx --plots plots/;
-    fleetsim report a.yaml b.yaml -o ab.xlsx
+    fleetsim report a.yaml b.yaml -o ab.xlsx; fleetsim report scenarios/chat-assistant.yaml --html chat.html
     """
     from xlsxwriter.exceptions import XlsxWriterException
 
     from simulator.report.plots import write_plots
     from simulator.report.workbook import write_workbook
 
-    if output.suffix.lower() != ".xlsx":
+    if output is None and html_file is None:
+        _fail("give the workbook to write (-o NAME.xlsx), the HTML report (--html NAME.html), or both")
+    if output is not None and output.suffix.lower() != ".xlsx":
         _fail(f"{output}: the workbook must be an .xlsx file (use -o NAME.xlsx)")
-    if output.exists() and output.is_dir():
-        _fail(f"{output}: is a directory; give a file name ending in .xlsx")
+    if html_file is not None and html_file.suffix.lower() not in (".html", ".htm"):
+        _fail(f"{html_file}: the HTML report must be an .html file (use --html NAME.html)")
+    for target in (output, html_file):
+        if target is not None and target.exists() and target.is_dir():
+            _fail(f"{target}: is a directory; give a file name")
     runs = report_runs(scenarios, plans, quiet)
     written: list[Path] = []
     with progress(quiet) as bar:
-        bar.add_task("writing the workbook", total=None)
+        bar.add_task("writing the report", total=None)
         try:
-            write_workbook(output, runs)
+            if output is not None:
+                write_workbook(output, runs)
+            if html_file is not None:
+                from simulator.report.html import write_html
+
+                write_html(html_file, runs)
             if plots is not None:
                 written = write_plots(runs, plots)
         except (OSError, OutputError, XlsxWriterException) as error:
             _fail(f"cannot write the report: {error}", code=1)
     if not quiet:
-        out.print(f"wrote {output} ({len(runs)} run(s): {', '.join(r.label for r in runs)})")
+        for target in (output, html_file):
+            if target is not None:
+                err.print(f"wrote {target} ({len(runs)} run(s): {', '.join(r.label for r in runs)})", markup=False)
         if plots is not None:
-            out.print(f"wrote {len(written)} plots to {plots}/")
+            err.print(f"wrote {len(written)} plots to {plots}/", markup=False)

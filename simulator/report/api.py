@@ -64,6 +64,13 @@ def write_plots(results: Results, directory: str | Path) -> list[Path]:
     return write(report_runs(results), directory)
 
 
+def write_html(results: Results, path: str | Path) -> Path:
+    """The interactive, self-contained HTML report of ``results`` (as ``fleetsim report --html``)."""
+    from simulator.report.html import write_html as write
+
+    return write(path, report_runs(results))
+
+
 def write_files(result: Result, directory: str | Path) -> list[Path]:
     """One run's files (summary.json, monthly/hourly/latency/... tables) into ``directory``, as
     ``fleetsim run --out`` writes them for one plan."""
