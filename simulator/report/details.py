@@ -99,7 +99,7 @@ def write_hour_of_day(sheet: Sheet, runs: list[ReportRun]) -> None:
     sheet.title(
         "Utilisation by hour of day (UTC) and month, per run and pool (simulated)",
         "Each cell: busy GPU-hours / billed GPU-hours of that hour of the day over the month. "
-        "Colour scale: red = low, green = high.",
+        "Colour scale (blue to orange, safe for colour-blind readers): blue = low, orange = high.",
     )
     row = HEADER_ROW - 1
     for run in runs:
@@ -118,7 +118,8 @@ def write_hour_of_day(sheet: Sheet, runs: list[ReportRun]) -> None:
                 sheet.write(i, 25, totals.get(month), "pct", fit=False)
             last = row + 1 + len(table)
             if len(table):
-                sheet.ws.conditional_format(row + 2, 1, last, 24, {"type": "3_color_scale"})
+                sheet.ws.conditional_format(row + 2, 1, last, 24, {"type": "3_color_scale", "min_color": "#9ECAE1",
+                                                                    "mid_color": "#F7F7F7", "max_color": "#FDAE6B"})
             row = last + 2
     sheet.set_width(1, 25, 7)
     sheet.finish(HEADER_ROW - 1, frozen_cols=1)
