@@ -84,8 +84,10 @@ def load(path: Path, on: datetime | None = None, plan: str | None = None) -> Any
 
 
 def print_json(data: Any) -> None:
-    """JSON on stdout, plain (no colour codes) so it can be piped."""
-    typer.echo(json.dumps(data, indent=2, default=str))
+    """JSON on stdout, plain (no colour codes) so it can be piped; NaN/inf as null (valid JSON)."""
+    from simulator.common.files import finite
+
+    typer.echo(json.dumps(finite(data), indent=2, default=str, allow_nan=False))
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

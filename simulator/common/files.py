@@ -13,12 +13,13 @@ wanted, no permission, a full disk) raise :class:`OutputError` with one line nam
 from __future__ import annotations
 
 import errno
+import math
 import os
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Content = bytes | str | Callable[[Path], None]
 
@@ -202,3 +203,14 @@ def _exchange(new: Path, old: Path) -> None:
     os.replace(old, aside)
     os.replace(new, old)
     os.replace(aside, new)
+
+
+def finite(data: Any) -> Any:
+    """``data`` with every non-finite float as None, so the JSON written is valid JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data

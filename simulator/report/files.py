@@ -7,26 +7,13 @@ rounded to the cent and other decimals to 6 places (the Parquet files keep full 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
-from simulator.common.files import write_atomic
+from simulator.common.files import finite, write_atomic
 from simulator.results.result import Result
-
-
-def finite(data: Any) -> Any:
-    """``data`` with every non-finite float as None, so the JSON written is valid JSON."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [finite(v) for v in data]
-    return data
-
 
 #: The tables of a run, by file stem.
 TABLES = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")

@@ -194,3 +194,12 @@ def test_two_runs_into_one_folder_do_not_interleave(tmp_path):
     assert [p.wait() for p in procs] == [0, 0]
     contents = {p.name: p.read_text() for p in out.iterdir()}
     assert len(contents) == 4 and len(set(contents.values())) == 1, contents
+
+
+def test_json_on_stdout_is_valid_json_with_nan_as_null(capsys):
+    import json
+
+    from simulator.cli.options import print_json
+
+    print_json({"a": float("nan"), "b": [1.5, float("inf")], "c": "x"})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.5, None], "c": "x"}
