@@ -91,6 +91,7 @@ def report_command(
     plots: Annotated[
         Path | None, typer.Option("--plots", help="Also write PNG plots into this directory.")
     ] = None,
+    paper: Annotated[str, typer.Option("--paper", help="Paper the workbook prints on: a4 or letter.")] = "a4",
     html_file: Annotated[
         Path | None,
         typer.Option("--html", help="Also (or only) write the interactive report: one self-contained .html file."),
@@ -111,6 +112,8 @@ def report_command(
     from simulator.report.plots import write_plots
     from simulator.report.workbook import write_workbook
 
+    if paper not in ("a4", "letter"):
+        _fail(f"--paper: expected a4 or letter, got {paper!r}")
     if output is None and html_file is None:
         _fail("give the workbook to write (-o NAME.xlsx), the HTML report (--html NAME.html), or both")
     if output is not None and output.suffix.lower() != ".xlsx":
@@ -126,7 +129,7 @@ def report_command(
         bar.add_task("writing the report", total=None)
         try:
             if output is not None:
-                write_workbook(output, runs)
+                write_workbook(output, runs, paper)
             if html_file is not None:
                 from simulator.report.html import write_html
 

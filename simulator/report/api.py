@@ -50,11 +50,12 @@ def report_runs(results: Results) -> list[ReportRun]:
     return runs
 
 
-def write_workbook(results: Results, path: str | Path) -> Path:
-    """The finance workbook (.xlsx) of ``results``, as ``fleetsim report`` writes it."""
+def write_workbook(results: Results, path: str | Path, paper: str = "a4") -> Path:
+    """The finance workbook (.xlsx) of ``results``, as ``fleetsim report`` writes it (``paper``:
+    "a4" or "letter", for printing)."""
     from simulator.report.workbook import write_workbook as write
 
-    return write(path, report_runs(results))
+    return write(path, report_runs(results), paper)
 
 
 def write_plots(results: Results, directory: str | Path) -> list[Path]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ FORMATS: dict[str, dict[str, Any]] = {
     "usd_price": {"num_format": "$#,##0.00####"},
     "usd_per_m": {"num_format": "$#,##0.000"},
     "pct": {"num_format": "0.0%"},
+    "pp": {"num_format": '+0.0" pp";-0.0" pp";0.0" pp"'},  # percentage points (a difference of shares)
     "share": {"num_format": "0.0000"},
     "int": {"num_format": "#,##0"},
     "num": {"num_format": "#,##0.0"},
@@ -129,6 +131,7 @@ class Sheet:
         self.fixed: dict[int, float] = {}
         self._headers: list[tuple[int, int, str]] = []
         self._groups: list[tuple[int, int, str]] = []
+        self.print_options: PrintOptions = getattr(workbook, "print_options", PrintOptions())
 
     def set_width(self, first: int, last: int, width: float) -> None:
         """Fix the width of columns ``first``..``last`` (overrides fitting)."""
@@ -216,7 +219,7 @@ class Sheet:
                 self.ws.set_row(row, 15 * count)
         if header_rows or frozen_cols:
             self.ws.freeze_panes(header_rows, frozen_cols)
-        page_setup(self.ws, header_rows)
+        page_setup(self.ws, header_rows, sum(widths.values()), self.print_options, frozen_cols)
 
 
 def _widen_for(
@@ -243,10 +246,33 @@ def wrapped_lines(text: str, width: float) -> int:
     return count
 
 
-def page_setup(ws: Worksheet, header_rows: int) -> None:
-    """Landscape, one page wide, header rows repeated on every printed page."""
+@dataclass(frozen=True)
+class PrintOptions:
+    """How sheets print: the paper, and the footer's left text (the scenarios' names)."""
+
+    paper: str = "a4"  #: "a4" or "letter"
+    footer: str = "fleetsim report"
+
+
+#: xlsxwriter's paper codes.
+PAPER_CODES = {"a4": 9, "letter": 1}
+#: Characters of column width that print legibly across one landscape page (about 9-pt text).
+CHARACTERS_PER_PAGE = 170
+
+
+def page_setup(ws: Worksheet, header_rows: int, width_chars: float = 0.0, options: PrintOptions | None = None,
+               frozen_cols: int = 0) -> None:  # fmt: skip
+    """Landscape on the chosen paper; as many pages wide as the columns need to stay legible
+    (one for most sheets; a wide Billing spreads over several, its first columns repeated);
+    header rows repeated on every page; a footer with the scenarios, the sheet and 'page N of M'."""
+    options = options or PrintOptions()
     ws.set_landscape()
-    ws.fit_to_pages(1, 0)
-    ws.set_paper(9)  # A4; Letter users get it scaled
+    pages_wide = max(1, math.ceil(width_chars / CHARACTERS_PER_PAGE))
+    ws.fit_to_pages(pages_wide, 0)
+    ws.set_paper(PAPER_CODES[options.paper])
+    footer = options.footer.replace("&", "&&")
+    ws.set_footer(f"&L{footer}&C&A&RPage &P of &N")
     if header_rows:
         ws.repeat_rows(0, header_rows - 1)
+    if pages_wide > 1 and frozen_cols:
+        ws.repeat_columns(0, frozen_cols - 1)

@@ -128,3 +128,21 @@ def test_an_unwritable_workbook_path_exits_1_with_one_line(tmp_path):
     assert result.exit_code == 1  # an I/O error, not a usage error
     assert "cannot write the report" in result.output and "Traceback" not in result.output
     assert blocker.read_text() == "mine"
+
+
+def test_paper_option_footer_and_percentage_point_deltas(tmp_path):
+    scenario = scenario_file(tmp_path)
+    out = tmp_path / "letter.xlsx"
+    result = runner.invoke(app, ["report", str(scenario), "-o", str(out), "--paper", "letter", "-q"])
+    assert result.exit_code == 0, result.output
+    book = openpyxl.load_workbook(out)  # formulas
+    assert all(ws.page_setup.paperSize == 1 for ws in book.worksheets)  # Letter
+    assert book["Summary"].oddFooter.left.text == "fleetsim: mini"
+    compare = book["Compare"]
+    shares = [row for row in compare.iter_rows() if row[1].value == "%"]
+    assert shares
+    for row in shares:  # a difference of shares: percentage points, not a percentage
+        delta = row[4]  # Metric, Unit, base, dearer, delta dearer vs base
+        assert delta.value.endswith("*100") and "pp" in delta.number_format
+    result = runner.invoke(app, ["report", str(scenario), "-o", str(out), "--paper", "a3"])
+    assert result.exit_code == 2 and "expected a4 or letter" in result.output

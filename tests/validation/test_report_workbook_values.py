@@ -131,14 +131,32 @@ def test_sheets_in_order(values, runs):
     assert names[:3] == ["Summary", "Compare", "Assumptions"]
     for r in runs:
         assert f"Monthly {r.label}" in names and f"Billing {r.label}" in names
-    assert names[-6:] == [
+    assert names[-7:] == [
         "Utilisation",
         "Utilisation by hour",
         "Deployments",
         "Latency & SLO",
         "Training jobs",
         "Training runs",
+        "About",
     ]
+
+
+def test_about_sheet_audit_trail_and_printing(values, runs):
+    """The About sheet names the version and each run's scenario, plan, seed and input hash;
+    every sheet prints with page numbers and the scenario in its footer."""
+    from simulator import __version__
+
+    about = [[c for c in row if c is not None] for row in values["About"].iter_rows(values_only=True)]
+    assert ["fleetsim version", __version__] in about
+    for r in runs:
+        (line,) = [row for row in about if row and row[0] == r.label]
+        assert line[2] == r.result.summary["plan"] and line[3] == r.result.summary["seed"]
+        assert len(line[5]) == 64  # SHA-256 of the scenario as run
+    for name in values.sheetnames:
+        footer = values[name].oddFooter
+        assert "Page &P of &N" in footer.right.text and footer.left.text.startswith("fleetsim: ")
+        assert values[name].page_setup.paperSize == 9  # A4 by default
 
 
 def assert_spend_matches_summary(table, runs) -> None:
