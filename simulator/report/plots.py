@@ -109,8 +109,8 @@ def plot_monthly_spend(run: ReportRun, path: str | Path) -> Path:
                         ha="center", va="top", rotation=90, fontsize=8, color="white", fontweight="bold")  # fmt: skip
     for month, label in monthly_events(run, table.index):
         ax.axvline(month - 0.5, color="#000000", linestyle=":", linewidth=1)
-        ax.annotate(label, (month - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
-                    textcoords="offset points", rotation=90, va="top", ha="left", fontsize=7)  # fmt: skip
+        ax.annotate(label, (month - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(-2, -2),
+                    textcoords="offset points", rotation=90, va="top", ha="right", fontsize=7)  # fmt: skip
     step = max(1, len(table) // 12)
     ax.set_xticks(
         x[::step], [d.strftime("%Y-%m") for d in table.index[::step]], rotation=45, ha="right"
