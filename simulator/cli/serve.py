@@ -13,7 +13,7 @@ import typer
 from simulator.cli.app import app
 from simulator.cli.options import OnDateOpt, PlanOpt, err, load, out, print_json, table, user_errors
 from simulator.common.errors import Problem, ScenarioError
-from simulator.common.files import OutputError, write_atomic
+from simulator.common.files import OutputError, finite, write_atomic
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 DeploymentOpt = Annotated[str, typer.Option("--deployment", "-d", help="Deployment name.")]
@@ -241,10 +241,6 @@ def curve_command(
         out.print(f"plot written to {plot}")
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _curve_json(curve: Any, slo: Any) -> dict[str, Any]:
     import numpy as np
 
@@ -259,7 +255,7 @@ def _curve_json(curve: Any, slo: Any) -> dict[str, Any]:
             "rate_per_replica": float(rate),
             "slo_attainment": float(curve.slo_attainment[i]),
             "slo_attainment_stderr": float(curve.slo_attainment_stderr[i]),
-            "ttft_p95_stderr_ms": _finite(float(curve.ttft_p95_stderr_ms[i])),
+            "ttft_p95_stderr_ms": finite(float(curve.ttft_p95_stderr_ms[i])),
             "busy_fraction": float(curve.busy_fraction[i]),
             "ttft_ms": stats(curve.ttft_ms[i]),
             "tpot_ms": stats(curve.tpot_ms[i]),

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.common.files import OutputError, write_atomic
+from simulator.common.files import OutputError, finite, write_atomic
 from simulator.economics.retrieval import expected_prefix_hit_rate, model_prompt_tokens_mean
 from simulator.inference.api import (
     acceptance_rate,
@@ -121,16 +121,12 @@ class LatencyCurve:
         rates = self.rates_per_replica
         i = int(np.argmin(np.abs(rates - capacity)))
         out["slo_attainment_stderr"] = float(self.slo_attainment_stderr[i])
-        out["ttft_p95_stderr_ms"] = _finite(float(self.ttft_p95_stderr_ms[i]))
+        out["ttft_p95_stderr_ms"] = finite(float(self.ttft_p95_stderr_ms[i]))
         if i + 1 < len(rates):
             fall = (self.slo_attainment[i] - self.slo_attainment[i + 1]) / (rates[i + 1] - rates[i])
             if fall > 0:
                 out["capacity_stderr_per_replica"] = float(self.slo_attainment_stderr[i] / fall)
         return out
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 #: Batches per run for the batch-means standard errors of a curve's points.

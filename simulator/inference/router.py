@@ -81,40 +81,29 @@ class RoundRobinRouter:
 class LeastOutstandingRouter:
     """The replica with the fewest outstanding requests, the lowest index on ties.
 
-    On many replicas the loads live in a heap of (outstanding, index) entries with lazy
-    deletion: every change pushes the replica's new entry, and a stale top (a load that has
-    changed since) is popped when seen. The top is then the least (load, index) pair, exactly
-    the scan's choice, in O(log R) per change instead of O(R) per arrival. The engine reports
-    each change through :meth:`changed`.
+    On many replicas the loads live in a :class:`_LoadHeap` (O(log R) per change instead of a
+    scan per arrival), whose top is exactly the scan's choice. The engine reports each change
+    through :meth:`changed`.
     """
 
     shared_queue = False
 
     def __init__(self) -> None:
-        self._least: list[tuple[int, int]] | None = None
+        self._least: _LoadHeap | None = None
 
     def bind(self, replicas: Sequence[RoutedReplica]) -> None:
         """Start keeping the replicas' loads in heaps (when there are enough of them)."""
         if len(replicas) >= HEAP_FROM_REPLICAS:
-            self._least = _entries(replicas, 1)
+            self._least = _LoadHeap(replicas, 1)
 
     def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
         """Replica ``index``'s outstanding count changed."""
-        least = self._least
-        if least is None:
-            return
-        heapq.heappush(least, (replicas[index].outstanding, index))
-        if len(least) > 4 * len(replicas) + 64:  # stale entries: rebuild from the loads
-            self._least = _entries(replicas, 1)
+        if self._least is not None:
+            self._least.push(replicas, index)
 
     def choose(self, replicas: Sequence[RoutedReplica]) -> int:
-        least = self._least
-        if least is not None:
-            while True:
-                load, index = least[0]
-                if replicas[index].outstanding == load:
-                    return index
-                heapq.heappop(least)
+        if self._least is not None:
+            return self._least.top(replicas)[1]
         best, best_load = 0, replicas[0].outstanding
         for i in range(1, len(replicas)):
             load = replicas[i].outstanding
@@ -123,11 +112,33 @@ class LeastOutstandingRouter:
         return best
 
 
-def _entries(replicas: Sequence[RoutedReplica], sign: int) -> list[tuple[int, int]]:
-    """A heap of (sign x outstanding, index) of every replica."""
-    entries = [(sign * r.outstanding, i) for i, r in enumerate(replicas)]
-    heapq.heapify(entries)
-    return entries
+class _LoadHeap:
+    """(sign x outstanding, index) of every replica in a heap with lazy deletion: each change
+    pushes the replica's new entry, and a stale top (a load that has changed since) is popped
+    when seen, so the top is the least (sign x load, index) pair: with sign 1 the least loaded
+    replica (lowest index on ties), with -1 the busiest."""
+
+    def __init__(self, replicas: Sequence[RoutedReplica], sign: int) -> None:
+        self.sign = sign
+        self._rebuild(replicas)
+
+    def _rebuild(self, replicas: Sequence[RoutedReplica]) -> None:
+        self.entries = [(self.sign * r.outstanding, i) for i, r in enumerate(replicas)]
+        heapq.heapify(self.entries)
+
+    def push(self, replicas: Sequence[RoutedReplica], index: int) -> None:
+        heapq.heappush(self.entries, (self.sign * replicas[index].outstanding, index))
+        if len(self.entries) > 4 * len(replicas) + 64:  # mostly stale entries: rebuild from the loads
+            self._rebuild(replicas)
+
+    def top(self, replicas: Sequence[RoutedReplica]) -> tuple[int, int]:
+        """(outstanding, index) of the top replica."""
+        entries, sign = self.entries, self.sign
+        while True:
+            key, index = entries[0]
+            if sign * replicas[index].outstanding == key:
+                return sign * key, index
+            heapq.heappop(entries)
 
 
 class SessionAffinityRouter(LeastOutstandingRouter):
@@ -136,37 +147,24 @@ class SessionAffinityRouter(LeastOutstandingRouter):
     def __init__(self) -> None:
         super().__init__()
         self.home: dict[int, int] = {}
-        self._busiest: list[tuple[int, int]] | None = None  # (-outstanding, index), lazy like the least
+        self._busiest: _LoadHeap | None = None
 
     def bind(self, replicas: Sequence[RoutedReplica]) -> None:
         super().bind(replicas)
         if self._least is not None:
-            self._busiest = _entries(replicas, -1)
+            self._busiest = _LoadHeap(replicas, -1)
 
     def changed(self, replicas: Sequence[RoutedReplica], index: int) -> None:
         super().changed(replicas, index)
-        busiest = self._busiest
-        if busiest is None:
-            return
-        heapq.heappush(busiest, (-replicas[index].outstanding, index))
-        if len(busiest) > 4 * len(replicas) + 64:
-            self._busiest = _entries(replicas, -1)
-
-    def _busiest_load(self, replicas: Sequence[RoutedReplica]) -> int:
-        busiest = self._busiest
-        if busiest is None:
-            return max(r.outstanding for r in replicas)
-        while True:
-            load, index = busiest[0]
-            if replicas[index].outstanding == -load:
-                return -load
-            heapq.heappop(busiest)
+        if self._busiest is not None:
+            self._busiest.push(replicas, index)
 
     def choose_for(self, replicas: Sequence[RoutedReplica], session: int) -> int:
         least = self.choose(replicas)
         home = self.home.get(session)
         if home is not None:
-            busiest, idlest = self._busiest_load(replicas), replicas[least].outstanding
+            busiest = self._busiest.top(replicas)[0] if self._busiest is not None else max(r.outstanding for r in replicas)
+            idlest = replicas[least].outstanding
             if not (busiest - idlest > BALANCE_ABS_THRESHOLD and busiest > BALANCE_REL_THRESHOLD * idlest):
                 return home
         self.home[session] = least
