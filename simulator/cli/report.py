@@ -29,45 +29,26 @@ def _chosen_plans(loaded: Any, plans: str | None, several_files: bool) -> list[s
 
 def report_runs(scenarios: list[Path], plans: str | None, quiet: bool) -> list[Any]:
     """Run the chosen plans of one scenario (default: base + every plan), or of several files
-    (default: base of each), as :class:`~simulator.report.runs.ReportRun`; input errors exit 2."""
-    from simulator.report.runs import ReportRun
-    from simulator.results.compare import run_label
+    (default: base of each), as :class:`~simulator.report.runs.ReportRun` (labelled as the
+    notebook API labels them); input errors exit 2."""
+    from simulator.report.api import report_runs as labelled
     from simulator.results.runner import run
-
-    loaded = [(path, load(path)) for path in scenarios]
-    several = len({s.name for _, s in loaded}) > 1
-    runs: list[ReportRun] = []
-    with user_errors():  # every plan checked before anything runs
-        jobs = [
-            (scenario, plan, _plan_of(scenario, plan, path))
-            for path, scenario in loaded
-            for plan in _chosen_plans(scenario, plans, len(scenarios) > 1)
-        ]
-    with user_errors():
-        build_curves([variant for _, _, variant in jobs], quiet)
-    with progress(quiet) as bar, user_errors():
-        task = bar.add_task("running", total=len(jobs))
-        for scenario, plan, variant in jobs:
-            bar.update(task, description=f"{scenario.name}, plan {plan}: simulating")
-            result = run(scenario, plan=plan, curve_provider=_base_curve_provider())
-            label = _unique(run_label(result.summary, several), {r.label for r in runs})
-            runs.append(ReportRun(label, variant, result, result.curves))
-            bar.advance(task)
-    return runs
-
-
-def _plan_of(scenario: Any, plan: str, path: Path) -> Any:
-    """The plan-applied scenario (its problems already name the scenario file and line)."""
     from simulator.scenario.loading import scenario_for_plan
 
-    return scenario_for_plan(scenario, plan)
-
-
-def _unique(label: str, taken: set[str]) -> str:
-    out_label, i = label, 2
-    while out_label in taken:
-        out_label, i = f"{label}#{i}", i + 1
-    return out_label
+    loaded = [load(path) for path in scenarios]
+    with user_errors():  # every plan checked before anything runs
+        jobs = [(scenario, plan, scenario_for_plan(scenario, plan))
+                for scenario in loaded for plan in _chosen_plans(scenario, plans, len(scenarios) > 1)]  # fmt: skip
+    with user_errors():
+        build_curves([variant for _, _, variant in jobs], quiet)
+    results = []
+    with progress(quiet) as bar, user_errors():
+        task = bar.add_task("running", total=len(jobs))
+        for scenario, plan, _ in jobs:
+            bar.update(task, description=f"{scenario.name}, plan {plan}: simulating")
+            results.append(run(scenario, plan=plan, curve_provider=_base_curve_provider()))
+            bar.advance(task)
+    return labelled(results)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -110,10 +91,11 @@ def report_command(
     from xlsxwriter.exceptions import XlsxWriterException
 
     from simulator.report.plots import write_plots
+    from simulator.report.sheet import PAPER_CODES
     from simulator.report.workbook import write_workbook
 
-    if paper not in ("a4", "letter"):
-        _fail(f"--paper: expected a4 or letter, got {paper!r}")
+    if paper not in PAPER_CODES:
+        _fail(f"--paper: expected {' or '.join(PAPER_CODES)}, got {paper!r}")
     if output is None and html_file is None:
         _fail("give the workbook to write (-o NAME.xlsx), the HTML report (--html NAME.html), or both")
     if output is not None and output.suffix.lower() != ".xlsx":

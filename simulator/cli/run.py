@@ -142,11 +142,12 @@ def run_command(
     import json
 
     from simulator.common.files import write_atomic, write_folder_atomic
-    from simulator.report.files import finite, write_result_files
+    from simulator.report.files import FILE_FORMATS, finite, write_result_files
     from simulator.results.runner import plan_names
 
-    if file_format not in ("csv", "parquet", "both"):
-        err.print(f"--format: expected csv, parquet or both, got {file_format!r}", markup=False)
+    if file_format not in FILE_FORMATS:
+        err.print(f"--format: expected {', '.join(FILE_FORMATS[:-1])} or {FILE_FORMATS[-1]}, got {file_format!r}",
+                  markup=False)  # fmt: skip
         raise typer.Exit(2)
     loaded = load(scenario)
     plans = plan_names(loaded) if all_plans else [plan or "base"]

@@ -102,9 +102,12 @@ def init(
         raise typer.Exit(1)
     text = resources.files("simulator.scenario").joinpath("templates", f"{template}.yaml").read_text()
     schema_path = path.parent / SCHEMA_FILE
+    # a schema file of ours is refreshed; someone else's file of that name is left alone
+    ours = not schema_path.exists() or SCHEMA_ID in schema_path.read_text(errors="replace")
     with user_errors():
         write_atomic(path, f"{MODELINE}\n" + text.replace("FILE", str(path)))
-        if not schema_path.exists() or SCHEMA_ID in schema_path.read_text(errors="replace"):
+        if ours:
             write_atomic(schema_path, json.dumps(scenario_json_schema(), indent=2) + "\n")
-    err.print(f"wrote {path} (template {template}) and {schema_path}", markup=False)
+    also = f" and {schema_path}" if ours else f" ({schema_path} is not fleetsim's: left as it is)"
+    err.print(f"wrote {path} (template {template}){also}", markup=False)
     err.print(f"next: edit it, then fleetsim validate {path}; fleetsim run {path} --out out/", markup=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
@@ -18,6 +18,7 @@ from simulator.results.result import Result
 #: The tables of a run, by file stem.
 TABLES = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")
 FileFormat = Literal["csv", "parquet", "both"]
+FILE_FORMATS: tuple[str, ...] = get_args(FileFormat)
 
 
 def write_result_files(

@@ -330,8 +330,10 @@ def worker_environment() -> dict[str, Any]:
     about 2x slower than this process with it."""
     import dask
 
+    from simulator.inference.curve import THREAD_VARIABLES
+
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         environ.setdefault(name, 1)
     return environ

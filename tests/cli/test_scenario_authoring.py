@@ -134,3 +134,12 @@ def test_every_schema_property_has_a_description():
     missing = [f"{name}.{key}" for name, d in [*schema["$defs"].items(), ("Scenario", schema)]
                for key, prop in d.get("properties", {}).items() if not prop.get("description")]  # fmt: skip
     assert missing == []
+
+
+def test_init_leaves_a_foreign_schema_file_alone_and_says_so(tmp_path):
+    foreign = tmp_path / SCHEMA_FILE
+    foreign.write_text('{"title": "someone else\'s"}\n')
+    result = runner.invoke(app, ["init", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0
+    assert foreign.read_text() == '{"title": "someone else\'s"}\n'
+    assert "is not fleetsim's: left as it is" in " ".join(result.output.split())
