@@ -669,6 +669,12 @@ class Route(Strict):
         return _ordered(steps, "schedule")
 
 
+#: Most turns a conversation may have on average (a session's turns are simulated one by one,
+#: and with a few hundred tokens a turn its history passes every catalog model's context well
+#: before this many).
+MAX_MEAN_TURNS = 1000
+
+
 class Sessions(Strict):
     """Multi-turn conversations: each request is a turn whose prompt is the system prompt, the
     whole history (earlier prompts and answers) and the turn's new tokens (``prompt_tokens``).
@@ -676,7 +682,7 @@ class Sessions(Strict):
     finished turns in its free cache blocks, least recently used evicted first) instead of
     ``prefix_cache_hit_rate``."""
 
-    turns: Distribution = Field(description="Turns per conversation (drawn like token counts: whole, >= 1).")
+    turns: Distribution = Field(description="Turns per conversation (drawn like token counts: whole, >= 1; mean at most 1000).")
     think_s: float = Field(
         gt=0, le=86400,
         description="Mean seconds from one turn's arrival to the next (exponential; the user "
@@ -686,6 +692,14 @@ class Sessions(Strict):
     system_prompt_tokens: int = Field(
         default=0, ge=0, description="Tokens of a system prompt every conversation of the workload starts with."
     )
+
+    @field_validator("turns")
+    @classmethod
+    def _turns_bounded(cls, turns: Distribution) -> Distribution:
+        if turns.mean > MAX_MEAN_TURNS:
+            raise ValueError(f"mean turns per conversation {turns.mean:g} is above {MAX_MEAN_TURNS}: every turn "
+                             "carries the whole history, which passes any model's context long before that")  # fmt: skip
+        return turns
 
 
 class Retrieval(Strict):

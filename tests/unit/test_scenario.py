@@ -233,3 +233,14 @@ def test_engine_preset_fills_the_fields_the_file_leaves_out():
     assert mine.max_batch_size == 64
     vllm = Deployment.model_validate({"name": "d", "pool": "p", "model": "llama-3-8b"})
     assert (vllm.engine, vllm.max_batch_size, vllm.preset.admission) == ("vllm", 256, "preempt")
+
+
+def test_conversations_of_absurd_length_are_refused_not_simulated():
+    """A fuzzed 4,000,000-turn mean once tried to sample ~2e10 turns (a MemoryError, a
+    traceback): the mean is bounded, with the reason."""
+    data = minimal_scenario_dict()
+    data["workloads"][0]["sessions"] = {"turns": {"distribution": "fixed", "value": 1000}, "think_s": 30}
+    validate_scenario_data(copy.deepcopy(data))
+    data["workloads"][0]["sessions"]["turns"] = {"distribution": "lognormal", "mean": 4_000_000, "sigma": 0.5}
+    with pytest.raises(ScenarioError, match="mean turns per conversation 4e\\+06 is above 1000"):
+        validate_scenario_data(data)
