@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -96,6 +96,11 @@ class LineItem:
 
     Cost = quantity x unit price, exactly; the workbook rebuilds costs by formula from these.
     ``price_key`` names the pricing field (or derived rate) the price comes from.
+
+    This is the accrual (amortised) view. ``cash_unit_price_usd`` is the part of the unit price
+    paid in the hour it accrues (None: all of it): 0 for depreciation-like lines (network
+    capex, cost of capital, write-offs), the operations overhead alone for owned GPU-hours,
+    whose capex is paid when the GPUs are bought (:class:`CapitalLine`).
     """
 
     name: str  # e.g. "gpu_hours", "committed_gpu_hours", "overflow_gpu_hours", "energy_kwh"
@@ -105,9 +110,46 @@ class LineItem:
     inference: np.ndarray
     training: np.ndarray
     idle: np.ndarray
+    cash_unit_price_usd: float | None = None
 
     def cost(self, category: str) -> np.ndarray:
         return getattr(self, category) * self.unit_price_usd
+
+    @property
+    def cash_price_usd(self) -> float:
+        """The part of the unit price paid as it accrues."""
+        return self.unit_price_usd if self.cash_unit_price_usd is None else self.cash_unit_price_usd
+
+
+@dataclass(frozen=True)
+class CapitalLine:
+    """A cash flow that is not a usage charge: owned GPUs (and their network) paid in the hour
+    they are bought (``kind`` "purchase"), retired GPUs sold at their residual value ("sale",
+    an inflow). Cash = quantity x unit price, negative for a sale.
+
+    ``life_hours``: the depreciation life of what was bought; ``retired_hour``: the hour it was
+    sold (None: still owned at the horizon's end, when it has book value left).
+    """
+
+    name: str
+    kind: str  # "purchase" or "sale"
+    unit: str
+    price_key: str
+    unit_price_usd: float
+    quantity: np.ndarray  # hourly: GPUs bought or sold in that hour
+    life_hours: float = 0.0
+    retired_hour: int | None = None
+
+    @property
+    def cash_usd(self) -> np.ndarray:
+        return self.quantity * self.unit_price_usd * (-1.0 if self.kind == "sale" else 1.0)
+
+    def book_value_usd(self, hours: int) -> float:
+        """Book value left at the end of ``hours`` (straight line; 0 once retired or sold)."""
+        if self.kind != "purchase" or self.retired_hour is not None or self.life_hours <= 0:
+            return 0.0
+        age = hours - np.arange(len(self.quantity))
+        return float((self.quantity * self.unit_price_usd * np.maximum(0.0, 1.0 - age / self.life_hours)).sum())
 
 
 @dataclass(frozen=True)
@@ -118,6 +160,7 @@ class PoolCost:
     gpus_billed: np.ndarray
     energy_kwh: np.ndarray
     owned_gpus: int
+    capital: list[CapitalLine] = field(default_factory=list)  # purchases and sales (cash view)
 
     def _sum(self, category: str) -> np.ndarray:
         return sum((item.cost(category) for item in self.items), np.zeros_like(self.gpus_billed))
@@ -263,6 +306,7 @@ def pool_hourly_cost(
                 for suffix, price, mask in segments]  # fmt: skip
 
     owned = 0
+    capital: list[CapitalLine] = []
     match pricing:
         case OnDemandPricing() | SpotPricing():
             minimum = pricing.min_rental_hours if isinstance(pricing, OnDemandPricing) else 1.0
@@ -291,19 +335,22 @@ def pool_hourly_cost(
             fixed = owned_capex_usd_per_gpu_hour(pricing) + owned_opex_usd_per_gpu_hour(pricing)
             over_price = overflow_usd_per_gpu_hour(pricing, gpu) or 0.0
             within_kwh = within * _power_kw_array(gpu, utilization) * pue
+            opex_rate = owned_opex_usd_per_gpu_hour(pricing)
             items = [
-                item("owned_gpu_hours", "owned_usd_per_gpu_hour", fixed, within, idle_owned),
+                replace(item("owned_gpu_hours", "owned_usd_per_gpu_hour", fixed, within, idle_owned),
+                        cash_unit_price_usd=opex_rate),
                 item("energy_kwh", "power_usd_per_kwh", pricing.power_usd_per_kwh, within_kwh,
                      idle_owned * idle_kw * pue, unit="kWh"),
                 item("overflow_gpu_hours", "overflow_usd_per_gpu_hour", over_price, held - within, zero),
                 *ownership_items(pricing, gpu, within, idle_owned, item),
             ]  # fmt: skip
             billed = np.maximum(held, owned_held)
+            capital = owned_purchases(pricing, owned_held)
             host_kw = host_power_w_per_gpu(pricing, gpu) / 1000
             energy = (held_kw + idle_owned * idle_kw + owned_held * host_kw) * pue
         case _:
             raise TypeError(f"unknown pricing {pricing!r}")
-    return PoolCost(items=items, gpus_billed=billed, energy_kwh=energy, owned_gpus=owned)
+    return PoolCost(items=items, gpus_billed=billed, energy_kwh=energy, owned_gpus=owned, capital=capital)
 
 
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
@@ -336,6 +383,9 @@ def ownership_items(
     - staff: the years the pool holds owned GPUs x $/year, split like the GPUs.
 
     Every quantity splits into used (``within``) and idle (``idle``) like the owned GPU-hours.
+    Network capex and the cost of capital are accrual charges only: the network is paid when the
+    GPUs are bought (:func:`owned_purchases`), and the cost of capital is the return the money
+    could earn elsewhere, paid to no one (a cash view discounts at a rate instead).
     """
     in_place = within + idle
     host_kwh_per_gpu_hour = host_power_w_per_gpu(pricing, gpu) / 1000 * pricing.pue
@@ -349,16 +399,29 @@ def ownership_items(
              within * host_kwh_per_gpu_hour, idle * host_kwh_per_gpu_hour, unit="kWh"),
         item("colocation_kw_months", "colocation_usd_per_kw_month", pricing.colocation_usd_per_kw_month,
              within * kw_per_gpu / HOURS_PER_MONTH, idle * kw_per_gpu / HOURS_PER_MONTH, unit="kW-month"),
-        item("network_gpu_lives", "network_capex_usd_per_gpu", network_capex_usd_per_gpu(pricing),
-             within / life_hours, idle / life_hours, unit="GPU-life"),
+        replace(item("network_gpu_lives", "network_capex_usd_per_gpu", network_capex_usd_per_gpu(pricing),
+                     within / life_hours, idle / life_hours, unit="GPU-life"), cash_unit_price_usd=0.0),
         item("support_capex_years", "support_fraction_per_year", pricing.support_fraction_per_year,
              within * pricing.capex_usd_per_gpu / HOURS_PER_YEAR,
              idle * pricing.capex_usd_per_gpu / HOURS_PER_YEAR, unit="capex $-year"),
-        item("capital_book_value_years", "cost_of_capital_per_year", pricing.cost_of_capital_per_year,
-             within * capital / 2 / HOURS_PER_YEAR, idle * capital / 2 / HOURS_PER_YEAR,
-             unit="book value $-year"),
+        replace(item("capital_book_value_years", "cost_of_capital_per_year", pricing.cost_of_capital_per_year,
+                     within * capital / 2 / HOURS_PER_YEAR, idle * capital / 2 / HOURS_PER_YEAR,
+                     unit="book value $-year"), cash_unit_price_usd=0.0),
         item("staff_years", "staff_usd_per_year", pricing.staff_usd_per_year,
              years * held_share, years * (1 - held_share), unit="year"),
+    ]  # fmt: skip
+
+
+def owned_purchases(pricing: OwnedPricing, owned_in_place: np.ndarray) -> list[CapitalLine]:
+    """Cash paid for owned GPUs and their network in the hours the GPUs arrive (each rise of
+    the GPUs in place; GPUs are never sold within an era)."""
+    bought = np.maximum(np.diff(owned_in_place, prepend=0.0), 0.0)
+    life_hours = pricing.lifetime_years * HOURS_PER_YEAR
+    return [
+        CapitalLine("gpu_purchase", "purchase", "GPU", "capex_usd_per_gpu", pricing.capex_usd_per_gpu,
+                    bought, life_hours),
+        CapitalLine("network_purchase", "purchase", "GPU", "network_capex_usd_per_gpu",
+                    network_capex_usd_per_gpu(pricing), bought, life_hours),
     ]  # fmt: skip
 
 

@@ -47,6 +47,7 @@ from simulator.economics.pricing import (
     spot_down_fraction,
     spot_preemptions_per_replica_hour,
 )
+from simulator.economics.cashflow import era_capital
 from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
 from simulator.economics.retrieval import retrieval_line_items
 from simulator.fleet.autoscale import (
@@ -558,12 +559,16 @@ def _pool_cost(
         items = [replace(i, name=f"{i.name} ({era.pool.gpu})", price_key=i.price_key + era.suffix)
                  for i in cost.items] if era.step is not None else list(cost.items)  # fmt: skip
         written_off = write_off_item(era, cost.owned_gpus, line.hours)
-        parts.append(replace(cost, items=items + ([written_off] if written_off else [])))
+        capital = era_capital(era, cost, line.hours)
+        if written_off:  # book value less residual: an accrual charge, the sale is the cash
+            items.append(replace(written_off, cash_unit_price_usd=0.0))
+        parts.append(replace(cost, items=items, capital=capital))
     return PoolCost(
         items=[item for part in parts for item in part.items],
         gpus_billed=sum((part.gpus_billed for part in parts), np.zeros(line.hours)),
         energy_kwh=sum((part.energy_kwh for part in parts), np.zeros(line.hours)),
         owned_gpus=max(part.owned_gpus for part in parts),
+        capital=[c for part in parts for c in part.capital],
     )
 
 

@@ -54,12 +54,14 @@ class Result:
     latency: pd.DataFrame  # month x workload: requests, percentiles, attainment
     jobs: pd.DataFrame  # one row per training-job run
     deployments_hourly: pd.DataFrame  # hour x deployment: replicas requested/held/serving
-    billing: pd.DataFrame  # month x pool x line item x category: quantity, unit price, cost
+    billing: pd.DataFrame  # month x pool x line item x category: quantity, unit price, cost, cash
     #: the plan-applied scenario this run projected (what a workbook's inputs come from)
     scenario: Scenario | None = field(default=None, compare=False)
     #: the latency curves it used, (deployment, workload) -> curve (after a pool's hardware
     #: refresh the later GPU's as '<deployment> (<gpu>)'); for the latency plots
     curves: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False)
+    #: month x pool x line: the cash view (usage paid as incurred, purchases, residual sales)
+    cashflow: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -108,10 +110,13 @@ def build_result(projection: Projection, plan: str) -> Result:
     hourly = _hourly(projection)
     latency, horizon_latency = _latency(projection)
     jobs = projection.training.runs.copy()
+    billing = _billing(projection)
+    cashflow = _cashflow(projection, billing)
     summary = _summary(projection, plan, monthly, hourly, latency, horizon_latency, jobs)
+    summary["cash_flow"] = _cash_summary(projection, cashflow)
     return Result(
-        summary, monthly, hourly, latency, jobs, _deployments_hourly(projection), _billing(projection),
-        projection.scenario,
+        summary, monthly, hourly, latency, jobs, _deployments_hourly(projection), billing,
+        projection.scenario, cashflow=cashflow,
     )
 
 
@@ -191,8 +196,68 @@ def _billing(p: Projection) -> pd.DataFrame:
                     rows.append({"month": month, "pool": group, "line_item": item.name,
                                  "unit": item.unit, "price_key": item.price_key,
                                  "unit_price_usd": item.unit_price_usd, "category": category,
-                                 "quantity": quantity, "cost_usd": quantity * item.unit_price_usd})  # fmt: skip
+                                 "quantity": quantity, "cost_usd": quantity * item.unit_price_usd,
+                                 "cash_usd": quantity * item.cash_price_usd})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+CASHFLOW_COLUMNS = ["month", "pool", "line_item", "kind", "unit", "price_key", "unit_price_usd", "quantity",
+                    "cash_usd", "first_time"]  # fmt: skip
+
+
+def _cashflow(p: Projection, billing: pd.DataFrame) -> pd.DataFrame:
+    """The cash view per month: each billed line's cash part (kind "usage"), owned purchases
+    ("purchase") and residual sales ("sale", negative cash); ``first_time``: the first hour of a
+    purchase or sale in that month (usage: the month's start)."""
+    months = _month_labels(p)
+    starts = dict(zip(months, p.timeline.month_starts, strict=True))
+    rows: list[dict[str, Any]] = []
+    if len(billing):
+        usage = billing[billing["cash_usd"] != 0]
+        grouped = usage.groupby(["month", "pool", "line_item"], sort=False).agg(
+            unit=("unit", "first"), price_key=("price_key", "first"), quantity=("quantity", "sum"),
+            cash_usd=("cash_usd", "sum"), unit_price_usd=("unit_price_usd", "first"),
+        )  # fmt: skip
+        for (month, pool, line), row in grouped.iterrows():
+            price = float(row["cash_usd"] / row["quantity"]) if row["quantity"] else float(row["unit_price_usd"])
+            rows.append({"month": month, "pool": pool, "line_item": line, "kind": "usage", "unit": row["unit"],
+                         "price_key": row["price_key"], "unit_price_usd": price, "quantity": float(row["quantity"]),
+                         "cash_usd": float(row["cash_usd"]), "first_time": starts[month]})  # fmt: skip
+    times = p.timeline.timestamps
+    for pool in p.scenario.pools:
+        for line in p.pool_costs[pool.name].capital:
+            by_month = _by_month(p, line.quantity)
+            cash = _by_month(p, line.cash_usd)
+            for i, month in enumerate(months):
+                if by_month[i] == 0:
+                    continue
+                in_month = np.flatnonzero((p.timeline.month_index == i) & (line.quantity != 0))
+                rows.append({"month": month, "pool": pool.name, "line_item": line.name, "kind": line.kind,
+                             "unit": line.unit, "price_key": line.price_key, "unit_price_usd": line.unit_price_usd,
+                             "quantity": float(by_month[i]) * (-1.0 if line.kind == "sale" else 1.0),
+                             "cash_usd": float(cash[i]), "first_time": times[in_month[0]]})  # fmt: skip
+    out = pd.DataFrame(rows, columns=CASHFLOW_COLUMNS)
+    return out.sort_values(["month"], kind="stable", ignore_index=True)
+
+
+def _cash_summary(p: Projection, cashflow: pd.DataFrame) -> dict[str, Any]:
+    """Cash totals and the net present value at the scenario's discount rate."""
+    from simulator.economics.cashflow import npv_usd
+
+    months = _month_labels(p)
+    by_month = cashflow.groupby("month")["cash_usd"].sum().reindex(months, fill_value=0.0).to_numpy(dtype=float)
+    kind = cashflow.groupby("kind")["cash_usd"].sum()
+    book = sum((line.book_value_usd(p.timeline.hours) for pool in p.scenario.pools
+                for line in p.pool_costs[pool.name].capital), 0.0)  # fmt: skip
+    return {
+        "total_usd": float(by_month.sum()),
+        "usage_usd": float(kind.get("usage", 0.0)),
+        "purchases_usd": float(kind.get("purchase", 0.0)),
+        "residual_sales_usd": float(-kind.get("sale", 0.0)) + 0.0,
+        "discount_rate_per_year": p.scenario.discount_rate_per_year,
+        "npv_usd": npv_usd(by_month, p.scenario.discount_rate_per_year),
+        "owned_book_value_at_end_usd": float(book),
+    }
 
 
 # ---------------------------------------------------------------------- hourly

@@ -968,6 +968,41 @@ class CustomCatalog(Strict):
     )
 
 
+class Currency(Strict):
+    """The currency reports show money in; the scenario's and catalog's prices are US dollars,
+    converted at ``usd_rate`` (a simplification: one rate for the whole horizon)."""
+
+    code: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD, EUR, GBP, JPY.",
+        examples=["EUR"],
+    )  # fmt: skip
+    usd_rate: float = Field(
+        default=1.0, gt=0,
+        description="Units of this currency per US dollar (e.g. 0.92 EUR per USD); every $ figure (the "
+        "scenario's and the catalog's prices are US dollars) is multiplied by it.",
+    )  # fmt: skip
+    symbol: str | None = Field(
+        default=None, max_length=4,
+        description="Symbol in number formats; default: the code's usual one ($, EUR, GBP, JPY ...).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _usd_is_usd(self) -> Currency:
+        if self.code == "USD" and self.usd_rate != 1.0:
+            raise ValueError("currency: code USD needs usd_rate 1 (prices are US dollars)")
+        return self
+
+    @property
+    def sign(self) -> str:
+        """The symbol shown in number formats."""
+        return self.symbol or CURRENCY_SYMBOLS.get(self.code, self.code)
+
+
+#: Usual symbols of common currencies (others show their ISO code).
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥", "INR": "₹", "CHF": "CHF",
+                    "CAD": "C$", "AUD": "A$", "KRW": "₩", "SEK": "kr", "SGD": "S$"}  # fmt: skip
+
+
 class Scenario(Strict):
     """A whole scenario file."""
 
@@ -983,6 +1018,16 @@ class Scenario(Strict):
     horizon: Horizon = Field(description="Period projected: start date (YYYY-MM-DD) and length in months.")
     fiscal_year_start_month: int = Field(
         default=1, ge=1, le=12, description="Month the fiscal year starts, 1-12 (1: calendar years), for yearly totals."
+    )
+    discount_rate_per_year: float = Field(
+        default=0.08, ge=0, le=1,
+        description="Yearly rate (0.08 = 8%) the cash flows are discounted at for each plan's net present "
+        "value. Default 8%: about the US cost of capital (Damodaran, cost of capital by sector, January 2025), "
+        "the same as owned pricing's cost_of_capital_per_year.",
+    )  # fmt: skip
+    currency: Currency = Field(
+        default_factory=lambda: Currency(),
+        description="Currency the workbook and the FOCUS export show money in (prices here are US dollars).",
     )
     calibration: str | CalibrationProfile | None = Field(
         default=None, description="Profile name or path for every pool without its own."
