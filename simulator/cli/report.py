@@ -77,16 +77,24 @@ def report_command(
         Path | None,
         typer.Option("--html", help="Also (or only) write the interactive report: one self-contained .html file."),
     ] = None,
+    focus_file: Annotated[
+        Path | None,
+        typer.Option("--focus", help="Also write every run's charges in the FinOps FOCUS 1.2 layout (.csv or .parquet)."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the finance workbook: summary, assumptions (named prices), monthly costs as live
     formulas, utilisation, latency & SLO, training jobs, plan comparison; optionally PNG plots.
 
+    --focus writes the projected charges as a FOCUS 1.2 dataset (what cost tools ingest): BilledCost
+    sums to the cash-flow total, EffectiveCost to the accrual (amortised) total.
+
     --html writes an interactive page (plotly, no network needed to view it): the summary, plan
     comparison, monthly spend, latency vs load and utilisation, to hover, zoom and filter by plan.
 
     Examples: fleetsim report scenarios/chat-assistant.yaml -o chat.xlsx --plots plots/;
-    fleetsim report a.yaml b.yaml -o ab.xlsx; fleetsim report scenarios/chat-assistant.yaml --html chat.html
+    fleetsim report a.yaml b.yaml -o ab.xlsx; fleetsim report scenarios/chat-assistant.yaml --html chat.html;
+    fleetsim report scenarios/lifecycle.yaml -o life.xlsx --focus life-focus.csv
     """
     from xlsxwriter.exceptions import XlsxWriterException
 
@@ -96,13 +104,16 @@ def report_command(
 
     if paper not in PAPER_CODES:
         _fail(f"--paper: expected {' or '.join(PAPER_CODES)}, got {paper!r}")
-    if output is None and html_file is None:
-        _fail("give the workbook to write (-o NAME.xlsx), the HTML report (--html NAME.html), or both")
+    if output is None and html_file is None and focus_file is None:
+        _fail("give what to write: the workbook (-o NAME.xlsx), the HTML report (--html NAME.html), "
+              "the FOCUS export (--focus NAME.csv), or several")
     if output is not None and output.suffix.lower() != ".xlsx":
         _fail(f"{output}: the workbook must be an .xlsx file (use -o NAME.xlsx)")
+    if focus_file is not None and focus_file.suffix.lower() not in (".csv", ".parquet"):
+        _fail(f"{focus_file}: the FOCUS export must be a .csv or .parquet file (use --focus NAME.csv)")
     if html_file is not None and html_file.suffix.lower() not in (".html", ".htm"):
         _fail(f"{html_file}: the HTML report must be an .html file (use --html NAME.html)")
-    for target in (output, html_file):
+    for target in (output, html_file, focus_file):
         if target is not None and target.exists() and target.is_dir():
             _fail(f"{target}: is a directory; give a file name")
     runs = report_runs(scenarios, plans, quiet)
@@ -116,12 +127,16 @@ def report_command(
                 from simulator.report.html import write_html
 
                 write_html(html_file, runs)
+            if focus_file is not None:
+                from simulator.report.focus import write_focus
+
+                write_focus(focus_file, [r.result for r in runs])
             if plots is not None:
                 written = write_plots(runs, plots)
         except (OSError, OutputError, XlsxWriterException) as error:
             _fail(f"cannot write the report: {error}", code=1)
     if not quiet:
-        for target in (output, html_file):
+        for target in (output, html_file, focus_file):
             if target is not None:
                 err.print(f"wrote {target} ({len(runs)} run(s): {', '.join(r.label for r in runs)})", markup=False)
         if plots is not None:

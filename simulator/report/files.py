@@ -1,4 +1,6 @@
-"""Write a run's tables into a directory: summary.json, and every table as CSV and/or Parquet.
+"""Write a run's tables into a directory: summary.json, every table as CSV and/or Parquet, and
+its charges in the FinOps FOCUS 1.2 layout (``focus.csv`` / ``focus.parquet``, see
+:mod:`simulator.report.focus`).
 
 In the files, ``month`` is a date (the month's first day); CSV money columns (``*usd*``) are
 rounded to the cent and other decimals to 6 places (the Parquet files keep full precision).
@@ -13,10 +15,11 @@ from typing import Any, Literal, get_args
 import pandas as pd
 
 from simulator.common.files import finite, write_atomic
+from simulator.report.focus import focus_csv, focus_table
 from simulator.results.result import Result
 
 #: The tables of a run, by file stem.
-TABLES = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")
+TABLES = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing", "cashflow")
 FileFormat = Literal["csv", "parquet", "both"]
 FILE_FORMATS: tuple[str, ...] = get_args(FileFormat)
 
@@ -42,6 +45,12 @@ def write_result_files(
             write(f"{name}.csv", csv_text(table))
         if formats in ("parquet", "both"):
             write(f"{name}.parquet", lambda path, t=table: t.to_parquet(path, index=False))
+    if result.scenario is not None:
+        focus = focus_table(result)
+        if formats in ("csv", "both"):
+            write("focus.csv", focus_csv(focus))
+        if formats in ("parquet", "both"):
+            write("focus.parquet", lambda path: focus.to_parquet(path, index=False))
     return written
 
 

@@ -298,6 +298,11 @@ class Pool(Strict):
     gpu: str = Field(description="Catalog GPU name.")
     max_gpus: int = Field(gt=0, description="Most GPUs this pool can hold at once, GPUs.")
     pricing: Pricing = Field(description="How the GPUs are bought: on_demand, reserved, spot or owned (by kind).")
+    provider: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Who supplies the GPUs and bills for them (e.g. 'AWS', 'CoreWeave', 'our data centre'), "
+        "shown as ProviderName in the FOCUS export; default: 'owned hardware' for owned pricing, else 'GPU cloud'.",
+    )  # fmt: skip
     calibration: str | CalibrationProfile | None = Field(
         default=None, description="Calibration profile name or path; default: the GPU's."
     )

@@ -146,3 +146,23 @@ def test_paper_option_footer_and_percentage_point_deltas(tmp_path):
         assert delta.value.endswith("*100") and "pp" in delta.number_format
     result = runner.invoke(app, ["report", str(scenario), "-o", str(out), "--paper", "a3"])
     assert result.exit_code == 2 and "expected a4 or letter" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_report_focus_export_of_every_plan(tmp_path, suffix):
+    import pandas as pd
+
+    path = scenario_file(tmp_path)
+    target = tmp_path / f"focus{suffix}"
+    result = runner.invoke(app, ["report", str(path), "--focus", str(target), "--quiet"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(target) if suffix == ".csv" else pd.read_parquet(target)
+    assert set(frame["x_plan"]) == {"base", "dearer"}
+    assert frame.groupby("x_plan")["EffectiveCost"].sum()["dearer"] > frame.groupby("x_plan")["EffectiveCost"].sum()["base"]
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_report_focus_must_be_csv_or_parquet(tmp_path):
+    result = runner.invoke(app, ["report", str(scenario_file(tmp_path)), "--focus", str(tmp_path / "f.xlsx")])
+    assert result.exit_code == 2
+    assert ".csv or .parquet" in result.output and not (tmp_path / "f.xlsx").exists()

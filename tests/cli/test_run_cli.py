@@ -40,6 +40,11 @@ def test_every_bundled_scenario_runs(path, tmp_path):
     assert json.loads((out / "summary.json").read_text()) == summary
     monthly = pd.read_csv(out / "monthly.csv")
     assert monthly["cost_usd"].sum() == pytest.approx(summary["total_cost_usd"], abs=0.01)
+    focus = pd.read_csv(out / "focus.csv")  # the FOCUS export: cash and accrual views
+    assert focus["EffectiveCost"].sum() == pytest.approx(summary["total_cost_usd"], abs=0.01)
+    assert focus["BilledCost"].sum() == pytest.approx(summary["cash_flow"]["total_usd"], abs=0.01)
+    assert pd.read_csv(out / "cashflow.csv")["cash_usd"].sum() == pytest.approx(
+        summary["cash_flow"]["total_usd"], abs=0.01)
     assert summary["gpu_hours_billed"] + 1e-6 >= summary["gpu_hours_busy"]
 
 
@@ -146,7 +151,7 @@ def test_every_table_in_the_formats_asked_months_as_dates_cents_in_csv(tmp_path,
                                  "--format", file_format])  # fmt: skip
     assert result.exit_code == 0, result.output
     files = {p.name for p in (out / "base").iterdir()} - {"summary.json"}
-    tables = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing")
+    tables = ("monthly", "hourly", "latency", "jobs", "deployments_hourly", "billing", "cashflow", "focus")
     assert files == {f"{t}{s}" for t in tables for s in suffixes}
     if ".csv" in suffixes:
         text = (out / "base" / "monthly.csv").read_text()
