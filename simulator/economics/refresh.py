@@ -10,10 +10,11 @@ one GPU type, pricing and calibration (:func:`pool_at`), so every engine runs un
   reserved term starts then unless it names its ``start``). A step without one keeps the terms:
   a reserved commitment carries over to the new GPUs, an owned pool buys new GPUs at the same
   capex.
-- Owned GPUs are bought at the start of their era (the horizon start for the first) and retired
-  at its end: their remaining straight-line book value less ``residual_usd_per_gpu`` is written
-  off on the refresh day, as idle cost (paid, used by no workload). A sale above book value is
-  a gain (a negative write-off).
+- Owned GPUs are bought as their era's pricing says (``gpus`` at its start, the horizon start for
+  the first; ``purchases`` on their dates; by default ahead of each year's peak) and retired at
+  its end: their straight-line book value at the GPUs' mean age less ``residual_usd_per_gpu``
+  is written off on the refresh day, as idle cost (paid, used by no workload). A sale above
+  book value is a gain (a negative write-off).
 - A reserved commitment that a refresh with new pricing leaves behind is still paid, as idle,
   to the end of its term: commitments are paid whether used or not.
 
@@ -27,12 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.economics.pricing import HOURS_PER_YEAR, LineItem
+from simulator.economics.pricing import HOURS_PER_YEAR, LineItem, PoolCost
 from simulator.scenario.schedule import hours_since
 from simulator.scenario.schema import GpuRefresh, OwnedPricing, Pool, Scenario
 
 WRITE_OFF_LINE = "refresh_write_off"
 WRITE_OFF_KEY = "refresh_write_off_usd_per_gpu"
+OWNED_RATE_KEY = "owned_usd_per_gpu_hour"  # price key of the owned GPU-hours line
 
 
 @dataclass(frozen=True)
@@ -119,23 +121,78 @@ def era_of_hour(eras: list[Era], hour: float) -> Era:
     return eras[0]
 
 
-def book_value_usd_per_gpu(pricing: OwnedPricing, bought: dt.date, retired: dt.date) -> float:
-    """Straight-line book value of one GPU bought on ``bought`` when it is retired."""
-    years = hours_since(bought, retired) / HOURS_PER_YEAR
-    return pricing.capex_usd_per_gpu * max(0.0, 1.0 - years / pricing.lifetime_years)
+def book_value_usd_per_gpu(pricing: OwnedPricing, age_years: float) -> float:
+    """Straight-line book value of one GPU ``age_years`` old: capex x max(0, 1 - age / life).
+
+    Applied at the retired GPUs' mean age (:func:`retired_age_years`) it is their mean book value,
+    exactly unless some cohorts are past the end of their life and others not (then it is lower).
+    The workbook's write-off cells compute the same expression.
+    """
+    return pricing.capex_usd_per_gpu * max(0.0, 1.0 - age_years / pricing.lifetime_years)
 
 
-def write_off_item(era: Era, owned_gpus: int, hours: int) -> LineItem | None:
+def retired_age_years(era: Era, in_place: np.ndarray | None = None) -> float | None:
+    """GPU-weighted mean age, in years, of the owned GPUs the refresh ending ``era`` retires.
+
+    ``gpus`` are bought at the era's start; ``purchases`` tranches on their dates (at the era's
+    start if dated earlier; those dated on or after the refresh are not this era's). Purchases
+    made by default (ahead of each year's peak) depend on demand: their ages come from
+    ``in_place``, the era's owned GPUs in place each hour from the horizon start (see
+    :func:`owned_in_place`). None when the era retires no owned GPUs, or without ``in_place``
+    for default purchases.
+    """
+    pricing = era.pool.pricing
+    if era.next_step is None or not isinstance(pricing, OwnedPricing):
+        return None
+    retired = era.next_step.from_date
+    if pricing.gpus is not None:
+        return hours_since(era.start, retired) / HOURS_PER_YEAR
+    if pricing.purchases:
+        cohorts = [(t.gpus, max(t.from_date, era.start))
+                   for t in pricing.purchases if t.from_date < retired]  # fmt: skip
+        gpus = sum(n for n, _ in cohorts)
+        if not gpus:
+            return None
+        mean_hours = sum(n * hours_since(bought, retired) for n, bought in cohorts) / gpus
+        return mean_hours / HOURS_PER_YEAR
+    if in_place is None:
+        return None
+    owned = np.asarray(in_place[: era.end_hour], dtype=float)
+    arrived = np.maximum(np.diff(owned, prepend=0.0), 0.0)  # never sold: in place only grows
+    if not arrived.sum():
+        return None
+    ages_h = era.end_hour - np.arange(len(owned))  # the GPUs arriving in hour h are end - h old
+    return float(arrived @ ages_h / arrived.sum()) / HOURS_PER_YEAR
+
+
+def owned_in_place(cost: PoolCost) -> np.ndarray:
+    """Owned GPUs in place each hour of one era's cost (its owned GPU-hours, used and idle;
+    zeros when the era owns none), in whole GPUs: what :func:`write_off_item` dates them by."""
+    rate = [i for i in cost.items if i.price_key == OWNED_RATE_KEY]
+    if not rate:
+        return np.zeros_like(cost.gpus_billed)
+    return np.round(rate[0].inference + rate[0].training + rate[0].idle, 6)
+
+
+def write_off_item(
+    era: Era, owned_gpus: int, hours: int, in_place: np.ndarray | None = None
+) -> LineItem | None:
     """The one-off write-off of an owned era's GPUs at the refresh that ends it (else None).
 
-    Quantity: GPUs retired (in the hour of the refresh); unit price: book value - residual.
+    Quantity: GPUs retired (in the hour of the refresh); unit price: book value at their mean
+    age (:func:`retired_age_years`) - residual. ``in_place`` (the era's owned GPUs per hour,
+    :func:`owned_in_place`) dates purchases made by default; without it those GPUs are taken
+    as bought at the era's start (their oldest possible age).
     """
     pricing = era.pool.pricing
     if era.next_step is None or not isinstance(pricing, OwnedPricing) or era.end_hour >= hours:
         return None
     if not owned_gpus:
         return None
-    price = book_value_usd_per_gpu(pricing, era.start, era.next_step.from_date) - era.next_step.residual_usd_per_gpu
+    age = retired_age_years(era, in_place)
+    if age is None:
+        age = hours_since(era.start, era.next_step.from_date) / HOURS_PER_YEAR
+    price = book_value_usd_per_gpu(pricing, age) - era.next_step.residual_usd_per_gpu
     quantity = np.zeros(hours)
     quantity[era.end_hour] = float(owned_gpus)
     zero = np.zeros(hours)

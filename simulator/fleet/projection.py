@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.common.arrays import divide
+from simulator.economics.cashflow import era_capital
 from simulator.economics.pricing import (
     LineItem,
     PoolCost,
@@ -47,8 +48,7 @@ from simulator.economics.pricing import (
     spot_down_fraction,
     spot_preemptions_per_replica_hour,
 )
-from simulator.economics.cashflow import era_capital
-from simulator.economics.refresh import Era, pool_eras, scenario_at, write_off_item
+from simulator.economics.refresh import Era, owned_in_place, pool_eras, scenario_at, write_off_item
 from simulator.economics.retrieval import retrieval_line_items
 from simulator.fleet.autoscale import (
     fit_to_pool,
@@ -558,7 +558,7 @@ def _pool_cost(
         cost = _era_cost(scenario, era, line, inference_gpus * mask, training_gpus * mask, busy_gpus * mask)
         items = [replace(i, name=f"{i.name} ({era.pool.gpu})", price_key=i.price_key + era.suffix)
                  for i in cost.items] if era.step is not None else list(cost.items)  # fmt: skip
-        written_off = write_off_item(era, cost.owned_gpus, line.hours)
+        written_off = write_off_item(era, cost.owned_gpus, line.hours, owned_in_place(cost))
         capital = era_capital(era, cost, line.hours)
         if written_off:  # book value less residual: an accrual charge, the sale is the cash
             items.append(replace(written_off, cash_unit_price_usd=0.0))

@@ -18,8 +18,15 @@ from typing import Any
 import numpy as np
 
 from simulator.economics.pricing import DEFAULT_CLOUD_PUE
+from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
 from simulator.economics.retrieval import retrieval_pool
-from simulator.report.prices import API_GROUP, PriceBook, PriceCell, excel_name
+from simulator.report.prices import (
+    API_GROUP,
+    RESIDUAL_KEY,
+    PriceBook,
+    PriceCell,
+    excel_name,
+)
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.scenario.resolve import gpu_of, profile_for_pool
@@ -45,6 +52,11 @@ LEGEND = [
         "By formula (recomputes here): every $ figure. Billing cost = quantity x named price; Monthly "
         "and Summary sums; $/1M tokens; API baseline cost and the ratio to it; Compare cost rows and "
         "deltas. Owned $/GPU-hour = capex/(lifetime x hours_per_year) + capex x opex/hours_per_year."
+    ),
+    (
+        "Hardware refresh: each GPU era has its own capex, lifetime and opex cells (named with the "
+        "era, e.g. _b200_from_2028_06_01). Written off per retired GPU = capex x MAX(0, 1 - mean "
+        "age/lifetime) - residual; the mean age (GPU-weighted, from purchase dates) is derived."
     ),
     (
         "Colours: yellow cells are the prices you may edit; green headers are formulas; orange "
@@ -90,6 +102,8 @@ def _price_value(sheet: Sheet, row: int, cell: PriceCell) -> None:
     money = cell.unit.startswith("$")
     if cell.formula:
         sheet.formula(row, 4, cell.formula, cell.value, "derived_usd")
+    elif not cell.editable:  # a figure derived from the run (dates): shown, not for editing
+        sheet.write(row, 4, cell.value, "general")
     else:
         sheet.write(row, 4, cell.value, "input_usd" if money else "input_num")
 
@@ -197,7 +211,7 @@ def _inputs_table(
         values = [inputs.get(path, _ABSENT) for inputs in per_run]
         differs = len({json.dumps(v, default=str) for v in values}) > 1
         sheet.write(i, 0, path)
-        live = [_price_name(book, r.label, path) for r in runs]
+        live = [_price_name(book, r, path) for r in runs]
         for j, (value, name) in enumerate(zip(values, live, strict=True), start=1):
             if name is not None:
                 price = next(c.value for c in book.cells if c.name == name)
@@ -208,11 +222,14 @@ def _inputs_table(
             _name_inputs(sheet, path, values, differs, [r.label for r in runs], i, taken)
 
 
-def _price_name(book: PriceBook, run: str, path: str) -> str | None:
-    """The named price cell behind a scenario path (pool pricing, API baseline), if any."""
+def _price_name(book: PriceBook, run: ReportRun, path: str) -> str | None:
+    """The named price cell behind a scenario path (pool pricing, a refresh's pricing and
+    residual, API baseline), if any."""
     parts = path.split(".")
     if len(parts) == 4 and parts[0] == "pools" and parts[2] == "pricing":
         group, key = parts[1], parts[3]
+    elif len(parts) >= 5 and parts[0] == "pools" and parts[2] == "refresh" and parts[3].isdigit():
+        group, key = parts[1], _refresh_key(run, parts[1], int(parts[3]), parts[4:])
     elif len(parts) == 2 and parts[0] == "api_baseline":
         group, key = API_GROUP, parts[1]
     elif len(parts) == 4 and parts[0] == "workloads" and parts[2] == "api_baseline":
@@ -221,7 +238,21 @@ def _price_name(book: PriceBook, run: str, path: str) -> str | None:
         group, key = retrieval_pool(parts[1]), parts[3]
     else:
         return None
-    return book.name_for(run, group, key) if book.has(run, group, key) else None
+    return book.name_for(run.label, group, key) if book.has(run.label, group, key) else None
+
+
+def _refresh_key(run: ReportRun, pool: str, step: int, field: list[str]) -> str:
+    """The price key of field ``field`` of refresh step ``step`` of ``pool`` ('' if none): its
+    pricing fields are the next era's (suffixed keys), its residual the write-off's."""
+    match = [p for p in run.scenario.pools if p.name == pool]
+    eras = pool_eras(run.scenario, match[0], 0) if match else []
+    if step + 1 >= len(eras):
+        return ""
+    if field[0] == "pricing" and len(field) == 2:
+        return field[1] + eras[step + 1].suffix
+    if field == ["residual_usd_per_gpu"]:
+        return RESIDUAL_KEY + write_off_key(eras[step]).removeprefix(WRITE_OFF_KEY)
+    return ""
 
 
 def _cell_value(value: Any) -> Any:

@@ -67,6 +67,7 @@ class BillingColumn:
     quantity: np.ndarray  # per month
     qty_col: int
     cost_col: int
+    cash_price: float = 0.0  # the part of the price paid as it accrues (cash view)
 
     @property
     def cost(self) -> np.ndarray:
@@ -122,6 +123,7 @@ def billing_columns(
     for (pool, item), rows in billing.groupby(["pool", "line_item"], sort=False):
         used = [c for c in CATEGORIES if (rows.loc[rows["category"] == c, "quantity"] != 0).any()]
         first = rows.iloc[0]
+        cash_price = _cash_price(rows)
         for i, category in enumerate(used):
             per_month = rows[rows["category"] == category].groupby("month")["quantity"].sum()
             quantity = per_month.reindex(months, fill_value=0.0).to_numpy(dtype=float)
@@ -130,10 +132,23 @@ def billing_columns(
                 price_key=str(first["price_key"]), category=category,
                 price_name=book.name_for(run, str(pool), str(first["price_key"])),
                 price=float(first["unit_price_usd"]), quantity=quantity,
-                qty_col=col + i, cost_col=col + len(used) + i,
+                qty_col=col + i, cost_col=col + len(used) + i, cash_price=cash_price,
             ))  # fmt: skip
         col += 2 * len(used)
     return out
+
+
+def _cash_price(rows: pd.DataFrame) -> float:
+    """The cash part of a line's unit price (all of it when the billing has no cash column)."""
+    price = float(rows.iloc[0]["unit_price_usd"])
+    if "cash_usd" not in rows.columns:
+        return price
+    nonzero = rows[rows["quantity"] != 0]
+    if nonzero.empty:
+        return price
+    row = nonzero.iloc[0]
+    ratio = float(row["cash_usd"]) / float(row["quantity"])
+    return price if abs(ratio - price) <= 1e-12 * max(1.0, abs(price)) else ratio
 
 
 def write_billing(

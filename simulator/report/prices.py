@@ -4,6 +4,11 @@ Each pool's billed line items (:class:`simulator.economics.pricing.LineItem`) na
 at (``price_key``); each becomes a named cell ``<pool>_<price_key>`` (e.g.
 ``serving_usd_per_gpu_hour``, ``serving_power_usd_per_kwh``). The owned-hardware rate
 ``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells.
+After a hardware refresh each GPU era has its own cells, named with the era's suffix
+(``serving_capex_usd_per_gpu_b200_from_2028_06_01``, see :mod:`simulator.economics.refresh`),
+and the write-off per retired GPU (``<pool>_refresh_write_off_usd_per_gpu_<gpu>_<date>``) is a
+formula of the retiring era's capex and life, the named residual (sale value) and the retired
+GPUs' mean age (a constant derived from their purchase dates).
 API baseline prices are ``api_usd_per_million_input_tokens`` / ``..._output_tokens``. A
 workload's retrieval stage bills under the pseudo-pool ``retrieval:<workload>``: its prices are
 ``retrieval_<workload>_usd_per_thousand_queries`` and ``retrieval_<workload>_usd_per_hour``.
@@ -23,15 +28,32 @@ import pandas as pd
 
 from simulator.economics.api import api_group, resolve_baseline
 from simulator.economics.pricing import HOURS_PER_YEAR
-from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
+from simulator.economics.refresh import (
+    WRITE_OFF_KEY,
+    Era,
+    book_value_usd_per_gpu,
+    pool_eras,
+    retired_age_years,
+    write_off_key,
+)
 from simulator.economics.retrieval import is_retrieval_pool
-from simulator.scenario.schema import OwnedPricing, Scenario
+from simulator.scenario.schema import OwnedPricing, Pricing, Scenario
 
 HOURS_PER_YEAR_NAME = "hours_per_year"
 OWNED_KEY = "owned_usd_per_gpu_hour"
 OWNED_PARTS = ("capex_usd_per_gpu", "lifetime_years", "opex_fraction_per_year")
 API_GROUP = "api"
+FINANCE_GROUP = "finance"
+DISCOUNT_KEY = "discount_rate_per_year"
 API_KEYS = ("usd_per_million_input_tokens", "usd_per_million_output_tokens")
+#: keys of a refresh's residual (sale) value and retired GPUs' mean age: + '_<gpu>_<date>' of
+#: its write-off key (the residual's is the cash view's sale key, simulator.economics.cashflow)
+RESIDUAL_KEY = "residual_usd_per_gpu"
+AGE_KEY = "retired_age_years"
+#: formulas of the derived cells: {capex}, {life}, ... stand for the names of their parts' cells,
+#: {hours} for the hours_per_year constant
+OWNED_FORMULA = "={capex}/({life}*{hours})+{capex}*{opex}/{hours}"
+WRITE_OFF_FORMULA = "={capex}*MAX(0,1-{age}/{life})-{residual}"
 
 _UNITS = {
     "usd_per_gpu_hour": "$/GPU-hour",
@@ -41,11 +63,14 @@ _UNITS = {
     "capex_usd_per_gpu": "$ per GPU",
     "lifetime_years": "years",
     "opex_fraction_per_year": "share of capex per year",
+    DISCOUNT_KEY: "rate per year",
     "usd_per_million_input_tokens": "$/1M input tokens",
     "usd_per_million_output_tokens": "$/1M output tokens",
     "usd_per_thousand_queries": "$/1k queries",
     "usd_per_hour": "$/hour",
     WRITE_OFF_KEY: "$ per GPU",
+    RESIDUAL_KEY: "$ per GPU",
+    AGE_KEY: "years",
     "colocation_usd_per_kw_month": "$/kW-month",
     "network_capex_usd_per_gpu": "$ per GPU",
     "support_fraction_per_year": "share of capex per year",
@@ -68,9 +93,15 @@ _LABELS = {
     ("owned", "opex_fraction_per_year"): "operations overhead per year",
     ("api", "usd_per_million_input_tokens"): "API baseline price, input tokens",
     ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
+    ("finance", DISCOUNT_KEY): "discount rate per year for the net present value of the cash flow",
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
-    ("owned", WRITE_OFF_KEY): "book value less residual per GPU, written off at the refresh",
+    (
+        "owned",
+        WRITE_OFF_KEY,
+    ): "written off per retired GPU = capex x MAX(0, 1 - mean age/life) - residual",
+    ("owned", RESIDUAL_KEY): "residual (sale) value per retired GPU",
+    ("owned", AGE_KEY): "mean age of the retired GPUs (from purchase dates; derived, not an input)",
     ("owned", "colocation_usd_per_kw_month"): "colocation per kW of IT load (GPU TDP + host) per month",
     ("owned", "network_capex_usd_per_gpu"): "cluster network capex per GPU (depreciated with it)",
     ("owned", "support_fraction_per_year"): "hardware support per year, share of capex",
@@ -105,6 +136,7 @@ class PriceCell:
     value: float
     runs: tuple[str, ...]
     formula: str | None = None  # Excel formula over other names (the value is its result)
+    editable: bool = True  # False: a figure derived from the run (a date difference), not a price
 
 
 @dataclass
@@ -141,6 +173,9 @@ class _Candidate:
     decision: str  # candidates with the same decision key share names or are all suffixed
     identity: tuple[Any, ...]
     era_note: str = ""  # 'b200 from 2028-06-01' for the prices of a refreshed pool's later GPUs
+    formula: tuple[str, dict[str, str]] | None = None  # template, its {part}: price key
+    depends: tuple[str, ...] = ()  # decisions of the cells its formula uses
+    editable: bool = True
 
 
 def excel_name(text: str) -> str:
@@ -159,28 +194,33 @@ def build_price_book(runs: list[PricedRun]) -> PriceBook:
     """Named cells for every price the runs' billing uses, plus the API baseline prices."""
     candidates: list[_Candidate] = []
     for run in runs:
-        candidates += _pool_candidates(run) + _retrieval_candidates(run) + _api_candidates(run)
+        candidates += (_pool_candidates(run) + _retrieval_candidates(run) + _api_candidates(run)
+                       + _finance_candidates(run))
     book = PriceBook()
-    if any(c.key == OWNED_KEY for c in candidates):
+    if any(c.formula and "{hours}" in c.formula[0] for c in candidates):
         book.cells.append(PriceCell(HOURS_PER_YEAR_NAME, "constants", HOURS_PER_YEAR_NAME,
                                     "hours in a year (365.25 days)", "hours", HOURS_PER_YEAR,
                                     tuple(r.label for r in runs)))  # fmt: skip
     shared = _shared_decisions(candidates)
     taken: set[str] = {HOURS_PER_YEAR_NAME}
     by_name: dict[str, PriceCell] = {}
+    formulas: dict[str, tuple[str, dict[str, str]]] = {}
     for c in candidates:
         base = excel_name(f"{c.group}_{c.key}")
         wanted = base if shared[c.decision] else excel_name(f"{base}_{c.run}")
         if wanted not in by_name:
             wanted = _unique(wanted, taken)
             by_name[wanted] = PriceCell(wanted, c.group, c.key, _label(c.kind, c.key, c.era_note),
-                                        _UNITS.get(base_key(c.key), "$"), c.value, ())  # fmt: skip
+                                        _UNITS.get(base_key(c.key), "$"), c.value, (),
+                                        editable=c.editable)  # fmt: skip
+            if c.formula is not None:
+                formulas[wanted] = c.formula
         cell = by_name[wanted]
         by_name[wanted] = PriceCell(**{**cell.__dict__, "runs": cell.runs + (c.run,)})
         book.names[(c.run, c.group, c.key)] = wanted
     groups = list(dict.fromkeys(c.group for c in by_name.values()))
     ordered = sorted(by_name.values(), key=lambda c: groups.index(c.group))  # stable: by pool
-    book.cells += [_with_formula(cell, book) for cell in ordered]
+    book.cells += [_with_formula(cell, formulas.get(cell.name), book) for cell in ordered]
     return book
 
 
@@ -193,17 +233,21 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _shared_decisions(candidates: list[_Candidate]) -> dict[str, bool]:
+    """Per decision, whether all its runs share one cell: they agree on its value, and on the
+    cells its formula uses (a formula shared by runs must name cells they share)."""
     identities: dict[str, set[tuple[Any, ...]]] = {}
+    depends: dict[str, set[str]] = {}
     for c in candidates:
         identities.setdefault(c.decision, set()).add(c.identity)
-    return {decision: len(ids) == 1 for decision, ids in identities.items()}
+        depends.setdefault(c.decision, set()).update(c.depends)
+    agree = {decision: len(ids) == 1 for decision, ids in identities.items()}
+    return {d: ok and all(agree.get(dep, True) for dep in depends[d]) for d, ok in agree.items()}
 
 
 def _pool_candidates(run: PricedRun) -> list[_Candidate]:
     out = []
     billing = run.billing
     for pool in run.scenario.pools:
-        pricing = pool.pricing
         rows = (
             billing[(billing["pool"] == pool.name) & (billing["quantity"] != 0)]
             if len(billing)
@@ -212,21 +256,17 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
         keys = (
             dict(zip(rows["price_key"], rows["unit_price_usd"], strict=True)) if len(rows) else {}
         )
+        eras = pool_eras(run.scenario, pool, 0)
+        parted: set[int] = set()  # eras whose capex, life and opex cells are candidates already
         for key, price in keys.items():
-            if (
-                key == OWNED_KEY
-                and isinstance(pricing, OwnedPricing)
-                and _owned_formula_holds(pricing, price)
-            ):
-                parts = tuple(float(getattr(pricing, p)) for p in OWNED_PARTS)
-                decision = f"{pool.name}\0owned"
-                for part, value in zip(OWNED_PARTS, parts, strict=True):
-                    out.append(
-                        _Candidate(run.label, pool.name, part, "owned", value, decision, parts)
-                    )
-                out.append(
-                    _Candidate(run.label, pool.name, key, "owned", float(price), decision, parts)
-                )
+            rate_era = next((e for e in eras if key == OWNED_KEY + e.suffix), None)
+            retiring = next((e for e in eras if _writes_off(e, key)), None)
+            if rate_era is not None and _owned_formula_holds(rate_era.pool.pricing, price):
+                out += _owned_parts(run, pool.name, rate_era, parted)
+                out.append(_owned_rate(run, pool.name, rate_era, key, float(price)))
+            elif retiring is not None and (age := _write_off_age(retiring, price)) is not None:
+                out += _owned_parts(run, pool.name, retiring, parted)
+                out += _write_off(run, pool.name, retiring, key, float(price), age)
             else:
                 kind, note = _era_of_key(run.scenario, pool, key)
                 identity = (kind, float(price))
@@ -235,11 +275,88 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
     return out
 
 
+def _writes_off(era: Era, key: str) -> bool:
+    """Whether ``key`` is the write-off at the refresh ending ``era``."""
+    return era.next_step is not None and key == write_off_key(era)
+
+
+def _era_note(era: Era) -> str:
+    return "" if era.step is None else f"{era.pool.gpu} from {era.start}"
+
+
+def _owned_decision(pool: str, era: Era) -> str:
+    return f"{pool}\0owned{era.suffix}"
+
+
+def _owned_identity(era: Era) -> tuple[float, ...]:
+    return tuple(float(getattr(era.pool.pricing, p)) for p in OWNED_PARTS)
+
+
+def _owned_parts(run: PricedRun, pool: str, era: Era, parted: set[int]) -> list[_Candidate]:
+    """The capex, lifetime and opex cells of an owned era (once per era)."""
+    if era.index in parted:
+        return []
+    parted.add(era.index)
+    parts = _owned_identity(era)
+    decision, note = _owned_decision(pool, era), _era_note(era)
+    return [_Candidate(run.label, pool, part + era.suffix, "owned", value, decision, parts, note)
+            for part, value in zip(OWNED_PARTS, parts, strict=True)]  # fmt: skip
+
+
+def _owned_rate(run: PricedRun, pool: str, era: Era, key: str, price: float) -> _Candidate:
+    """The owned rate of an era: a formula of the era's capex, lifetime and opex cells."""
+    capex, life, opex = (part + era.suffix for part in OWNED_PARTS)
+    formula = (OWNED_FORMULA, {"capex": capex, "life": life, "opex": opex})
+    return _Candidate(run.label, pool, key, "owned", price, _owned_decision(pool, era),
+                      _owned_identity(era), _era_note(era), formula)  # fmt: skip
+
+
+def _write_off(
+    run: PricedRun, pool: str, era: Era, key: str, price: float, age: float
+) -> list[_Candidate]:
+    """The write-off per GPU at the refresh ending ``era``: the residual (an input), the mean age
+    (derived from dates) and the write-off itself, a formula of them and the era's capex, life.
+    Runs share the residual (or the age) where they agree on it, the write-off where they share
+    every cell it uses."""
+    assert era.next_step is not None
+    tail = key.removeprefix(WRITE_OFF_KEY)
+    residual = float(era.next_step.residual_usd_per_gpu)
+    note = f"{era.pool.gpu} retired {era.next_step.from_date}"
+    residual_key, age_key = RESIDUAL_KEY + tail, AGE_KEY + tail
+    decisions = (_owned_decision(pool, era), f"{pool}\0{residual_key}", f"{pool}\0{age_key}")
+    formula = (WRITE_OFF_FORMULA, {"capex": "capex_usd_per_gpu" + era.suffix,
+                                   "life": "lifetime_years" + era.suffix,
+                                   "residual": residual_key, "age": age_key})  # fmt: skip
+    return [
+        _Candidate(run.label, pool, residual_key, "owned", residual, decisions[1], (residual,), note),
+        _Candidate(run.label, pool, age_key, "owned", age, decisions[2], (age,), note, editable=False),
+        _Candidate(run.label, pool, key, "owned", price, f"{pool}\0{key}",
+                   _owned_identity(era) + (residual, age), note, formula, decisions),
+    ]  # fmt: skip
+
+
+def _write_off_age(era: Era, price: float) -> float | None:
+    """Mean age (years) of the GPUs written off at the refresh ending ``era``, when the workbook's
+    formula then gives the billed ``price``: from their purchase dates, else (purchases made
+    by default, dated by simulated demand) solved from the price."""
+    pricing = era.pool.pricing
+    if era.next_step is None or not isinstance(pricing, OwnedPricing):
+        return None
+    residual = era.next_step.residual_usd_per_gpu
+    age = retired_age_years(era)
+    if age is None and pricing.capex_usd_per_gpu > 0:
+        age = pricing.lifetime_years * (1.0 - (price + residual) / pricing.capex_usd_per_gpu)
+    if age is None:
+        return None
+    rebuilt = book_value_usd_per_gpu(pricing, age) - residual
+    return age if abs(rebuilt - price) <= 1e-9 * max(1.0, abs(price)) else None
+
+
 def _era_of_key(scenario: Scenario, pool, key: str) -> tuple[str, str]:
     """Pricing kind and era note of a pool's price key (the GPU era whose suffix it ends with)."""
     eras = pool_eras(scenario, pool, 0)
     for era in eras:
-        if era.next_step is not None and key == write_off_key(era):
+        if _writes_off(era, key):
             return "owned", f"{era.pool.gpu} retired {era.next_step.from_date}"
     for era in reversed(eras):
         if era.suffix and key.endswith(era.suffix):
@@ -258,6 +375,13 @@ def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:
         out.append(_Candidate(run.label, str(group), str(key), "retrieval", float(price),
                               f"{group}\0{key}", (float(price),)))  # fmt: skip
     return out
+
+
+def _finance_candidates(run: PricedRun) -> list[_Candidate]:
+    """The discount rate of the cash flow's net present value (group 'finance')."""
+    rate = float(run.scenario.discount_rate_per_year)
+    return [_Candidate(run.label, FINANCE_GROUP, DISCOUNT_KEY, "finance", rate, f"{FINANCE_GROUP}\0{DISCOUNT_KEY}",
+                       (rate,))]  # fmt: skip
 
 
 def _api_candidates(run: PricedRun) -> list[_Candidate]:
@@ -280,18 +404,23 @@ def owned_usd_per_gpu_hour(capex: float, lifetime_years: float, opex_fraction: f
     return capex / (lifetime_years * HOURS_PER_YEAR) + capex * opex_fraction / HOURS_PER_YEAR
 
 
-def _owned_formula_holds(pricing: OwnedPricing, price: float) -> bool:
+def _owned_formula_holds(pricing: Pricing, price: float) -> bool:
+    if not isinstance(pricing, OwnedPricing):
+        return False
     rebuilt = owned_usd_per_gpu_hour(
         pricing.capex_usd_per_gpu, pricing.lifetime_years, pricing.opex_fraction_per_year
     )
     return abs(rebuilt - price) <= 1e-12 * max(1.0, abs(price))
 
 
-def _with_formula(cell: PriceCell, book: PriceBook) -> PriceCell:
-    """The owned rate cell as a formula of the capex, lifetime and opex cells of its run."""
-    if cell.key != OWNED_KEY:
+def _with_formula(
+    cell: PriceCell, formula: tuple[str, dict[str, str]] | None, book: PriceBook
+) -> PriceCell:
+    """A derived cell (owned rate, refresh write-off) as a formula of its run's named cells."""
+    if formula is None:
         return cell
+    template, keys = formula
     run = cell.runs[0]
-    capex, life, opex = (book.name_for(run, cell.group, part) for part in OWNED_PARTS)
-    formula = f"={capex}/({life}*{HOURS_PER_YEAR_NAME})+{capex}*{opex}/{HOURS_PER_YEAR_NAME}"
-    return PriceCell(**{**cell.__dict__, "formula": formula})
+    names = {part: book.name_for(run, cell.group, key) for part, key in keys.items()}
+    formula_text = template.format(hours=HOURS_PER_YEAR_NAME, **names)
+    return PriceCell(**{**cell.__dict__, "formula": formula_text})

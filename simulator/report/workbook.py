@@ -31,6 +31,7 @@ from simulator.common.files import write_atomic
 from simulator.economics.api import api_group, api_price, baseline_cost_usd
 from simulator.economics.retrieval import model_prompt_tokens_mean
 from simulator.report.assumptions import write_assumptions
+from simulator.report.cashflow import CashLayout, write_cashflow
 from simulator.report.details import (
     write_deployments,
     write_hour_of_day,
@@ -47,7 +48,7 @@ from simulator.report.monthly import (
     write_billing,
     write_monthly,
 )
-from simulator.report.prices import API_GROUP, PriceBook, PricedRun, build_price_book
+from simulator.report.prices import API_GROUP, DISCOUNT_KEY, FINANCE_GROUP, PriceBook, PricedRun, build_price_book
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import PAPER_CODES, PrintOptions, Sheet, add_formats, cell_ref
 from simulator.results.compare import Comparison, compare
@@ -105,6 +106,7 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
     billing = {
         r.label: Sheet(workbook, sheet_title("Billing", r.label, taken), formats) for r in runs
     }
+    cash = {r.label: Sheet(workbook, sheet_title("Cash flow", r.label, taken), formats) for r in runs}
     details = [Sheet(workbook, name, formats) for name in
                ("Utilisation", "Utilisation by hour", "Deployments", "Latency & SLO", "Training jobs",
                 "Training runs")]  # fmt: skip
@@ -112,10 +114,10 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
     book = build_price_book([PricedRun(r.label, r.scenario, r.result.billing) for r in runs])
     shares = {r.label: input_shares(r) for r in runs}
     write_assumptions(assumptions, runs, book, shares)
-    layouts = {
-        r.label: _monthly_and_billing(r, book, monthly[r.label], billing[r.label]) for r in runs
-    }
-    refs = write_summary(summary, runs, layouts, book, shares)
+    both = {r.label: _monthly_and_billing(r, book, monthly[r.label], billing[r.label], cash[r.label]) for r in runs}
+    layouts = {label: pair[0] for label, pair in both.items()}
+    cash_layouts = {label: pair[1] for label, pair in both.items()}
+    refs = write_summary(summary, runs, layouts, book, shares, cash_layouts)
     write_compare(comparison_sheet, compare([r.result.summary for r in runs]), refs)
     write_utilisation(details[0], runs)
     write_hour_of_day(details[1], runs)
@@ -129,8 +131,8 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
 
 
 def _monthly_and_billing(
-    run: ReportRun, book: PriceBook, monthly: Sheet, billing: Sheet
-) -> MonthlyLayout:
+    run: ReportRun, book: PriceBook, monthly: Sheet, billing: Sheet, cash: Sheet
+) -> tuple[MonthlyLayout, CashLayout]:
     months = sorted(set(run.result.monthly["month"]) | set(run.result.billing.get("month", [])))
     columns = billing_columns(run.result.billing, months, book, run.label)
     layout = write_monthly(
@@ -138,7 +140,10 @@ def _monthly_and_billing(
     )
     write_billing(billing, run.label, layout.months, columns)
     billing.finish(HEADER_ROWS, frozen_cols=1)
-    return layout
+    discount = book.name_for(run.label, FINANCE_GROUP, DISCOUNT_KEY)
+    cash_layout = write_cashflow(cash, run.label, run.result.cashflow, columns, billing.name, layout, book,
+                                 discount, run.scenario.discount_rate_per_year)  # fmt: skip
+    return layout, cash_layout
 
 
 # ---------------------------------------------------------------------- Summary
@@ -201,6 +206,7 @@ def write_summary(
     layouts: dict[str, MonthlyLayout],
     book: PriceBook,
     shares: dict[str, dict[str, float]],
+    cash: dict[str, CashLayout] | None = None,
 ) -> dict[str, str]:
     """The Summary sheet; returns absolute references of keyed figures (``key@run``) for Compare."""
     first = runs[0].result.summary
@@ -212,6 +218,8 @@ def write_summary(
     sheet.header(SUMMARY_HEADER_ROW, 0, ["Figure", "Unit"] + [r.label for r in runs] + ["How"])
     w = _SummaryWriter(sheet, runs)
     _spend_rows(w, layouts)
+    if cash:
+        _cash_rows(w, cash)
     _pool_rows(w, layouts)
     _workload_rows(w, layouts, book, shares)
     _deployment_rows(w)
@@ -254,6 +262,19 @@ def _spend_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
             value = float(lay.values[lay.col_total][top - DATA_ROW : bottom - DATA_ROW + 1].sum())
             cells.append((f"=SUM({rng})", value))
         w.add(f"cost_{fy}", f"  spend {fy}", "USD", "usd", "formula", cells)
+
+
+def _cash_rows(w: _SummaryWriter, cash: dict[str, CashLayout]) -> None:
+    """Cash out and its net present value (formulas on the Cash flow sheets)."""
+    w.section("Cash flow over the horizon (capex when paid, residual sales as inflows)")
+    lays = [cash[r.label] for r in w.runs]
+    w.add("cash_flow.total_usd", "Net cash out", "USD", "usd", "formula",
+          [("=" + cell_ref(c.sheet, c.total_row, c.col_net, absolute=True), c.total_value) for c in lays])  # fmt: skip
+    w.add("cash_flow.npv_usd", "  net present value (at the discount rate)", "USD", "usd", "formula",
+          [("=" + cell_ref(c.sheet, *c.npv_cell, absolute=True), c.npv_value) for c in lays])  # fmt: skip
+    w.add("cash_flow.owned_book_value_at_end_usd", "  book value of owned GPUs at the end (paid, not yet charged)",
+          "USD", "usd", "simulated",
+          [(None, r.result.summary.get("cash_flow", {}).get("owned_book_value_at_end_usd")) for r in w.runs])  # fmt: skip
 
 
 def _pool_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:

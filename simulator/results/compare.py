@@ -68,6 +68,9 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
     add("inference_cost_usd", "  inference", "usd", lambda s: s["inference_cost_usd"])
     add("training_cost_usd", "  training", "usd", lambda s: s["training_cost_usd"])
     add("idle_cost_usd", "  idle (paid, unused)", "usd", lambda s: s["idle_cost_usd"])
+    if all("cash_flow" in s for s in summaries):
+        add("cash_flow.total_usd", "net cash out (capex when paid)", "usd", lambda s: s["cash_flow"]["total_usd"])
+        add("cash_flow.npv_usd", "  net present value of the cash", "usd", lambda s: s["cash_flow"]["npv_usd"])
     for year in _union(s["cost_by_fiscal_year_usd"] for s in summaries):
         add(f"cost_{year}", f"spend {year}", "usd", lambda s, y=year: s["cost_by_fiscal_year_usd"].get(y))
     for name in _union(s["workloads"] for s in summaries):

@@ -150,3 +150,37 @@ def test_changing_named_prices_moves_totals_by_price_times_quantity(report, runs
         after[("Workload chat", "Inference spend")]["owned"]
         > before[("Workload chat", "Inference spend")]["owned"]
     )
+
+
+CASH = "Cash flow over the horizon (capex when paid, residual sales as inflows)"
+
+
+def test_cash_view_npv_and_capex_recompute_by_the_hand_calculation(report, runs, tmp_path):
+    """Summary's cash rows equal the simulator's; a new discount rate gives the NPV of the same
+    monthly cash at the new rate; a new capex moves the cash out by delta x GPUs bought."""
+    from simulator.economics.cashflow import npv_usd
+
+    before = summary_table(load(recalculate(report, tmp_path)))
+    for r in runs:
+        cash = r.result.summary["cash_flow"]
+        assert before[(CASH, "Net cash out")][r.label] == pytest.approx(cash["total_usd"], abs=0.005)
+        assert before[(CASH, "net present value (at the discount rate)")][r.label] == pytest.approx(
+            cash["npv_usd"], abs=0.005)
+    changed = tmp_path / "changed.xlsx"
+    assert set_named_cell(report, "finance_discount_rate_per_year", 0.15, changed) == 0.08
+    set_named_cell(changed, "serving_capex_usd_per_gpu", 26000.0, changed)
+    after = summary_table(load(recalculate(changed, tmp_path / "again")))
+    by_label = {r.label: r for r in runs}
+    owned = by_label["owned"].result
+    bought = owned.cashflow[owned.cashflow["line_item"] == "gpu_purchase"]
+    assert bought["quantity"].sum() > 0
+    # capex 20k -> 26k: the GPU purchases (the network is its own cell) and the opex part
+    opex = billed(by_label["owned"], "serving", "owned_gpu_hours") * 6000.0 * 0.05 / HOURS_PER_YEAR
+    delta_cash = 6000.0 * bought["quantity"].sum() + opex
+    assert after[(CASH, "Net cash out")]["owned"] - before[(CASH, "Net cash out")]["owned"] == pytest.approx(
+        delta_cash, abs=0.01)
+    for label in ("base", "pricier"):  # no owned GPUs: the capex cell does not touch them
+        months = by_label[label].result.cashflow.groupby("month")["cash_usd"].sum().to_numpy()
+        assert after[(CASH, "Net cash out")][label] == pytest.approx(months.sum(), abs=0.01)
+        assert after[(CASH, "net present value (at the discount rate)")][label] == pytest.approx(
+            npv_usd(months, 0.15), abs=0.01)
