@@ -48,7 +48,14 @@ from simulator.report.monthly import (
     write_billing,
     write_monthly,
 )
-from simulator.report.prices import API_GROUP, DISCOUNT_KEY, FINANCE_GROUP, PriceBook, PricedRun, build_price_book
+from simulator.report.prices import (
+    API_GROUP,
+    DISCOUNT_KEY,
+    FINANCE_GROUP,
+    PriceBook,
+    PricedRun,
+    build_price_book,
+)
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import PAPER_CODES, PrintOptions, Sheet, add_formats, cell_ref
 from simulator.results.compare import Comparison, compare
