@@ -25,7 +25,6 @@ from simulator.report.prices import (
     RESIDUAL_KEY,
     PriceBook,
     PriceCell,
-    excel_name,
 )
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
@@ -59,8 +58,9 @@ LEGEND = [
         "age/lifetime) - residual; the mean age (GPU-weighted, from purchase dates) is derived."
     ),
     (
-        "Colours: yellow cells are the prices you may edit; green headers are formulas; orange "
-        "headers are simulated figures."
+        "Colours: blue-on-yellow cells are the inputs you may edit (the only unlocked cells; sheets are "
+        "protected without a password); green headers are formulas; orange headers are simulated figures; "
+        "red italics: a simulated input that differs between runs."
     ),
 ]
 
@@ -74,10 +74,9 @@ def write_assumptions(
         "Prices are named cells; every cost in this workbook is a formula of them. "
         "Simulated inputs below need a rerun of fleetsim to take effect.",
     )
-    taken = {c.name.lower() for c in book.cells}
     row = _price_table(sheet, book)
     row = _legend(sheet, row + 2)
-    _inputs_table(sheet, runs, book, input_shares, row + 2, taken)
+    _inputs_table(sheet, runs, book, input_shares, row + 2)
     sheet.finish(2, frozen_cols=1, max_width=60)
 
 
@@ -183,9 +182,8 @@ def run_inputs(run: ReportRun, input_shares: dict[str, float]) -> dict[str, Any]
     plan = run.result.summary.get("plan", "base")
     overrides = "(as written)"
     if plan != "base":
-        overrides = json.dumps(
-            next((p.set for p in run.scenario.plans if p.name == plan), {}), default=str
-        )
+        changes = next((p.set for p in run.scenario.plans if p.name == plan), {})
+        overrides = "; ".join(f"{path} = {_override_text(value)}" for path, value in changes.items()) or "(none)"
     data = run.scenario.model_dump(mode="json", by_alias=True)
     return (
         {"plan": plan, "plan overrides": overrides}
@@ -194,17 +192,23 @@ def run_inputs(run: ReportRun, input_shares: dict[str, float]) -> dict[str, Any]
     )
 
 
+def _override_text(value: Any) -> str:
+    """A plan's value as a reader writes it: numbers and text plainly, lists and maps compact."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str, separators=(", ", ": "))
+    return str(value)
+
+
 def _inputs_table(
     sheet: Sheet,
     runs: list[ReportRun],
     book: PriceBook,
     input_shares: dict[str, dict[str, float]],
     row: int,
-    taken: set[str],
 ) -> None:
     per_run = [run_inputs(r, input_shares.get(r.label, {})) for r in runs]
     paths = list(dict.fromkeys(p for inputs in per_run for p in inputs))
-    label = "Simulated inputs (named cells; a change needs a rerun of fleetsim)"
+    label = "Simulated inputs (as each run used them; not named: a change needs a rerun of fleetsim)"
     sheet.group(row, 0, len(runs), label)
     sheet.header(row + 1, 0, ["Field (scenario path)"] + [r.label for r in runs], "header_sim")
     for i, path in enumerate(paths, start=row + 2):
@@ -218,8 +222,6 @@ def _inputs_table(
                 sheet.formula(i, j, f"={name}", price, "derived_usd")
             else:
                 sheet.write(i, j, _cell_value(value), "diff" if differs else "general")
-        if not any(live):
-            _name_inputs(sheet, path, values, differs, [r.label for r in runs], i, taken)
 
 
 def _price_name(book: PriceBook, run: ReportRun, path: str) -> str | None:
@@ -261,26 +263,3 @@ def _cell_value(value: Any) -> Any:
     if value is None:
         return "(default)"
     return value
-
-
-def _name_inputs(
-    sheet: Sheet,
-    path: str,
-    values: list[Any],
-    differs: bool,
-    labels: list[str],
-    row: int,
-    taken: set[str],
-) -> None:
-    """Name the numeric cells of a row: one name when the runs agree, one per run otherwise."""
-    if path in ("plan", "plan overrides"):
-        return
-    numeric = [isinstance(v, int | float) and not isinstance(v, bool) for v in values]
-    for j, (label, is_number) in enumerate(zip(labels, numeric, strict=True), start=1):
-        if not is_number or (not differs and j > 1):
-            continue
-        name = excel_name(path if not differs else f"{path}_{label}")
-        if name.lower() in taken:
-            continue
-        taken.add(name.lower())
-        sheet.workbook.define_name(name, "=" + cell_ref(sheet.name, row, j, absolute=True))

@@ -100,7 +100,7 @@ def write_cashflow(
             sheet.write(DATA_ROW + i, qty_col, quantity, "num")
             qty = cell_ref(None, DATA_ROW + i, qty_col)
             # sale quantities are negative: cash = quantity x price is the inflow
-            sheet.formula(DATA_ROW + i, cash_col, f"={qty}*{name or repr(price)}", quantity * price, "usd")
+            sheet.formula(DATA_ROW + i, cash_col, f"={qty}*{name or repr(price)}{book.fx(run)}", quantity * price, "usd")
             net[i] += quantity * price
         kind_totals.setdefault(kind, cash_col)
     for i in range(n):
@@ -164,5 +164,6 @@ def _opex_term(book: PriceBook, run: str, c: BillingColumn, qty: str) -> str:
     suffix = c.price_key.removeprefix(OWNED_KEY)
     capex_key, opex_key = "capex_usd_per_gpu" + suffix, "opex_fraction_per_year" + suffix
     if c.price_key.startswith(OWNED_KEY) and book.has(run, c.pool, capex_key) and book.has(run, c.pool, opex_key):
-        return f"{qty}*{book.name_for(run, c.pool, capex_key)}*{book.name_for(run, c.pool, opex_key)}/{HOURS_PER_YEAR_NAME}"
-    return f"{qty}*{c.cash_price!r}"
+        return (f"{qty}*{book.name_for(run, c.pool, capex_key)}*{book.name_for(run, c.pool, opex_key)}"
+                f"/{HOURS_PER_YEAR_NAME}{c.fx}")  # fmt: skip
+    return f"{qty}*{c.cash_price!r}{c.fx}"

@@ -68,6 +68,7 @@ class BillingColumn:
     qty_col: int
     cost_col: int
     cash_price: float = 0.0  # the part of the price paid as it accrues (cash view)
+    fx: str = ""  # '*<exchange rate name>' when the report's currency is not USD
 
     @property
     def cost(self) -> np.ndarray:
@@ -132,7 +133,7 @@ def billing_columns(
                 price_key=str(first["price_key"]), category=category,
                 price_name=book.name_for(run, str(pool), str(first["price_key"])),
                 price=float(first["unit_price_usd"]), quantity=quantity,
-                qty_col=col + i, cost_col=col + len(used) + i, cash_price=cash_price,
+                qty_col=col + i, cost_col=col + len(used) + i, cash_price=cash_price, fx=book.fx(run),
             ))  # fmt: skip
         col += 2 * len(used)
     return out
@@ -179,12 +180,12 @@ def write_billing(
 def _billing_column(sheet: Sheet, c: BillingColumn, months: list[dt.date], last: int) -> None:
     unit = {"GPU-hour": "GPU-hours", "hour": "hours"}.get(c.unit, c.unit)
     sheet.header(3, c.qty_col, [f"{c.category} {unit}"], "header_sim")
-    sheet.header(3, c.cost_col, [f"{c.category} $"], "header_formula")
+    sheet.header(3, c.cost_col, [f"{c.category} {sheet.currency.code}"], "header_formula")
     for i in range(len(months)):
         row = DATA_ROW + i
         sheet.write(row, c.qty_col, c.quantity[i], "num")
         qty = cell_ref(None, row, c.qty_col)
-        sheet.formula(row, c.cost_col, f"={qty}*{c.price_name}", c.cost[i], "usd")
+        sheet.formula(row, c.cost_col, f"={qty}*{c.price_name}{c.fx}", c.cost[i], "usd")
     for col, values, fmt in ((c.qty_col, c.quantity, "num_bold"), (c.cost_col, c.cost, "usd_bold")):
         name = xl_col_to_name(col)
         sheet.formula(last, col, f"=SUM({name}{DATA_ROW + 1}:{name}{last})", values.sum(), fmt)
@@ -465,7 +466,8 @@ def _stacked_chart(sheet: Sheet, layout: MonthlyLayout, run: str) -> None:
     chart.set_x_axis({"name": "Month", "date_axis": True, "num_format": "yyyy-mm", "major_unit": max(1, len(layout.months) // 12),
                       "major_unit_type": "months"})  # fmt: skip
     chart.set_y_axis(
-        {"name": "Spend (USD)", "num_format": "$#,##0", "major_gridlines": {"visible": True}}
+        {"name": f"Spend ({sheet.currency.code})", "num_format": sheet.formats_num("usd"),
+         "major_gridlines": {"visible": True}}
     )
     chart.set_legend({"position": "bottom"})
     chart.set_size({"width": 960, "height": 420})

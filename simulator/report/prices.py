@@ -45,6 +45,7 @@ OWNED_PARTS = ("capex_usd_per_gpu", "lifetime_years", "opex_fraction_per_year")
 API_GROUP = "api"
 FINANCE_GROUP = "finance"
 DISCOUNT_KEY = "discount_rate_per_year"
+USD_RATE_KEY = "usd_rate"  # units of the report's currency per US dollar (only when it is not USD)
 API_KEYS = ("usd_per_million_input_tokens", "usd_per_million_output_tokens")
 #: keys of a refresh's residual (sale) value and retired GPUs' mean age: + '_<gpu>_<date>' of
 #: its write-off key (the residual's is the cash view's sale key, simulator.economics.cashflow)
@@ -64,6 +65,7 @@ _UNITS = {
     "lifetime_years": "years",
     "opex_fraction_per_year": "share of capex per year",
     DISCOUNT_KEY: "rate per year",
+    USD_RATE_KEY: "per US dollar",
     "usd_per_million_input_tokens": "$/1M input tokens",
     "usd_per_million_output_tokens": "$/1M output tokens",
     "usd_per_thousand_queries": "$/1k queries",
@@ -94,6 +96,7 @@ _LABELS = {
     ("api", "usd_per_million_input_tokens"): "API baseline price, input tokens",
     ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
     ("finance", DISCOUNT_KEY): "discount rate per year for the net present value of the cash flow",
+    ("finance", USD_RATE_KEY): "exchange rate: units of the report's currency per US dollar (every cost x it)",
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
     (
@@ -152,6 +155,10 @@ class PriceBook:
 
     def has(self, run: str, group: str, key: str) -> bool:
         return (run, group, key) in self.names
+
+    def fx(self, run: str) -> str:
+        """'*<exchange rate name>' to append to a cost formula of run ``run`` ('' in US dollars)."""
+        return f"*{self.name_for(run, FINANCE_GROUP, USD_RATE_KEY)}" if self.has(run, FINANCE_GROUP, USD_RATE_KEY) else ""
 
 
 @dataclass(frozen=True)
@@ -380,8 +387,13 @@ def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:
 def _finance_candidates(run: PricedRun) -> list[_Candidate]:
     """The discount rate of the cash flow's net present value (group 'finance')."""
     rate = float(run.scenario.discount_rate_per_year)
-    return [_Candidate(run.label, FINANCE_GROUP, DISCOUNT_KEY, "finance", rate, f"{FINANCE_GROUP}\0{DISCOUNT_KEY}",
-                       (rate,))]  # fmt: skip
+    out = [_Candidate(run.label, FINANCE_GROUP, DISCOUNT_KEY, "finance", rate, f"{FINANCE_GROUP}\0{DISCOUNT_KEY}",
+                      (rate,))]  # fmt: skip
+    currency = run.scenario.currency
+    if currency.code != "USD":
+        out.append(_Candidate(run.label, FINANCE_GROUP, USD_RATE_KEY, "finance", float(currency.usd_rate),
+                              f"{FINANCE_GROUP}\0{USD_RATE_KEY}", (float(currency.usd_rate),)))  # fmt: skip
+    return out
 
 
 def _api_candidates(run: PricedRun) -> list[_Candidate]:

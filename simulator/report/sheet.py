@@ -45,13 +45,16 @@ FORMATS: dict[str, dict[str, Any]] = {
     "text": {},
     "wrap": {"text_wrap": True, "valign": "top"},
     "bold": {"bold": True},
-    "usd": {"num_format": "$#,##0.00"},
-    "usd_bold": {"num_format": "$#,##0.00", "bold": True, "top": 1},
-    "usd_price": {"num_format": "$#,##0.00####"},
-    "usd_per_m": {"num_format": "$#,##0.000"},
+    # money in the report's currency (whole units, negatives in parentheses); see money_formats
+    "usd": {"num_format": "$#,##0;($#,##0)"},
+    "usd_bold": {"num_format": "$#,##0;($#,##0)", "bold": True, "top": 1},
+    "usd_per_m": {"num_format": "$#,##0.000;($#,##0.000)"},
+    "usd_price": {"num_format": "$#,##0.00####"},  # a US-dollar price as the scenario gives it
     "pct": {"num_format": "0.0%"},
     "pp": {"num_format": '+0.0" pp";-0.0" pp";0.0" pp"'},  # percentage points (a difference of shares)
-    "share": {"num_format": "0.0000"},
+    "share": {"num_format": "0.00%"},
+    "tokens_m": {"num_format": '#,##0.0,," M"'},  # millions (each trailing comma divides by 1,000)
+    "tokens_b": {"num_format": '#,##0.00,,," B"'},  # billions
     "int": {"num_format": "#,##0"},
     "num": {"num_format": "#,##0.0"},
     "num_bold": {"num_format": "#,##0.0", "bold": True, "top": 1},
@@ -60,28 +63,52 @@ FORMATS: dict[str, dict[str, Any]] = {
     "month": {"num_format": "yyyy-mm", "align": "left"},
     "date": {"num_format": "yyyy-mm-dd", "align": "left"},
     "datetime": {"num_format": "yyyy-mm-dd hh:mm", "align": "left"},
+    # the one input style: blue on yellow, unlocked (every sheet is protected, without a password)
     "input_usd": {
         "num_format": "$#,##0.00####",
         "font_color": "#0000FF",
         "bg_color": "#FFF2CC",
         "border": 1,
+        "locked": False,
     },
     "input_num": {
         "num_format": "#,##0.00####",
         "font_color": "#0000FF",
         "bg_color": "#FFF2CC",
         "border": 1,
+        "locked": False,
     },
     "derived_usd": {"num_format": "$#,##0.00####", "border": 1},
     "total_label": {"bold": True, "top": 1},
-    "diff": {"bg_color": "#FFE699"},
+    "diff": {"italic": True, "font_color": "#9C0006"},  # a simulated input that differs between runs
     "bad": {"bg_color": "#F8CBAD"},
 }
 
 
-def add_formats(workbook: Workbook) -> dict[str, Any]:
-    """Create the shared formats on ``workbook``."""
-    return {name: workbook.add_format(props) for name, props in FORMATS.items()}
+#: Formats of money in the report's currency: their values are US dollars times its rate.
+MONEY_FORMATS = ("usd", "usd_bold", "usd_per_m")
+
+
+@dataclass(frozen=True)
+class ReportCurrency:
+    """The currency money is shown in: code, symbol, units per US dollar (1 for USD)."""
+
+    code: str = "USD"
+    sign: str = "$"
+    usd_rate: float = 1.0
+
+
+def money_formats(sign: str) -> dict[str, dict[str, Any]]:
+    """The money formats with the currency's symbol (quoted unless it is '$')."""
+    symbol = sign if sign == "$" else '"' + sign.replace('"', "") + '"'
+    return {name: {**FORMATS[name], "num_format": FORMATS[name]["num_format"].replace("$", symbol)}
+            for name in MONEY_FORMATS}  # fmt: skip
+
+
+def add_formats(workbook: Workbook, currency: ReportCurrency | None = None) -> dict[str, Any]:
+    """Create the shared formats on ``workbook`` (money with ``currency``'s symbol)."""
+    props = FORMATS | money_formats((currency or ReportCurrency()).sign)
+    return {name: workbook.add_format(p) for name, p in props.items()}
 
 
 def missing(value: Any) -> bool:
@@ -132,6 +159,18 @@ class Sheet:
         self._headers: list[tuple[int, int, str]] = []
         self._groups: list[tuple[int, int, str]] = []
         self.print_options: PrintOptions = getattr(workbook, "print_options", PrintOptions())
+        self.currency: ReportCurrency = getattr(workbook, "report_currency", ReportCurrency())
+
+    def formats_num(self, fmt: str) -> str:
+        """The number format string of a named money format in the report's currency."""
+        return money_formats(self.currency.sign)[fmt]["num_format"]
+
+    def _money(self, value: Any, fmt: str) -> Any:
+        """A US-dollar figure in the report's currency (other values unchanged)."""
+        if fmt in MONEY_FORMATS and self.currency.usd_rate != 1.0 and isinstance(value, int | float | np.number) \
+                and not isinstance(value, bool | np.bool_):
+            return float(value) * self.currency.usd_rate
+        return value
 
     def set_width(self, first: int, last: int, width: float) -> None:
         """Fix the width of columns ``first``..``last`` (overrides fitting)."""
@@ -142,8 +181,10 @@ class Sheet:
         self.widths[col] = max(self.widths.get(col, 0), width)
 
     def write(self, row: int, col: int, value: Any, fmt: str = "text", fit: bool = True) -> None:
-        """Write a number, text, date, bool or blank (None/NaN) with a named format."""
+        """Write a number, text, date, bool or blank (None/NaN) with a named format (money
+        formats: a US-dollar value, shown in the report's currency)."""
         f = self.formats[fmt]
+        value = self._money(value, fmt)
         if missing(value):
             self.ws.write_blank(row, col, None, f)
             return
@@ -161,7 +202,9 @@ class Sheet:
             self.ws.write_string(row, col, str(value), f)
 
     def formula(self, row: int, col: int, formula: str, value: Any, fmt: str = "usd") -> None:
-        """A formula with its cached result (so readers without recalculation see numbers)."""
+        """A formula with its cached result (so readers without recalculation see numbers; money
+        formats: the US-dollar result, cached in the report's currency)."""
+        value = self._money(value, fmt)
         cached: Any = 0 if missing(value) else value
         if isinstance(cached, bool | np.bool_):
             cached = "TRUE" if cached else "FALSE"
@@ -219,7 +262,15 @@ class Sheet:
                 self.ws.set_row(row, 15 * count)
         if header_rows or frozen_cols:
             self.ws.freeze_panes(header_rows, frozen_cols)
+        protect(self.ws)
         page_setup(self.ws, header_rows, sum(widths.values()), self.print_options, frozen_cols)
+
+
+def protect(ws: Worksheet) -> None:
+    """Protect the sheet without a password: only the input cells (unlocked) take edits; cells
+    can still be selected, columns resized, and tables sorted and filtered."""
+    ws.protect("", {"format_columns": True, "format_rows": True, "sort": True, "autofilter": True,
+                    "select_locked_cells": True, "select_unlocked_cells": True})  # fmt: skip
 
 
 def _widen_for(

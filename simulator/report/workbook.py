@@ -57,7 +57,14 @@ from simulator.report.prices import (
     build_price_book,
 )
 from simulator.report.runs import ReportRun
-from simulator.report.sheet import PAPER_CODES, PrintOptions, Sheet, add_formats, cell_ref
+from simulator.report.sheet import (
+    PAPER_CODES,
+    PrintOptions,
+    ReportCurrency,
+    Sheet,
+    add_formats,
+    cell_ref,
+)
 from simulator.results.compare import Comparison, compare
 from simulator.results.result import write_off_entity
 
@@ -74,6 +81,16 @@ def write_workbook(target: str | Path, runs: list[ReportRun], paper: str = "a4")
         raise ValueError(f"paper: expected one of {', '.join(PAPER_CODES)}, got {paper!r}")
     write_atomic(target, lambda tmp: _write(tmp, runs, paper))
     return Path(target)
+
+
+def report_currency(runs: list[ReportRun]) -> ReportCurrency:
+    """The currency the runs' money is shown in (one code for the workbook; a rate per run is
+    the exchange-rate cell of each); ValueError when the runs' currencies differ."""
+    codes = {r.scenario.currency.code for r in runs}
+    if len(codes) > 1:
+        raise ValueError(f"the runs of one workbook must share a currency, got {', '.join(sorted(codes))}")
+    first = runs[0].scenario.currency
+    return ReportCurrency(first.code, first.sign, first.usd_rate)
 
 
 def input_shares(run: ReportRun) -> dict[str, float]:
@@ -102,7 +119,9 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
     )
     scenarios = ", ".join(dict.fromkeys(r.scenario.name for r in runs))
     workbook.print_options = PrintOptions(paper, f"fleetsim: {scenarios}")  # type: ignore[attr-defined]
-    formats = add_formats(workbook)
+    currency = report_currency(runs)
+    workbook.report_currency = currency  # type: ignore[attr-defined]
+    formats = add_formats(workbook, currency)
     taken = {"summary", "compare", "assumptions"}
     summary = Sheet(workbook, "Summary", formats)
     comparison_sheet = Sheet(workbook, "Compare", formats)
@@ -187,9 +206,10 @@ class _SummaryWriter:
         how: str,
         cells: list[tuple[str | None, Any]],
     ) -> None:
-        """One figure: ``cells`` holds (formula or None, value) per run (value None: blank)."""
+        """One figure: ``cells`` holds (formula or None, value) per run (value None: blank);
+        money (unit 'USD...') is shown in the report's currency."""
         self.sheet.write(self.row, 0, label, "bold" if not label.startswith(" ") else "text")
-        self.sheet.write(self.row, 1, unit)
+        self.sheet.write(self.row, 1, unit.replace("USD", self.sheet.currency.code, 1) if unit.startswith("USD") else unit)
         for j, (formula, value) in enumerate(cells):
             if formula is not None:
                 self.sheet.formula(self.row, self.col(j), formula, value, fmt)
@@ -514,7 +534,7 @@ def _api_rows(w: _SummaryWriter, name: str, book: PriceBook) -> None:
                        for k in ("usd_per_million_input_tokens", "usd_per_million_output_tokens"))  # fmt: skip
         value = baseline_cost_usd(price, tin, tout)
         i, o = w.ref(f"{name}.api_input_tokens", j), w.ref(f"{name}.api_output_tokens", j)
-        cost.append((f"=({i}*{n_in}+{o}*{n_out})/1000000", value))
+        cost.append((f"=({i}*{n_in}+{o}*{n_out})/1000000{book.fx(r.label)}", value))
     w.add(f"{name}.api_baseline_cost_usd", "  API baseline cost", "USD", "usd", "formula", cost)
     ratio: list[tuple[str | None, Any]] = []
     for j in range(len(w.runs)):
@@ -664,8 +684,8 @@ def _cumulative_table(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> N
                       "major_unit_type": "months"})  # fmt: skip
     chart.set_y_axis(
         {
-            "name": "Cumulative spend (USD)",
-            "num_format": "$#,##0",
+            "name": f"Cumulative spend ({w.sheet.currency.code})",
+            "num_format": w.sheet.formats_num("usd"),
             "major_gridlines": {"visible": True},
         }
     )
@@ -701,7 +721,7 @@ def write_compare(sheet: Sheet, comparison: Comparison, refs: dict[str, str]) ->
     for metric in comparison.metrics:
         fmt = _UNIT_FORMATS.get(metric.unit, "num")
         sheet.write(row, 0, metric.label.strip(), "text")
-        sheet.write(row, 1, _UNIT_LABELS.get(metric.unit, metric.unit))
+        sheet.write(row, 1, _UNIT_LABELS.get(metric.unit, metric.unit).replace("USD", sheet.currency.code))
         for j, value in enumerate(metric.values):
             live = metric.unit in ("usd", "usd_per_million")
             ref = refs.get(f"{metric.key}@{j}") if live else None

@@ -184,3 +184,29 @@ def test_cash_view_npv_and_capex_recompute_by_the_hand_calculation(report, runs,
         assert after[(CASH, "Net cash out")][label] == pytest.approx(months.sum(), abs=0.01)
         assert after[(CASH, "net present value (at the discount rate)")][label] == pytest.approx(
             npv_usd(months, 0.15), abs=0.01)
+
+
+def test_a_currency_shows_every_cost_at_its_rate_and_the_rate_is_an_input(runs, tmp_path):
+    """EUR at 0.92 per USD: every money figure is the simulator's x 0.92 after LibreOffice
+    recalculates; the named rate moves every total in proportion; prices stay in US dollars."""
+    import dataclasses
+
+    from simulator.scenario.schema import Currency
+
+    eur = [dataclasses.replace(r, scenario=r.scenario.model_copy(update={"currency": Currency(code="EUR", usd_rate=0.92)}))
+           for r in runs]  # fmt: skip
+    report = write_report(tmp_path, eur)
+    recalculated = load(recalculate(report, tmp_path))
+    table = summary_table(recalculated)
+    for r in runs:
+        s = r.result.summary
+        assert table[(SPEND, "Lifetime spend")][r.label] == pytest.approx(0.92 * s["total_cost_usd"], abs=0.005)
+        assert table[(CASH, "Net cash out")][r.label] == pytest.approx(0.92 * s["cash_flow"]["total_usd"], abs=0.005)
+    assert "€" in recalculated["Summary"]["C7"].number_format
+    assert recalculated["Summary"]["B7"].value == "EUR"
+    _every_formula_matches_its_cached_value(report, recalculated)
+    changed = tmp_path / "changed.xlsx"
+    assert set_named_cell(report, "finance_usd_rate", 1.1, changed) == 0.92
+    after = summary_table(load(recalculate(changed, tmp_path / "again")))
+    for r in runs:
+        assert after[(SPEND, "Lifetime spend")][r.label] == pytest.approx(1.1 * r.result.summary["total_cost_usd"], abs=0.01)

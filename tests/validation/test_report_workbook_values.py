@@ -338,8 +338,14 @@ def test_layout_formats_and_page_setup(values):
     assert values["Latency & SLO"].freeze_panes == "D5"
     for ws in values.worksheets:
         assert ws.page_setup.orientation == "landscape", ws.title
-        assert not ws.protection.sheet, ws.title
+        assert ws.protection.sheet and ws.protection.password is None, ws.title  # protected, no password
         assert ws.freeze_panes, ws.title
+    # only the input cells take edits: the yellow price cells are unlocked, formulas are not
+    assumptions = values["Assumptions"]
+    inputs = [c for row in assumptions.iter_rows(min_row=5, max_col=5) for c in row[4:5]
+              if c.fill.fgColor.rgb in ("FFFFF2CC", "00FFF2CC")]  # fmt: skip
+    assert inputs and all(not c.protection.locked for c in inputs)
+    assert summary["C7"].protection.locked
     assert "$" in summary["C7"].number_format
     util = values["Utilisation"]
     assert util["H5"].number_format == "0.0%"
