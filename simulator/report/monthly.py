@@ -254,8 +254,10 @@ def write_monthly(
     billing_sheet: str,
     columns: list[BillingColumn],
     months: list[str],
+    fiscal_name: str | None = None,
 ) -> MonthlyLayout:
-    """The Monthly sheet of a run (see the module docstring); returns its layout."""
+    """The Monthly sheet of a run (see the module docstring); returns its layout. ``fiscal_name``:
+    the named cell of the fiscal year's first month (the fiscal-year column is then a formula)."""
     dates = month_dates(months)
     n = len(months)
     layout = MonthlyLayout(
@@ -306,7 +308,7 @@ def write_monthly(
     )
     _entity_block(sheet, layout, entities, col_pc, pc_values, col)
     _total_columns(sheet, layout)
-    _month_column(sheet, layout)
+    _month_column(sheet, layout, fiscal_name)
     _stacked_chart(sheet, layout, run)
     sheet.finish(HEADER_ROWS, frozen_cols=1)
     return layout
@@ -434,12 +436,18 @@ def _total_columns(sheet: Sheet, layout: MonthlyLayout) -> None:
     sheet.group(2, layout.col_total, layout.col_cumulative, "All spend")
 
 
-def _month_column(sheet: Sheet, layout: MonthlyLayout) -> None:
+def _month_column(sheet: Sheet, layout: MonthlyLayout, fiscal_name: str | None = None) -> None:
+    """Months, and their fiscal year: a formula of the named start month when there is one."""
     sheet.header(3, 0, ["Month"])
     sheet.header(3, 1, ["Fiscal year"])
     for i, (month, fy) in enumerate(zip(layout.months, layout.fiscal_years, strict=True)):
         sheet.write(DATA_ROW + i, 0, month, "month")
-        sheet.write(DATA_ROW + i, 1, fy)
+        if fiscal_name is None:
+            sheet.write(DATA_ROW + i, 1, fy)
+            continue
+        day = cell_ref(None, DATA_ROW + i, 0)
+        sheet.formula(DATA_ROW + i, 1, f'="FY"&(YEAR({day})+IF(AND({fiscal_name}>1,MONTH({day})>={fiscal_name}),1,0))',
+                      fy, "text")  # fmt: skip
     sheet.write(layout.total_row, 0, "Total", "total_label")
 
 

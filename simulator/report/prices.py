@@ -46,6 +46,7 @@ API_GROUP = "api"
 FINANCE_GROUP = "finance"
 DISCOUNT_KEY = "discount_rate_per_year"
 USD_RATE_KEY = "usd_rate"  # units of the report's currency per US dollar (only when it is not USD)
+FISCAL_KEY = "fiscal_year_start_month"
 API_KEYS = ("usd_per_million_input_tokens", "usd_per_million_output_tokens")
 #: keys of a refresh's residual (sale) value and retired GPUs' mean age: + '_<gpu>_<date>' of
 #: its write-off key (the residual's is the cash view's sale key, simulator.economics.cashflow)
@@ -66,6 +67,7 @@ _UNITS = {
     "opex_fraction_per_year": "share of capex per year",
     DISCOUNT_KEY: "rate per year",
     USD_RATE_KEY: "per US dollar",
+    FISCAL_KEY: "month (1-12)",
     "usd_per_million_input_tokens": "$/1M input tokens",
     "usd_per_million_output_tokens": "$/1M output tokens",
     "usd_per_thousand_queries": "$/1k queries",
@@ -97,6 +99,7 @@ _LABELS = {
     ("api", "usd_per_million_output_tokens"): "API baseline price, output tokens",
     ("finance", DISCOUNT_KEY): "discount rate per year for the net present value of the cash flow",
     ("finance", USD_RATE_KEY): "exchange rate: units of the report's currency per US dollar (every cost x it)",
+    ("finance", FISCAL_KEY): "month the fiscal year starts (1 = January); FY named by the year it ends in",
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
     (
@@ -389,6 +392,9 @@ def _finance_candidates(run: PricedRun) -> list[_Candidate]:
     rate = float(run.scenario.discount_rate_per_year)
     out = [_Candidate(run.label, FINANCE_GROUP, DISCOUNT_KEY, "finance", rate, f"{FINANCE_GROUP}\0{DISCOUNT_KEY}",
                       (rate,))]  # fmt: skip
+    month = float(run.scenario.fiscal_year_start_month)
+    out.append(_Candidate(run.label, FINANCE_GROUP, FISCAL_KEY, "finance", month, f"{FINANCE_GROUP}\0{FISCAL_KEY}",
+                          (month,)))  # fmt: skip
     currency = run.scenario.currency
     if currency.code != "USD":
         out.append(_Candidate(run.label, FINANCE_GROUP, USD_RATE_KEY, "finance", float(currency.usd_rate),

@@ -52,6 +52,7 @@ from simulator.report.prices import (
     API_GROUP,
     DISCOUNT_KEY,
     FINANCE_GROUP,
+    FISCAL_KEY,
     PriceBook,
     PricedRun,
     build_price_book,
@@ -161,9 +162,8 @@ def _monthly_and_billing(
 ) -> tuple[MonthlyLayout, CashLayout]:
     months = sorted(set(run.result.monthly["month"]) | set(run.result.billing.get("month", [])))
     columns = billing_columns(run.result.billing, months, book, run.label)
-    layout = write_monthly(
-        monthly, run.label, run.scenario, run.result.monthly, billing.name, columns, months
-    )
+    fiscal = book.name_for(run.label, FINANCE_GROUP, FISCAL_KEY) if book.has(run.label, FINANCE_GROUP, FISCAL_KEY) else None
+    layout = write_monthly(monthly, run.label, run.scenario, run.result.monthly, billing.name, columns, months, fiscal)
     write_billing(billing, run.label, layout.months, columns)
     billing.finish(HEADER_ROWS, frozen_cols=1)
     discount = book.name_for(run.label, FINANCE_GROUP, DISCOUNT_KEY)
@@ -285,10 +285,14 @@ def _spend_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
                 cells.append((None, None))
                 continue
             top, bottom = lay.fiscal_year_range(fy)
-            rng = f"{cell_ref(lay.sheet, top, lay.col_total, True)}:{cell_ref(None, bottom, lay.col_total, True)}"
+            last = DATA_ROW + len(lay.months) - 1
+            years = f"{cell_ref(lay.sheet, DATA_ROW, 1, True)}:{cell_ref(None, last, 1, True)}"
+            spend = f"{cell_ref(lay.sheet, DATA_ROW, lay.col_total, True)}:{cell_ref(None, last, lay.col_total, True)}"
             value = float(lay.values[lay.col_total][top - DATA_ROW : bottom - DATA_ROW + 1].sum())
-            cells.append((f"=SUM({rng})", value))
-        w.add(f"cost_{fy}", f"  spend {fy}", "USD", "usd", "formula", cells)
+            cells.append((f'=SUMIF({years},"{fy}",{spend})', value))
+        w.add(f"cost_{fy}", f"  spend {fy}", "USD", "usd",
+              "formula: the Monthly months whose fiscal year (column B, from the fiscal year's start month) is this",
+              cells)  # fmt: skip
 
 
 def _cash_rows(w: _SummaryWriter, cash: dict[str, CashLayout]) -> None:
@@ -341,7 +345,7 @@ def _pool_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
             f"{pool}.peak_gpus",
             "  peak GPUs held",
             "GPUs",
-            "num",
+            "int",
             "simulated",
             [(None, s.get("peak_gpus")) for s in stats],
         )
@@ -380,6 +384,12 @@ def _workload_rows(
         _slo_rows(w, name)
 
 
+def token_format(values: list[Any]) -> str:
+    """Tokens in billions from 10 billion, in millions from 10 million, else whole."""
+    top = max((abs(float(v)) for v in values if v is not None), default=0.0)
+    return "tokens_b" if top >= 1e10 else "tokens_m" if top >= 1e7 else "int"
+
+
 def _workload_cost_rows(
     w: _SummaryWriter, name: str, layouts: dict[str, MonthlyLayout], shares
 ) -> None:
@@ -403,10 +413,11 @@ def _workload_cost_rows(
     if any(cell[0] is not None for cell in retrieval_cells):
         w.add(f"{name}.retrieval_cost_usd", "  of which retrieval (queries + hours)", "USD", "usd",
               "formula", retrieval_cells)  # fmt: skip
-    w.add(f"{name}.input_tokens", "  input tokens (answered requests)", "tokens", "int", "simulated",
-          [(None, s and s["input_tokens"]) for s in stats])  # fmt: skip
-    w.add(f"{name}.output_tokens", "  output tokens (answered requests)", "tokens", "int", "simulated",
-          [(None, s and s["output_tokens"]) for s in stats])  # fmt: skip
+    for key, label in (("input_tokens", "  input tokens (answered requests)"),
+                       ("output_tokens", "  output tokens (answered requests)")):
+        values = [s and s[key] for s in stats]
+        fmt = token_format(values)
+        w.add(f"{name}.{key}", label, "tokens", fmt, "simulated", [(None, v) for v in values])
     w.add(f"{name}.input_share", "  input share of GPU-time (prefill)", "%", "pct", "cost model",
           [(None, shares.get(r.label, {}).get(name) if s else None) for r, s in zip(w.runs, stats, strict=True)])  # fmt: skip
     per_m, per_in, per_out = [], [], []
@@ -711,14 +722,13 @@ def write_compare(sheet: Sheet, comparison: Comparison, refs: dict[str, str]) ->
         "$ rows link to Summary (they recompute with the prices); other rows are simulated. "
         "Delta = run - first run (formula).",
     )
-    recommended = comparison.recommended or "none meets every SLO"
-    sheet.write(
-        2, 0, f"Cheapest run meeting every SLO (at the simulated prices): {recommended}", "bold"
-    )
     labels = ["Metric", "Unit"] + runs + [f"delta {r} vs {runs[0]}" for r in runs[1:]]
     sheet.header(SUMMARY_HEADER_ROW, 0, labels)
     row = SUMMARY_HEADER_ROW + 1
+    spend_row = None
     for metric in comparison.metrics:
+        if metric.key == "total_cost_usd":
+            spend_row = row
         fmt = _UNIT_FORMATS.get(metric.unit, "num")
         sheet.write(row, 0, metric.label.strip(), "text")
         sheet.write(row, 1, _UNIT_LABELS.get(metric.unit, metric.unit).replace("USD", sheet.currency.code))
@@ -744,7 +754,31 @@ def write_compare(sheet: Sheet, comparison: Comparison, refs: dict[str, str]) ->
     sheet.write(row, 0, "Meets every SLO", "bold")
     for j, ok in enumerate(comparison.meets_slo):
         sheet.write(row, 2 + j, bool(ok))
+    _cheapest_meeting_slo(sheet, comparison, spend_row, row)
     sheet.finish(SUMMARY_HEADER_ROW + 1, frozen_cols=1, max_width=40)
+
+
+def _cheapest_meeting_slo(sheet: Sheet, comparison: Comparison, spend_row: int | None, meets_row: int) -> None:
+    """The cheapest run meeting every SLO as a formula: a row of the lifetime spend of the runs
+    that meet every SLO (blank for the others), and the title cell picks the least of them, so
+    it follows the prices."""
+    recommended = comparison.recommended or "none meets every SLO"
+    text = f"Cheapest run meeting every SLO: {recommended}"
+    if spend_row is None:
+        sheet.write(2, 0, text, "bold")
+        return
+    row = meets_row + 1
+    runs = comparison.runs
+    sheet.write(row, 0, "Lifetime spend if it meets every SLO", "text")
+    spend = comparison.metrics[0].values
+    for j, ok in enumerate(comparison.meets_slo):
+        meets, cost = cell_ref(None, meets_row, 2 + j), cell_ref(None, spend_row, 2 + j)
+        sheet.formula(row, 2 + j, f'=IF({meets}="yes",{cost},"")', spend[j] if ok else "", "usd")
+    first, last = cell_ref(None, row, 2, True), cell_ref(None, row, 1 + len(runs), True)
+    names = f"{cell_ref(None, SUMMARY_HEADER_ROW, 2, True)}:{cell_ref(None, SUMMARY_HEADER_ROW, 1 + len(runs), True)}"
+    pick = f"INDEX({names},MATCH(MIN({first}:{last}),{first}:{last},0))"
+    formula = f'="Cheapest run meeting every SLO: "&IF(COUNT({first}:{last})=0,"none meets every SLO",{pick})'
+    sheet.formula(2, 0, formula, text, "bold")
 
 
 # ---------------------------------------------------------------------- About

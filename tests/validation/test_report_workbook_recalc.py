@@ -210,3 +210,29 @@ def test_a_currency_shows_every_cost_at_its_rate_and_the_rate_is_an_input(runs, 
     after = summary_table(load(recalculate(changed, tmp_path / "again")))
     for r in runs:
         assert after[(SPEND, "Lifetime spend")][r.label] == pytest.approx(1.1 * r.result.summary["total_cost_usd"], abs=0.01)
+
+
+def test_labels_that_depend_on_inputs_are_formulas(report, runs, tmp_path):
+    """The cheapest run meeting every SLO follows the prices; the fiscal years follow their start month."""
+    from simulator.results.compare import compare
+
+    recommended = compare([r.result.summary for r in runs]).recommended
+    recalculated = load(recalculate(report, tmp_path))
+    assert recalculated["Compare"]["A3"].value == f"Cheapest run meeting every SLO: {recommended}"
+    assert recommended == "owned"
+    changed = tmp_path / "changed.xlsx"
+    set_named_cell(report, "serving_capex_usd_per_gpu", 200000.0, changed)  # owned hardware 10x dearer
+    assert set_named_cell(changed, "finance_fiscal_year_start_month", 7, changed) == 2  # the scenario: February
+    after = load(recalculate(changed, tmp_path / "again"))
+    assert after["Compare"]["A3"].value == "Cheapest run meeting every SLO: base"
+    monthly = after["Monthly base"]
+    rows = list(monthly.iter_rows(min_row=5, values_only=True))
+    months = [(r[0], r[1], r[2]) for r in rows if hasattr(r[0], "month")]
+    for month, fy, _ in months:  # named by the year the fiscal year ends in
+        assert fy == f"FY{month.year + (1 if month.month >= 7 else 0)}"
+    table = summary_table(after)
+    common = {fy for _, fy, _ in months} & {label.removeprefix("spend ") for _, label in table}
+    assert common
+    for fy in common:
+        assert table[(SPEND, f"spend {fy}")]["base"] == pytest.approx(
+            sum(total for _, y, total in months if y == fy), abs=0.005)
