@@ -78,9 +78,9 @@ def write_cashflow(
             if cash_price == 0:
                 continue
             if cash_price == c.price:
-                terms.append(cell_ref(billing_sheet, DATA_ROW + i, c.cost_col))
+                terms.append(c.cost_ref(i, billing_sheet))
             else:
-                terms.append(_opex_term(book, run, c, cell_ref(billing_sheet, DATA_ROW + i, c.qty_col)))
+                terms.append(_opex_term(book, run, c, c.qty_ref(i, billing_sheet)))
             incurred[i] += c.quantity[i] * cash_price
         sheet.formula(DATA_ROW + i, incurred_col, "=" + ("+".join(terms) or "0"), incurred[i], "usd")
     sheet.header(3, incurred_col, ["paid as incurred (usage, power, opex)"], "header_formula")

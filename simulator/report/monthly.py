@@ -1,7 +1,9 @@
 """The Billing and Monthly sheets of one run: where every cost is a live formula.
 
-Billing: months as rows; for each pool x line item x category, the billed quantity (simulated:
-GPU-hours or kWh) and its cost = quantity x the named price (Assumptions sheet).
+Billing: one row per line item per month (long format, each line's months together): pool, line
+item, who it is paid for (category), the billed quantity (simulated: GPU-hours, kWh, ...), the
+named price (Assumptions sheet) and the cost = quantity x that price; beside it a pivot of the
+totals per line item.
 
 Monthly: months as rows; spend by category, by pool, by pool and category (sums of Billing cost
 cells), by workload, training job and idle (a pool-and-category cost times the share of it the
@@ -53,9 +55,16 @@ def fiscal_year(month: dt.date, start_month: int) -> str:
     return f"FY{month.year + (1 if start_month > 1 and month.month >= start_month else 0)}"
 
 
+#: Billing's columns (long format).
+BILLING_HEADERS = ["Month", "Pool", "Line item", "Paid for", "Unit", "Quantity (simulated)", "Price (named cell)",
+                   "Unit price", "Cost"]  # fmt: skip
+QTY_COL, PRICE_NAME_COL, PRICE_COL, COST_COL = 5, 6, 7, 8
+PIVOT_COL = COST_COL + 2  # the totals per line item, right of the long table
+
+
 @dataclass(frozen=True)
 class BillingColumn:
-    """One billed quantity of a pool (line item x category) and where it sits on Billing."""
+    """One billed quantity of a pool (line item x category): its months' rows on Billing."""
 
     pool: str
     line_item: str
@@ -65,14 +74,21 @@ class BillingColumn:
     price_name: str
     price: float
     quantity: np.ndarray  # per month
-    qty_col: int
-    cost_col: int
+    first_row: int  # Billing row of its first month (its months follow)
     cash_price: float = 0.0  # the part of the price paid as it accrues (cash view)
     fx: str = ""  # '*<exchange rate name>' when the report's currency is not USD
 
     @property
     def cost(self) -> np.ndarray:
         return self.quantity * self.price
+
+    def qty_ref(self, month: int, sheet: str | None = None) -> str:
+        """Reference to its quantity of month index ``month`` on Billing."""
+        return cell_ref(sheet, self.first_row + month, QTY_COL)
+
+    def cost_ref(self, month: int, sheet: str | None = None) -> str:
+        """Reference to its cost of month index ``month`` on Billing."""
+        return cell_ref(sheet, self.first_row + month, COST_COL)
 
 
 @dataclass
@@ -120,12 +136,11 @@ def billing_columns(
     if billing.empty:
         return []
     out: list[BillingColumn] = []
-    col = 1
     for (pool, item), rows in billing.groupby(["pool", "line_item"], sort=False):
         used = [c for c in CATEGORIES if (rows.loc[rows["category"] == c, "quantity"] != 0).any()]
         first = rows.iloc[0]
         cash_price = _cash_price(rows)
-        for i, category in enumerate(used):
+        for category in used:
             per_month = rows[rows["category"] == category].groupby("month")["quantity"].sum()
             quantity = per_month.reindex(months, fill_value=0.0).to_numpy(dtype=float)
             out.append(BillingColumn(
@@ -133,9 +148,8 @@ def billing_columns(
                 price_key=str(first["price_key"]), category=category,
                 price_name=book.name_for(run, str(pool), str(first["price_key"])),
                 price=float(first["unit_price_usd"]), quantity=quantity,
-                qty_col=col + i, cost_col=col + len(used) + i, cash_price=cash_price, fx=book.fx(run),
+                first_row=DATA_ROW + len(out) * len(months), cash_price=cash_price, fx=book.fx(run),
             ))  # fmt: skip
-        col += 2 * len(used)
     return out
 
 
@@ -155,40 +169,55 @@ def _cash_price(rows: pd.DataFrame) -> float:
 def write_billing(
     sheet: Sheet, run: str, months: list[dt.date], columns: list[BillingColumn]
 ) -> None:
-    """Quantities (simulated) and costs (= quantity x named price) per month."""
+    """One row per line item per month: quantity (simulated) x named price = cost; then the
+    total, and the totals per line item to the right."""
     sheet.title(
-        f"Billing - {run}: billed quantities (simulated) x named prices (Assumptions) = cost",
-        "Orange headers: simulated quantities (GPU-hours held, kWh). Green headers: cost formulas "
-        "= quantity x the named price; change a price on the Assumptions sheet and they recompute.",
+        f"Billing - {run}: one row per line item per month: quantity (simulated) x named price = cost",
+        "Orange header: simulated quantities. Green: the named price (Assumptions) and the cost formula; "
+        "change a price on the Assumptions sheet and they recompute. Right: totals per line item.",
     )
-    sheet.header(3, 0, ["Month"])
-    last = DATA_ROW + len(months)
-    for i, month in enumerate(months):
-        sheet.write(DATA_ROW + i, 0, month, "month")
-    sheet.write(last, 0, "Total", "total_label")
-    groups: dict[tuple[str, str], list[BillingColumn]] = {}
+    sheet.header(3, 0, BILLING_HEADERS[:QTY_COL])
+    sheet.header(3, QTY_COL, [BILLING_HEADERS[QTY_COL]], "header_sim")
+    sheet.header(3, PRICE_NAME_COL, BILLING_HEADERS[PRICE_NAME_COL:], "header_formula")
+    n = len(months)
     for c in columns:
-        groups.setdefault((c.pool, c.line_item), []).append(c)
-    for (pool, item), members in groups.items():
-        first_col = min(c.qty_col for c in members)
-        last_col = max(c.cost_col for c in members)
-        sheet.group(2, first_col, last_col, f"{pool}: {item} x {members[0].price_name}")
-        for c in members:
-            _billing_column(sheet, c, months, last)
+        unit = {"GPU-hour": "GPU-hours", "hour": "hours"}.get(c.unit, c.unit)
+        for i, month in enumerate(months):
+            row = c.first_row + i
+            sheet.write(row, 0, month, "month")
+            sheet.write(row, 1, c.pool)
+            sheet.write(row, 2, c.line_item)
+            sheet.write(row, 3, c.category)
+            sheet.write(row, 4, unit)
+            sheet.write(row, QTY_COL, c.quantity[i], "num")
+            sheet.write(row, PRICE_NAME_COL, c.price_name)
+            sheet.formula(row, PRICE_COL, f"={c.price_name}", c.price, "derived_usd")
+            sheet.formula(row, COST_COL, f"={c.qty_ref(i)}*{c.price_name}{c.fx}", c.cost[i], "usd")
+    last = DATA_ROW + n * len(columns)
+    sheet.write(last, 0, "Total", "total_label")
+    total = sum((c.cost.sum() for c in columns), 0.0)
+    letter = xl_col_to_name(COST_COL)
+    sheet.formula(last, COST_COL, f"=SUM({letter}{DATA_ROW + 1}:{letter}{last})", total, "usd_bold")
+    _billing_pivot(sheet, columns, n)
 
 
-def _billing_column(sheet: Sheet, c: BillingColumn, months: list[dt.date], last: int) -> None:
-    unit = {"GPU-hour": "GPU-hours", "hour": "hours"}.get(c.unit, c.unit)
-    sheet.header(3, c.qty_col, [f"{c.category} {unit}"], "header_sim")
-    sheet.header(3, c.cost_col, [f"{c.category} {sheet.currency.code}"], "header_formula")
-    for i in range(len(months)):
-        row = DATA_ROW + i
-        sheet.write(row, c.qty_col, c.quantity[i], "num")
-        qty = cell_ref(None, row, c.qty_col)
-        sheet.formula(row, c.cost_col, f"={qty}*{c.price_name}{c.fx}", c.cost[i], "usd")
-    for col, values, fmt in ((c.qty_col, c.quantity, "num_bold"), (c.cost_col, c.cost, "usd_bold")):
-        name = xl_col_to_name(col)
-        sheet.formula(last, col, f"=SUM({name}{DATA_ROW + 1}:{name}{last})", values.sum(), fmt)
+def _billing_pivot(sheet: Sheet, columns: list[BillingColumn], n: int) -> None:
+    """Totals per line item (pool, line, who it is paid for): quantity and cost, sums of its rows."""
+    headers = ["Pool", "Line item", "Paid for", "Quantity", "Cost"]
+    sheet.group(2, PIVOT_COL, PIVOT_COL + len(headers) - 1, "Totals per line item (sums of the rows at left)")
+    sheet.header(3, PIVOT_COL, headers[:3])
+    sheet.header(3, PIVOT_COL + 3, headers[3:4], "header_sim")
+    sheet.header(3, PIVOT_COL + 4, headers[4:], "header_formula")
+    for k, c in enumerate(columns):
+        row = DATA_ROW + k
+        sheet.write(row, PIVOT_COL, c.pool)
+        sheet.write(row, PIVOT_COL + 1, c.line_item)
+        sheet.write(row, PIVOT_COL + 2, c.category)
+        last = c.first_row + n - 1
+        for col, source, value, fmt in ((PIVOT_COL + 3, QTY_COL, c.quantity.sum(), "num"),
+                                        (PIVOT_COL + 4, COST_COL, c.cost.sum(), "usd")):  # fmt: skip
+            top, bottom = cell_ref(None, c.first_row, source), cell_ref(None, last, source)
+            sheet.formula(row, col, f"=SUM({top}:{bottom})", value, fmt)
 
 
 # ---------------------------------------------------------------------- Monthly
@@ -329,9 +358,9 @@ def _unattributed(pc_keys: list[tuple[str, str]], entities: list[_Entity], n: in
 def _pc_block(sheet, layout, billing_sheet, columns, col_pc, pc_values) -> None:
     for (pool, category), col in col_pc.items():
         sheet.header(3, col, [f"{pool} {category}"], "header_formula")
-        refs = [c.cost_col for c in columns if (c.pool, c.category) == (pool, category)]
+        members = [c for c in columns if (c.pool, c.category) == (pool, category)]
         for i in range(len(layout.months)):
-            formula = "=" + "+".join(cell_ref(billing_sheet, DATA_ROW + i, r) for r in refs)
+            formula = "=" + "+".join(c.cost_ref(i, billing_sheet) for c in members)
             sheet.formula(DATA_ROW + i, col, formula, pc_values[(pool, category)][i])
         layout.values[col] = pc_values[(pool, category)]
         _column_total(sheet, layout, col)

@@ -51,9 +51,9 @@ def test_lifecycle_workbook_shows_each_step(lifecycle_workbook):
     assert held[("2028-06", "base-v3-70b")] < held[("2028-05", "base-v3-70b")]
     # the write-off is a Billing line of June 2028, priced by a named cell
     billing = wb["Billing base"]
-    groups = [str(c.value) for c in billing[3] if c.value]
-    write_off = [g for g in groups if "refresh_write_off h100-sxm 2028-06-01" in g]
-    assert write_off, groups
+    lines = [r for r in billing.iter_rows(min_row=5, values_only=True) if r[2]]
+    write_off = [r for r in lines if r[2] == "refresh_write_off h100-sxm 2028-06-01" and r[5]]
+    assert write_off and {r[0].strftime("%Y-%m") for r in write_off} == {"2028-06"}, lines[:3]
     names = set(wb.defined_names)
     assert "serving_70b_refresh_write_off_usd_per_gpu_h100_sxm_2028_06_01" in names
     assert "serving_8b_usd_per_gpu_hour_from_2028_09_01" in names  # the renewal price

@@ -95,7 +95,7 @@ def test_workbook_shows_retrieval_as_its_own_priced_lines(report, runs):
     headers = [c.value for c in monthly[4]]
     assert "chat retrieval" in headers and "retrieval:chat inference" in headers
     billing = values["Billing base"]
-    groups = " ".join(str(c.value) for c in billing[3] if c.value)
+    groups = " ".join(f"{r[1]}: {r[2]} x {r[6]}" for r in billing.iter_rows(min_row=5, values_only=True) if r[6])
     assert (
         "retrieval:chat: retrieval_queries x retrieval_chat_usd_per_thousand_queries_base" in groups
     )

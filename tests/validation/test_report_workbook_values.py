@@ -251,11 +251,16 @@ def test_monthly_rows_add_up_and_match_the_simulation(values, runs):
 
 
 def test_cost_cells_are_formulas_of_named_prices(formulas, runs):
-    base = formulas["Billing base"]
-    costs = [c.value for c in base[5] if isinstance(c.value, str) and c.value.startswith("=")]
-    assert costs and all("*" in f for f in costs)
+    base = formulas["Billing base"]  # long format: one row per line item per month, cost in column I
+    header = [c.value for c in base[4]]
+    assert header[:9] == ["Month", "Pool", "Line item", "Paid for", "Unit", "Quantity (simulated)",
+                          "Price (named cell)", "Unit price", "Cost"]  # fmt: skip
+    rows = [r for r in base.iter_rows(min_row=5, values_only=True) if hasattr(r[0], "month")]
+    costs = [r[8] for r in rows]
+    assert costs and all(isinstance(f, str) and f.startswith("=F") and "*" in f for f in costs)
     assert {"serving_usd_per_gpu_hour", "serving_overflow_usd_per_gpu_hour", "train_pool_usd_per_gpu_hour_base"} <= {
         f.split("*")[1] for f in costs}  # fmt: skip
+    assert all(f.split("*")[1] == name for f, name in zip(costs, (r[6] for r in rows), strict=True))
     monthly = formulas["Monthly base"]
     cols = _columns(monthly)
     assert monthly.cell(5, cols["Total"]).value == "=SUM(E5:G5)"
