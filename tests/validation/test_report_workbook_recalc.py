@@ -236,3 +236,33 @@ def test_labels_that_depend_on_inputs_are_formulas(report, runs, tmp_path):
     for fy in common:
         assert table[(SPEND, f"spend {fy}")]["base"] == pytest.approx(
             sum(total for _, y, total in months if y == fy), abs=0.005)
+
+
+def test_every_price_input_at_once_moves_each_total_by_its_quantity(report, runs, tmp_path):
+    """Superposition: every named price that Billing multiplies directly is raised by its own
+    amount at once; each run's lifetime spend moves by exactly sum(delta x billed quantity)."""
+    from simulator.report.prices import PricedRun, build_price_book
+
+    book = build_price_book([PricedRun(r.label, r.scenario, r.result.billing) for r in runs])
+    used = {name for (run, group, key), name in book.names.items()
+            if any(len(r.result.billing) and (r.result.billing["price_key"] == key).any() for r in runs)}  # fmt: skip
+    direct = [c for c in book.cells if c.formula is None and c.editable and c.name in used]
+    assert len(direct) >= 5
+    changed = tmp_path / "changed.xlsx"
+    source = report
+    deltas = {}
+    for k, cell in enumerate(direct):
+        deltas[cell.name] = 0.01 * (k + 1) * max(abs(cell.value), 1.0)
+        set_named_cell(source, cell.name, cell.value + deltas[cell.name], changed)
+        source = changed
+    before = summary_table(load(report))
+    after = summary_table(load(recalculate(changed, tmp_path)))
+    for r in runs:
+        billing = r.result.billing
+        expected = 0.0
+        for (run, group, key), name in book.names.items():
+            if run == r.label and name in deltas:
+                rows = billing[(billing["pool"] == group) & (billing["price_key"] == key)]
+                expected += deltas[name] * float(rows["quantity"].sum())
+        moved = after[(SPEND, "Lifetime spend")][r.label] - before[(SPEND, "Lifetime spend")][r.label]
+        assert moved == pytest.approx(expected, abs=0.01), r.label
