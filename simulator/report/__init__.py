@@ -5,7 +5,7 @@ below it (``common`` up to ``results``); nothing imports it but ``sweep`` and th
 
 The public functions (:mod:`simulator.report.api`, documented in ``docs/api.md``) are loaded
 on first use: ``from simulator.report import write_workbook, write_html, write_plots, write_files,
-plot_monthly_spend, plot_cumulative_spend, plot_utilisation_heatmap, plot_training_gantt``.
+write_focus, plot_monthly_spend, plot_cumulative_spend, plot_utilisation_heatmap, plot_training_gantt``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 __all__ = ["plot_cumulative_spend", "plot_monthly_spend", "plot_training_gantt", "plot_utilisation_heatmap",
-           "write_files", "write_html", "write_plots", "write_workbook"]  # fmt: skip
+           "write_files", "write_focus", "write_html", "write_plots", "write_workbook"]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

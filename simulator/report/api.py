@@ -72,6 +72,13 @@ def write_html(results: Results, path: str | Path) -> Path:
     return write(path, report_runs(results))
 
 
+def write_focus(results: Results, path: str | Path) -> Path:
+    """The runs' charges in the FinOps FOCUS 1.2 layout (.csv or .parquet), as ``fleetsim report --focus``."""
+    from simulator.report.focus import write_focus as write
+
+    return write(path, [r.result for r in report_runs(results)])
+
+
 def write_files(result: Result, directory: str | Path) -> list[Path]:
     """One run's files (summary.json, monthly/hourly/latency/... tables) into ``directory``, as
     ``fleetsim run --out`` writes them for one plan."""
