@@ -62,7 +62,8 @@ def summary_tables(summary: dict[str, Any]) -> list[Any]:
             ["GPU-hours busy", f"{summary['gpu_hours_busy']:,.0f}"],
             ["energy", f"{summary['energy_kwh']:,.0f} kWh"],
         ]
-        + [[f"  {fy}", usd(v)] for fy, v in summary["cost_by_fiscal_year_usd"].items()],
+        + [[f"  {fy}", usd(v)] for fy, v in summary["cost_by_fiscal_year_usd"].items()]
+        + _cash_rows(summary.get("cash_flow")),
     )
     workloads = table(
         "Workloads",
@@ -94,6 +95,21 @@ def summary_tables(summary: dict[str, Any]) -> list[Any]:
          for name, p in summary["pools"].items()],
     )  # fmt: skip
     return [head, workloads, jobs, pools]
+
+
+def _cash_rows(cash: dict[str, Any] | None) -> list[list[str]]:
+    """The cash view's lines (when the summary has one): cash out, purchases, NPV."""
+    if not cash:
+        return []
+    rows = [["cash out (capex when paid)", usd(cash["total_usd"])]]
+    if cash["purchases_usd"]:
+        rows.append(["  owned hardware bought", usd(cash["purchases_usd"])])
+    if cash["residual_sales_usd"]:
+        rows.append(["  residual sales (inflow)", usd(cash["residual_sales_usd"])])
+    rows.append([f"  NPV at {cash['discount_rate_per_year']:.1%}/yr", usd(cash["npv_usd"])])
+    if cash["owned_book_value_at_end_usd"]:
+        rows.append(["  book value owned at the end", usd(cash["owned_book_value_at_end_usd"])])
+    return rows
 
 
 def _ms(value: float | None) -> str:
