@@ -13,9 +13,10 @@ Two tables, both in named cells:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import numpy as np
+from pydantic import BaseModel
 
 from simulator.economics.pricing import DEFAULT_CLOUD_PUE
 from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
@@ -29,6 +30,7 @@ from simulator.report.prices import (
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.scenario.resolve import gpu_of, profile_for_pool
+from simulator.scenario.schema import Scenario
 from simulator.training import DEFAULT_FAILURES_PER_GPU_DAY
 
 PRICE_HEADER_ROW = 4
@@ -192,6 +194,39 @@ def run_inputs(run: ReportRun, input_shares: dict[str, float]) -> dict[str, Any]
     )
 
 
+def field_description(path: str) -> str:
+    """The scenario field's own description (its first sentence) for a dotted path of the
+    simulated-inputs table ('pools.serving.pricing.capex_usd_per_gpu'); '' when none."""
+    if path.startswith("resolved."):
+        return "resolved by fleetsim from the catalog, the calibration profile or a cited default"
+    if path in ("plan", "plan overrides"):
+        return "the plan run, and what it changes in the scenario as written"
+    models: list[type[BaseModel]] = [Scenario]
+    found = None
+    in_list = False
+    for part in path.split("."):
+        fields = [(m, m.model_fields.get(part) or next((f for f in m.model_fields.values() if f.alias == part), None))
+                  for m in models]  # fmt: skip
+        matches = [f for _, f in fields if f is not None]
+        if not matches:
+            if in_list:  # a list item's name or index
+                in_list = False
+                continue
+            return ""
+        found = matches[0]
+        models = [m for f in matches for m in _models_of(f.annotation)]
+        in_list = any(get_origin(f.annotation) is list or "list[" in str(f.annotation) for f in matches)
+    text = (found.description or "") if found is not None else ""
+    return text.split(". ")[0].rstrip(".")
+
+
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through lists, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_of(arg)]
+
+
 def _override_text(value: Any) -> str:
     """A plan's value as a reader writes it: numbers and text plainly, lists and maps compact."""
     if isinstance(value, dict | list):
@@ -210,11 +245,13 @@ def _inputs_table(
     paths = list(dict.fromkeys(p for inputs in per_run for p in inputs))
     label = "Simulated inputs (as each run used them; not named: a change needs a rerun of fleetsim)"
     sheet.group(row, 0, len(runs), label)
-    sheet.header(row + 1, 0, ["Field (scenario path)"] + [r.label for r in runs], "header_sim")
+    sheet.header(row + 1, 0, ["Field (scenario path)"] + [r.label for r in runs] + ["What it is"], "header_sim")
+    what_col = len(runs) + 1
     for i, path in enumerate(paths, start=row + 2):
         values = [inputs.get(path, _ABSENT) for inputs in per_run]
         differs = len({json.dumps(v, default=str) for v in values}) > 1
         sheet.write(i, 0, path)
+        sheet.write(i, what_col, field_description(path), "note", fit=False)
         live = [_price_name(book, r, path) for r in runs]
         for j, (value, name) in enumerate(zip(values, live, strict=True), start=1):
             if name is not None:

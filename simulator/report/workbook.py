@@ -278,6 +278,8 @@ def _spend_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
         w.add(f"{category}_cost_usd", label, "USD", "usd", "formula",
               [("=" + lay.total_ref(lay.col_category[category]), lay.total_value(lay.col_category[category]))
                for lay in lays])  # fmt: skip
+        if category == "idle":
+            _write_off_row(w, lays)
     for fy in _union([list(dict.fromkeys(lay.fiscal_years)) for lay in lays]):
         cells: list[tuple[str | None, Any]] = []
         for lay in lays:
@@ -306,6 +308,20 @@ def _cash_rows(w: _SummaryWriter, cash: dict[str, CashLayout]) -> None:
     w.add("cash_flow.owned_book_value_at_end_usd", "  book value of owned GPUs at the end (paid, not yet charged)",
           "USD", "usd", "simulated",
           [(None, r.result.summary.get("cash_flow", {}).get("owned_book_value_at_end_usd")) for r in w.runs])  # fmt: skip
+
+
+def _write_off_row(w: _SummaryWriter, lays: list[MonthlyLayout]) -> None:
+    """The book value written off at hardware refreshes, its own figure (part of idle: paid,
+    used by no workload), when some run has one."""
+    cells: list[tuple[str | None, Any]] = []
+    for r, lay in zip(w.runs, lays, strict=True):
+        cols = [lay.col_entity[("idle", write_off_entity(p.name))] for p in r.scenario.pools
+                if ("idle", write_off_entity(p.name)) in lay.col_entity]  # fmt: skip
+        cells.append(("=" + "+".join(lay.total_ref(c) for c in cols), sum(lay.total_value(c) for c in cols))
+                     if cols else (None, None))  # fmt: skip
+    if any(formula for formula, _ in cells):
+        w.add("write_off_cost_usd", "    of which written off at hardware refreshes", "USD", "usd",
+              "formula: book value less residual of the retired GPUs (Monthly's write-off columns)", cells)  # fmt: skip
 
 
 def _pool_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
