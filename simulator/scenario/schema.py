@@ -843,7 +843,10 @@ class TrainingJob(Strict):
     name: Name
     pool: str = Field(description="Name of the pool the job runs on.")
     model: str = Field(description="Catalog model name of the model trained.")
-    tokens: float = Field(gt=0, description="Training tokens D per run, tokens.")
+    tokens: float = Field(
+        gt=0, le=1e16,
+        description="Training tokens D per run, tokens (at most 1e16: the largest published runs are ~4e13).",
+    )  # fmt: skip
     gpus: int = Field(gt=0, description="GPUs each run holds while it runs, GPUs.")
     start: Date = Field(description="Earliest start, YYYY-MM-DD (it may queue for GPUs); repeats count from it.")
     dtype: Literal["bf16", "fp8"] = Field(
