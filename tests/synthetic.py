@@ -69,3 +69,11 @@ def mm1_provider(service_rate: float = 10.0, slo_ms: float = 500.0):
         return MM1Curve(service_rate=service_rate, slo_ms=slo_ms, deployment=deployment, workload=workload)
 
     return provider
+
+
+def without_failures(scenario):
+    """The scenario with hardware failures of serving replicas turned off (per_gpu_day 0): what
+    results were before failures were modelled."""
+    deployments = [d.model_copy(update={"failures": d.failures.model_copy(update={"per_gpu_day": 0.0})})
+                   for d in scenario.deployments]  # fmt: skip
+    return scenario.model_copy(update={"deployments": deployments})

@@ -64,6 +64,12 @@ from simulator.fleet.demand import (
     timeline,
 )
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
+from simulator.fleet.reliability import (
+    down_share,
+    failures_per_replica_hour,
+    recovery_hours,
+    spare_replicas,
+)
 from simulator.perf.memory import weight_bytes
 from simulator.scenario.resolve import gpu_of, model_of
 from simulator.scenario.schedule import hours_since, route_share_hourly, stepped
@@ -98,6 +104,8 @@ class RouteHours:
     requests_preempted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # in flight, retried
     too_long_share: float = 0.0  # of its requests, refused by the deployment as too long
     unserved_too_long: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    failed_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))  # lost to failures, not retried
+    requests_retried_after_failure: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -112,9 +120,15 @@ class DeploymentHours:
     #: busy GPUs weighted by their board power as a share of TDP (prefill at TDP, decode at the
     #: GPU's decode_power_fraction): what energy is charged on
     power_gpus: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    down_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spot: reloading
+    down_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spot reloads and failures
     preemptions_per_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
     decode_power_fraction: float = 1.0  #: the GPU's decode board power / TDP (catalog)
+    #: hardware failures per replica-hour, and the share of replicas down after them (renewal theory)
+    failures_per_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    failure_down: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: replicas asked for beyond the load's need, for failures (the expected loss and the spares)
+    redundant: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    retry_failed: bool = True  #: requests in flight on a failed replica are retried elsewhere
 
 
 @dataclass
@@ -453,19 +467,42 @@ def _requested_replicas(
             (r.replica_equivalents * peak[r.workload] for r in routes if r.deployment == dep.name),
             np.zeros(hours),
         )
-        down, rate = _spot_losses(scenario, dep, hours)
-        asked = np.where(active[dep.name] > 0, replicas_requested(equivalents / (1 - down), dep.autoscaling), 0.0)
+        spot_down, rate = _spot_losses(scenario, dep, hours)
+        failure_rate, failure_down = _failure_losses(scenario, dep, hours)
+        down = 1.0 - (1.0 - spot_down) * (1.0 - failure_down)
+        on = active[dep.name] > 0
+        needed = replicas_requested(equivalents / (1 - down), dep.autoscaling)
+        asked = np.where(on, needed + spare_replicas(needed, down, dep.redundancy), 0.0)
+        plain = np.where(on, replicas_requested(equivalents / (1 - spot_down), dep.autoscaling), 0.0)
+        delay = dep.autoscaling.scale_down_delay_minutes
+        requested = np.where(on, held_through_scale_down(asked, delay), 0.0)
         out[dep.name] = DeploymentHours(
             name=dep.name,
             pool=dep.pool,
             gpus_per_replica=dep.gpus_per_replica,
-            requested=np.where(active[dep.name] > 0,
-                               held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0),
+            requested=requested,
             down_fraction=down,
             preemptions_per_hour=rate,
             decode_power_fraction=gpu_of(scenario, scenario.pool(dep.pool)).decode_power_fraction,
+            failures_per_hour=failure_rate,
+            failure_down=failure_down,
+            redundant=np.maximum(requested - np.where(on, held_through_scale_down(plain, delay), 0.0), 0.0),
+            retry_failed=dep.failures.retry,
         )
     return out
+
+
+def _failure_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per hour, hardware failures per replica-hour and the share of replicas down after them
+    (see :mod:`simulator.fleet.reliability`); the weights shard reload follows the GPU era."""
+    rate, down = np.zeros(hours), np.zeros(hours)
+    if dep.failures.per_gpu_day <= 0:
+        return rate, down
+    per_hour = failures_per_replica_hour(dep.failures, dep.gpus_per_replica)
+    weights = weight_bytes(model_of(scenario, dep.model), dep.dtype)
+    rate[:] = per_hour
+    down[:] = down_share(per_hour, recovery_hours(dep.failures, dep.gpus_per_replica, weights))
+    return rate, down
 
 
 def _spot_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -628,6 +665,12 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
                                  route.busy_fraction)  # fmt: skip
             power_per_replica += share * (prefill + decode_power * (route.busy_fraction - prefill))
             route.requests_preempted = _preempted_requests(route, dep)
+            lost = _in_flight_lost(route, dep, dep.failures_per_hour)
+            if dep.retry_failed:
+                route.requests_retried_after_failure = lost
+            else:  # they fail: arrived = served + failed + unserved
+                route.failed_requests = np.minimum(lost, route.served_requests)
+                route.served_requests = route.served_requests - route.failed_requests
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
         dep.power_gpus = np.minimum(power_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
 
@@ -636,14 +679,19 @@ def _preempted_requests(route: RouteHours, dep: DeploymentHours) -> np.ndarray:
     """Requests in flight on replicas lost to spot pre-emptions each hour (they are retried):
     pre-emptions x requests in flight per replica, by Little's law (this route's served rate
     per serving replica x its median end-to-end latency at the hour's load; a simplification)."""
-    if not np.any(dep.preemptions_per_hour):
+    return _in_flight_lost(route, dep, dep.preemptions_per_hour)
+
+
+def _in_flight_lost(route: RouteHours, dep: DeploymentHours, per_replica_hour: np.ndarray) -> np.ndarray:
+    """Requests in flight on replicas lost at ``per_replica_hour`` (pre-emptions or failures)."""
+    if not len(per_replica_hour) or not np.any(per_replica_hour):
         return np.zeros_like(route.served_requests)
     curve = route.curve
     levels = np.asarray(curve.quantile_levels, dtype=float)
     median_s = np.array([np.interp(0.5, levels, row) for row in np.asarray(curve.e2e_ms, dtype=float)]) / 1000
     e2e_s = route.point_weights @ median_s
     in_flight = divide(route.served_requests / SECONDS_PER_HOUR, dep.serving) * e2e_s
-    return dep.preemptions_per_hour * dep.billed * in_flight
+    return per_replica_hour * dep.billed * in_flight
 
 
 # ---------------------------------------------------------------------- retrieval

@@ -280,6 +280,10 @@ def _spend_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
                for lay in lays])  # fmt: skip
         if category == "idle":
             _write_off_row(w, lays)
+    if any(r.result.summary.get("redundancy_cost_usd") for r in w.runs):
+        w.add("redundancy_cost_usd", "  of which capacity held for failures (redundancy)", "USD", "usd",
+              "simulated: replica-hours held beyond the load's need for failures x the pool's mean price per GPU-hour",
+              [(None, r.result.summary.get("redundancy_cost_usd")) for r in w.runs])  # fmt: skip
     for fy in _union([list(dict.fromkeys(lay.fiscal_years)) for lay in lays]):
         cells: list[tuple[str | None, Any]] = []
         for lay in lays:

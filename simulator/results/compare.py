@@ -71,6 +71,8 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
     if all("cash_flow" in s for s in summaries):
         add("cash_flow.total_usd", "net cash out (capex when paid)", "usd", lambda s: s["cash_flow"]["total_usd"])
         add("cash_flow.npv_usd", "  net present value of the cash", "usd", lambda s: s["cash_flow"]["npv_usd"])
+    if any(s.get("redundancy_cost_usd") for s in summaries):
+        add("redundancy_cost_usd", "  capacity held for failures", "usd", lambda s: s.get("redundancy_cost_usd"))
     for year in _union(s["cost_by_fiscal_year_usd"] for s in summaries):
         add(f"cost_{year}", f"spend {year}", "usd", lambda s, y=year: s["cost_by_fiscal_year_usd"].get(y))
     for name in _union(s["workloads"] for s in summaries):
@@ -80,6 +82,9 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
             lambda s, n=name: _get(s, "workloads", n, "cost_per_million_tokens_usd"))
         add(f"{name}.slo_attainment", f"{name}: SLO attainment", "fraction",
             lambda s, n=name: _get(s, "workloads", n, "slo_attainment"), lower_is_better=False)
+        if any(_get(s, "workloads", name, "availability") is not None for s in summaries):
+            add(f"{name}.availability", f"{name}: availability (answered within the SLO)", "fraction",
+                lambda s, n=name: _get(s, "workloads", n, "availability"), lower_is_better=False)
         add(f"{name}.ttft_p95_ms", f"{name}: TTFT p95 ms", "ms", lambda s, n=name: _get(s, "workloads", n, "ttft_p95_ms"))
         add(f"{name}.unserved_requests", f"{name}: unserved requests", "count",
             lambda s, n=name: _get(s, "workloads", n, "unserved_requests"))

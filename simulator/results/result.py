@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.common.arrays import divide
 from simulator.economics.api import api_price, baseline_cost_usd
 from simulator.economics.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
 from simulator.economics.retrieval import (
@@ -327,13 +328,14 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
             sum((r.unserved_requests for r in routes), p.unrouted_rps[workload.name] * 3600),
         )
         cache = _by_month(p, p.cache_hit_rps[workload.name] * 3600)
+        failed = _by_month(p, sum((r.failed_requests for r in routes if len(r.failed_requests)), np.zeros(p.timeline.hours)))
         mixture = _mixture(p, workload.name)
         q = {m: mixture.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
         attainment = mixture.attainment()
         for i, month in enumerate(months):
             row = {"month": month, "workload": workload.name, "requests_served": served[i],
                    "requests_cache_hits": cache[i], "requests_unserved": unserved[i],
-                   "slo_attainment": attainment[i]}  # fmt: skip
+                   "requests_failed": failed[i], "slo_attainment": attainment[i]}  # fmt: skip
             for metric, values in q.items():
                 for j, name in enumerate(QUANTILES):
                     row[f"{metric.removesuffix('_ms')}_{name}_ms"] = values[i, j]
@@ -390,6 +392,8 @@ def _summary(
         "deployments": {dep: _deployment_summary(p, dep) for dep in p.deployments},
         "warnings": [],
     }
+    summary["redundancy_cost_usd"] = float(sum(d["reliability"]["redundancy_cost_usd"]
+                                               for d in summary["deployments"].values()))  # fmt: skip
     if p.retrieval:
         kind = monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND
         summary["retrieval_cost_usd"] = float(monthly.loc[kind, "cost_usd"].sum())
@@ -479,6 +483,35 @@ def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
         "gpus_per_replica": spec.gpus_per_replica,
         "prefill_decode": (f"{spec.disaggregation.prefill_replicas}:{spec.disaggregation.decode_replicas}"
                            if spec.disaggregation else "co-located"),
+        "reliability": _reliability_summary(p, dep, spec),
+    }
+
+
+def _reliability_summary(p: Projection, dep, spec) -> dict[str, Any]:
+    """Failures of the deployment's replicas and what the capacity held for them costs.
+
+    - expected_failures: failures per replica-hour x replica-hours held;
+    - share_down: mean share of replicas down after failures (renewal theory, rate x recovery);
+    - redundant_replica_hours: replica-hours asked for beyond the load's need for failures (the
+      expected loss and the spares);
+    - redundancy_cost_usd: those GPU-hours at the pool's mean cost per billed GPU-hour each hour
+      (a simplification: an average, not the marginal price of the last GPU).
+    """
+    zero = np.zeros(p.timeline.hours)
+    redundant = dep.redundant if len(dep.redundant) else zero
+    held = np.minimum(redundant, dep.billed)  # what the pool let it hold
+    cost = p.pool_costs[dep.pool]
+    per_gpu_hour = divide(cost.total_usd, cost.gpus_billed)
+    rate = dep.failures_per_hour if len(dep.failures_per_hour) else zero
+    down = dep.failure_down if len(dep.failure_down) else zero
+    return {
+        "failures_per_gpu_day": spec.failures.per_gpu_day,
+        "expected_failures": float((rate * dep.billed).sum()),
+        "share_down": float(down.mean()) if len(down) else 0.0,
+        "spare_replicas": spec.redundancy.spare_replicas,
+        "availability_target": spec.redundancy.availability_target,
+        "redundant_replica_hours": float(held.sum()),
+        "redundancy_cost_usd": float((held * dep.gpus_per_replica * per_gpu_hour).sum()),
     }
 
 
@@ -586,6 +619,7 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
     served = float(rows["requests_served"].sum())
     cache = float(rows["requests_cache_hits"].sum())
     unserved = float(rows["requests_unserved"].sum())
+    failed = float(rows["requests_failed"].sum())
     answered = served + cache
     prompt_mean = model_prompt_tokens_mean(workload)
     input_tokens = answered * prompt_mean
@@ -603,10 +637,11 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
                 if price is not None else None)  # fmt: skip
     h = horizon_latency[workload.name]
     out = {
-        "requests": answered + unserved,
+        "requests": answered + unserved + failed,
         "requests_served": served,
         "requests_cache_hits": cache,
         "unserved_requests": unserved,
+        "failed_requests": failed,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "ttft_p50_ms": _num(h["ttft"]["p50"]),
@@ -625,6 +660,10 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
             (r.unserved_too_long.sum() for r in p.routes if r.workload == workload.name and len(r.unserved_too_long)), 0.0)),
         "requests_retried_after_preemption": float(sum(
             (r.requests_preempted.sum() for r in p.routes if r.workload == workload.name and len(r.requests_preempted)), 0.0)),
+        "requests_retried_after_failure": float(sum(
+            (r.requests_retried_after_failure.sum() for r in p.routes
+             if r.workload == workload.name and len(r.requests_retried_after_failure)), 0.0)),
+        "availability": _availability(served, cache, answered + unserved + failed, h["attainment"]),
         "api_baseline_source": price.source if price is not None else None,
     }
     if retrieval is not None:
@@ -638,6 +677,14 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
     if errors:
         out["latency_curves"] = errors
     return out
+
+
+def _availability(served: float, cache_hits: float, arrived: float, attainment: float | None) -> float | None:
+    """Share of the requests that arrived answered within the SLO: served ones meeting it, and
+    response-cache hits; failed and unserved requests count against it."""
+    if arrived <= 0 or attainment is None:
+        return None
+    return (served * attainment + cache_hits) / arrived
 
 
 def _curve_errors(p: Projection, workload: str) -> list[dict[str, Any]]:

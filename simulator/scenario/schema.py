@@ -338,6 +338,47 @@ class Pool(Strict):
 WeightDtype = Literal["fp32", "bf16", "fp8", "fp4", "int8", "int4"]
 
 
+#: Unexpected interruptions per GPU-day, from the Llama 3 paper (Dubey et al. 2024, "The Llama 3
+#: Herd of Models", Sec. 3.3.4): 419 in a 54-day snapshot of pre-training on 16,384 H100 GPUs ->
+#: 419 / (54 x 16,384) = 4.74e-4 per GPU-day; 78% of them hardware (GPU, HBM, host, network).
+#: The same order as the OPT-175B logbook (Zhang et al. 2022): ~6e-4 per GPU-day on A100s.
+FAILURES_PER_GPU_DAY_LLAMA3 = 419 / (54 * 16_384)
+
+
+class ServingFailures(Strict):
+    """GPU and node failures of a deployment's replicas: each takes its replica out until a
+    replacement is up, and the requests in flight on it are lost (retried on another replica,
+    or failed). Renewal theory: the expected share of replicas down is r / (1/rate + r)."""
+
+    per_gpu_day: float = Field(
+        default=FAILURES_PER_GPU_DAY_LLAMA3, ge=0, le=10,
+        description="Failures per GPU per day; a replica fails when any of its GPUs does. Default 4.74e-4: "
+        "Llama 3's 419 interruptions in 54 days on 16,384 H100s (Dubey et al. 2024); 0 turns failures off.",
+    )  # fmt: skip
+    recovery_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60,
+        description="Minutes a failed replica serves nothing: a replacement's start and weights load. Default: "
+        "90 s of node and engine start + the weights shard at 2 GB/s per GPU (as spot reloads).",
+    )  # fmt: skip
+    retry: bool = Field(
+        default=True,
+        description="Requests in flight on a failed replica are retried on another (true) or fail (false).",
+    )
+
+
+class Redundancy(Strict):
+    """Capacity held beyond what the load needs, for failures: N + k."""
+
+    spare_replicas: int = Field(
+        default=0, ge=0, le=1000, description="Replicas held beyond the autoscaler's, whenever it serves (N + k)."
+    )
+    availability_target: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="Hold the fewest spares k such that, with replicas failing independently, P(more than k "
+        "down at once) <= 1 - target each hour (e.g. 0.999); added to spare_replicas. Default: none.",
+    )  # fmt: skip
+
+
 class Autoscaling(Strict):
     """Replicas follow peak demand / capacity-per-replica / target utilisation.
 
@@ -486,6 +527,13 @@ class Deployment(Strict):
     )
     autoscaling: Autoscaling = Field(
         default=Autoscaling(), description="How the replica count follows demand (bounds, target utilisation, delays)."
+    )
+    failures: ServingFailures = Field(
+        default=ServingFailures(),
+        description="GPU and node failures of its replicas (rate, recovery, retry); per_gpu_day: 0 turns them off.",
+    )
+    redundancy: Redundancy = Field(
+        default=Redundancy(), description="Spare replicas held for failures: a fixed N + k, or from an availability target."
     )
     from_date: Date | None = Field(
         default=None, alias="from", description="First day it serves, YYYY-MM-DD (default: from the start)."

@@ -115,7 +115,10 @@ def _build(
             lines[path + (index,)] = item_node.start_mark.line + 1
             items.append(_build(loader, item_node, path + (index,), lines, source, count))
         return items
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as err:  # e.g. a date 2027-02-30: YAML reads it, no calendar has it
+        raise ScenarioError([Problem(path, f"{node.value!r} is not a valid value: {err}", line)], source) from None
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int | None:

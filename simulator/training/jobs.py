@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulator.scenario.schema import FAILURES_PER_GPU_DAY_LLAMA3
+
 SECONDS_PER_HOUR = 3_600.0
 SECONDS_PER_DAY = 86_400.0
 
@@ -41,7 +43,7 @@ SECONDS_PER_DAY = 86_400.0
 #: on 16,384 H100 GPUs -> 419 / (54 x 16,384) = 4.74e-4 per GPU-day (one per ~3 h for the job).
 #: Same order as the OPT-175B logbook (Zhang et al. 2022, Sec. 2.5): at least 35 manual restarts
 #: in about two months on 992 A100s (~6e-4 per GPU-day, counting manual restarts only).
-DEFAULT_FAILURES_PER_GPU_DAY = 419 / (54 * 16_384)
+DEFAULT_FAILURES_PER_GPU_DAY = FAILURES_PER_GPU_DAY_LLAMA3  # 419 / (54 x 16,384)
 
 #: Relative tolerance when counting checkpoints (work an exact multiple of the interval).
 _COUNT_TOLERANCE = 1e-9

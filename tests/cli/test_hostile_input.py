@@ -119,3 +119,13 @@ def test_dates_outside_what_the_timeline_holds_are_refused(tmp_path, value):
     data["training_jobs"][0]["deadline"] = value
     result = validate(tmp_path, yaml.safe_dump(data).encode())
     assert result.exit_code == 2 and "training_jobs.ft.deadline" in result.output
+
+
+def test_a_date_no_calendar_has_is_a_file_line_error(tmp_path):
+    path = tmp_path / "bad-date.yaml"
+    text = yaml.safe_dump(minimal_scenario_dict(), sort_keys=False)
+    path.write_text(text.replace("'2027-01-01'", "2027-02-30"))  # a YAML date, not a string
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "2027-02-30" in result.output and "day is out of range for month" in result.output
+    assert f"{path}:" in result.output and "Traceback" not in result.output
