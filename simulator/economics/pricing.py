@@ -355,6 +355,9 @@ def pool_hourly_cost(
 
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 
+#: cluster network capex per GPU, as a share of the GPU capex, where the pricing gives none
+DEFAULT_NETWORK_SHARE = 0.10
+
 
 def host_power_w_per_gpu(pricing: OwnedPricing, gpu: GpuSpec) -> float:
     """Server power beyond the GPU: the pricing's, else the catalog GPU's."""
@@ -365,33 +368,58 @@ def network_capex_usd_per_gpu(pricing: OwnedPricing) -> float:
     """Cluster network per GPU: the pricing's, else 10% of the GPU capex."""
     if pricing.network_capex_usd_per_gpu is not None:
         return pricing.network_capex_usd_per_gpu
-    return 0.10 * pricing.capex_usd_per_gpu
+    return DEFAULT_NETWORK_SHARE * pricing.capex_usd_per_gpu
+
+
+def network_usd_per_gpu_hour(pricing: OwnedPricing) -> float:
+    """Cluster network depreciated over the GPU's life, per owned GPU-hour:
+    network capex / (life x hours per year) (the workbook's formula, in its order)."""
+    return network_capex_usd_per_gpu(pricing) / (pricing.lifetime_years * HOURS_PER_YEAR)
+
+
+def support_usd_per_gpu_hour(pricing: OwnedPricing) -> float:
+    """Hardware support, per owned GPU-hour: capex x support fraction / hours per year."""
+    return pricing.capex_usd_per_gpu * pricing.support_fraction_per_year / HOURS_PER_YEAR
+
+
+def capital_usd_per_gpu_hour(pricing: OwnedPricing) -> float:
+    """Cost of capital on the average book value (half of capex + network), per owned GPU-hour:
+    (capex + network capex) / 2 x rate / hours per year."""
+    capital = pricing.capex_usd_per_gpu + network_capex_usd_per_gpu(pricing)
+    return capital / 2 * pricing.cost_of_capital_per_year / HOURS_PER_YEAR
+
+
+#: price keys of the owned lines priced per GPU-hour at a rate derived from the pricing's fields
+NETWORK_KEY = "network_usd_per_gpu_hour"
+SUPPORT_KEY = "support_usd_per_gpu_hour"
+CAPITAL_KEY = "capital_usd_per_gpu_hour"
 
 
 def ownership_items(
     pricing: OwnedPricing, gpu: GpuSpec, within: np.ndarray, idle: np.ndarray,
     item: Callable[..., LineItem],
 ) -> list[LineItem]:  # fmt: skip
-    """Total cost of ownership beyond capex, GPU power and opex, one line item each, with a
-    quantity whose unit price is the scenario field (so a workbook can price it by name):
+    """Total cost of ownership beyond capex, GPU power and opex, one line item each:
 
     - host power: owned GPUs in place x host W x PUE, kWh at the electricity price;
     - colocation: kW of IT load (GPU TDP + host) in place, in kW-months;
-    - network capex: owned GPU-hours as a share of a GPU's depreciation life ("GPU-lives");
-    - support: capex-years (owned GPU-hours x capex / hours per year) x the yearly fraction;
-    - cost of capital: average book value-years ((capex + network) / 2 per GPU-year) x rate;
+    - network capex: owned GPU-hours at :func:`network_usd_per_gpu_hour` (network / life);
+    - support: owned GPU-hours at :func:`support_usd_per_gpu_hour` (capex x yearly fraction);
+    - cost of capital: owned GPU-hours at :func:`capital_usd_per_gpu_hour` (the rate on the
+      average book value, (capex + network) / 2);
     - staff: the years the pool holds owned GPUs x $/year, split like the GPUs.
 
-    Every quantity splits into used (``within``) and idle (``idle``) like the owned GPU-hours.
-    Network capex and the cost of capital are accrual charges only: the network is paid when the
-    GPUs are bought (:func:`owned_purchases`), and the cost of capital is the return the money
-    could earn elsewhere, paid to no one (a cash view discounts at a rate instead).
+    Quantities are GPU-hours, kWh, kW-months or years, never money: every price linear in a
+    pricing field is the field itself or a rate derived from the fields (so a workbook prices
+    it by a formula of named cells). Every quantity splits into used (``within``) and idle
+    (``idle``) like the owned GPU-hours. Network capex and the cost of capital are accrual
+    charges only: the network is paid when the GPUs are bought (:func:`owned_purchases`), and
+    the cost of capital is the return the money could earn elsewhere, paid to no one (a cash
+    view discounts at a rate instead).
     """
     in_place = within + idle
     host_kwh_per_gpu_hour = host_power_w_per_gpu(pricing, gpu) / 1000 * pricing.pue
     kw_per_gpu = (gpu.tdp_w + host_power_w_per_gpu(pricing, gpu)) / 1000
-    life_hours = pricing.lifetime_years * HOURS_PER_YEAR
-    capital = pricing.capex_usd_per_gpu + network_capex_usd_per_gpu(pricing)
     held_share = divide(within, in_place)
     years = np.where(in_place > 0, 1.0 / HOURS_PER_YEAR, 0.0)
     return [
@@ -399,14 +427,11 @@ def ownership_items(
              within * host_kwh_per_gpu_hour, idle * host_kwh_per_gpu_hour, unit="kWh"),
         item("colocation_kw_months", "colocation_usd_per_kw_month", pricing.colocation_usd_per_kw_month,
              within * kw_per_gpu / HOURS_PER_MONTH, idle * kw_per_gpu / HOURS_PER_MONTH, unit="kW-month"),
-        replace(item("network_gpu_lives", "network_capex_usd_per_gpu", network_capex_usd_per_gpu(pricing),
-                     within / life_hours, idle / life_hours, unit="GPU-life"), cash_unit_price_usd=0.0),
-        item("support_capex_years", "support_fraction_per_year", pricing.support_fraction_per_year,
-             within * pricing.capex_usd_per_gpu / HOURS_PER_YEAR,
-             idle * pricing.capex_usd_per_gpu / HOURS_PER_YEAR, unit="capex $-year"),
-        replace(item("capital_book_value_years", "cost_of_capital_per_year", pricing.cost_of_capital_per_year,
-                     within * capital / 2 / HOURS_PER_YEAR, idle * capital / 2 / HOURS_PER_YEAR,
-                     unit="book value $-year"), cash_unit_price_usd=0.0),
+        replace(item("network_gpu_hours", NETWORK_KEY, network_usd_per_gpu_hour(pricing), within, idle),
+                cash_unit_price_usd=0.0),
+        item("support_gpu_hours", SUPPORT_KEY, support_usd_per_gpu_hour(pricing), within, idle),
+        replace(item("capital_gpu_hours", CAPITAL_KEY, capital_usd_per_gpu_hour(pricing), within, idle),
+                cash_unit_price_usd=0.0),
         item("staff_years", "staff_usd_per_year", pricing.staff_usd_per_year,
              years * held_share, years * (1 - held_share), unit="year"),
     ]  # fmt: skip

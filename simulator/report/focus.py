@@ -51,8 +51,7 @@ MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "L
 TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
 
 #: fleetsim units in FOCUS Unit Format ('<singular>-<plural time units>', counts capitalised).
-UNITS = {"GPU-hour": "GPU-Hours", "kWh": "kWh", "kW-month": "kW-Months", "GPU-life": "GPU-Lives",
-         "capex $-year": "Capex-Dollar-Years", "book value $-year": "Book-Value-Dollar-Years", "year": "Years",
+UNITS = {"GPU-hour": "GPU-Hours", "kWh": "kWh", "kW-month": "kW-Months", "year": "Years",
          "GPU": "GPUs", "1k queries": "1000 Queries", "hour": "Hours"}  # fmt: skip
 SUBCATEGORY = {"inference": "Generative AI", "training": "Machine Learning", "idle": "AI Platforms"}
 _USAGE_BASED = ("gpu_hours", "energy_kwh", "host_energy_kwh", "overflow_gpu_hours", "retrieval_queries")

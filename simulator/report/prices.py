@@ -3,7 +3,13 @@
 Each pool's billed line items (:class:`simulator.economics.pricing.LineItem`) name the price they are paid
 at (``price_key``); each becomes a named cell ``<pool>_<price_key>`` (e.g.
 ``serving_usd_per_gpu_hour``, ``serving_power_usd_per_kwh``). The owned-hardware rate
-``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells.
+``<pool>_owned_usd_per_gpu_hour`` is itself a formula of the named capex, lifetime and opex cells,
+and so are the owned pool's other per-GPU-hour rates: network (``<pool>_network_usd_per_gpu_hour``
+= network capex / (life x hours per year)), support (``<pool>_support_usd_per_gpu_hour`` = capex x
+support fraction / hours per year) and the cost of capital (``<pool>_capital_usd_per_gpu_hour`` =
+(capex + network capex) / 2 x rate / hours per year), of the named support fraction, cost of
+capital and network capex cells; the network capex is an input where the scenario gives it, else
+a formula of the capex (the default share of it).
 After a hardware refresh each GPU era has its own cells, named with the era's suffix
 (``serving_capex_usd_per_gpu_b200_from_2028_06_01``, see :mod:`simulator.economics.refresh`),
 and the write-off per retired GPU (``<pool>_refresh_write_off_usd_per_gpu_<gpu>_<date>``) is a
@@ -27,7 +33,16 @@ from typing import Any
 import pandas as pd
 
 from simulator.economics.api import api_group, resolve_baseline
-from simulator.economics.pricing import HOURS_PER_YEAR
+from simulator.economics.pricing import (
+    CAPITAL_KEY,
+    DEFAULT_NETWORK_SHARE,
+    HOURS_PER_YEAR,
+    NETWORK_KEY,
+    SUPPORT_KEY,
+    capital_usd_per_gpu_hour,
+    network_usd_per_gpu_hour,
+    support_usd_per_gpu_hour,
+)
 from simulator.economics.refresh import (
     WRITE_OFF_KEY,
     Era,
@@ -56,11 +71,27 @@ AGE_KEY = "retired_age_years"
 #: {hours} for the hours_per_year constant
 OWNED_FORMULA = "={capex}/({life}*{hours})+{capex}*{opex}/{hours}"
 WRITE_OFF_FORMULA = "={capex}*MAX(0,1-{age}/{life})-{residual}"
+#: the owned pool's other per-GPU-hour rates (simulator.economics.pricing computes them in the
+#: same order), and their inputs beyond capex and life
+NETWORK_CAPEX_KEY = "network_capex_usd_per_gpu"
+SUPPORT_FRACTION_KEY = "support_fraction_per_year"
+CAPITAL_RATE_KEY = "cost_of_capital_per_year"
+NETWORK_DEFAULT_FORMULA = f"={DEFAULT_NETWORK_SHARE!r}*{{capex}}"
+TCO_FORMULAS = {
+    NETWORK_KEY: "={network}/({life}*{hours})",
+    SUPPORT_KEY: "={capex}*{support}/{hours}",
+    CAPITAL_KEY: "=({capex}+{network})/2*{rate}/{hours}",
+}
+_TCO_RATES = {NETWORK_KEY: network_usd_per_gpu_hour, SUPPORT_KEY: support_usd_per_gpu_hour,
+              CAPITAL_KEY: capital_usd_per_gpu_hour}  # fmt: skip
 
 _UNITS = {
     "usd_per_gpu_hour": "$/GPU-hour",
     "overflow_usd_per_gpu_hour": "$/GPU-hour",
     OWNED_KEY: "$/GPU-hour",
+    NETWORK_KEY: "$/GPU-hour",
+    SUPPORT_KEY: "$/GPU-hour",
+    CAPITAL_KEY: "$/GPU-hour",
     "power_usd_per_kwh": "$/kWh",
     "capex_usd_per_gpu": "$ per GPU",
     "lifetime_years": "years",
@@ -109,11 +140,17 @@ _LABELS = {
     ("owned", RESIDUAL_KEY): "residual (sale) value per retired GPU",
     ("owned", AGE_KEY): "mean age of the retired GPUs (from purchase dates; derived, not an input)",
     ("owned", "colocation_usd_per_kw_month"): "colocation per kW of IT load (GPU TDP + host) per month",
-    ("owned", "network_capex_usd_per_gpu"): "cluster network capex per GPU (depreciated with it)",
-    ("owned", "support_fraction_per_year"): "hardware support per year, share of capex",
+    ("owned", NETWORK_CAPEX_KEY): "cluster network capex per GPU (depreciated with it)",
+    ("owned", SUPPORT_FRACTION_KEY): "hardware support per year, share of capex",
     ("owned", "staff_usd_per_year"): "operations staff per year",
-    ("owned", "cost_of_capital_per_year"): "cost of capital on the average book value (half the capex)",
+    ("owned", CAPITAL_RATE_KEY): "cost of capital per year on the average book value (half of capex + network)",
+    ("owned", NETWORK_KEY): "network per owned GPU-hour = network capex/(life x hours/yr)",
+    ("owned", SUPPORT_KEY): "support per owned GPU-hour = capex x support fraction/hours/yr",
+    ("owned", CAPITAL_KEY): "cost of capital per owned GPU-hour = (capex + network capex)/2 x rate/hours/yr",
 }
+#: label of the network capex cell where the scenario gives none (a formula of the capex)
+NETWORK_DEFAULT_LABEL = (f"cluster network capex per GPU (depreciated with it) = default, "
+                         f"{DEFAULT_NETWORK_SHARE:.0%} of capex")  # fmt: skip
 
 
 def base_key(key: str) -> str:
@@ -123,8 +160,8 @@ def base_key(key: str) -> str:
     return next((k for k in known if key == k or key.startswith(k + "_")), key)
 
 
-def _label(kind: str, key: str, era_note: str) -> str:
-    label = _LABELS.get((kind, base_key(key)), key)
+def _label(kind: str, key: str, era_note: str, label: str = "") -> str:
+    label = label or _LABELS.get((kind, base_key(key)), key)
     suffix = key.removeprefix(base_key(key))
     dated = re.sub(r"(\d{4})_(\d{2})_(\d{2})", r"\1-\2-\3", suffix.strip("_")).replace("_", " ")
     return f"{label} ({era_note or dated})" if suffix else label
@@ -184,8 +221,9 @@ class _Candidate:
     identity: tuple[Any, ...]
     era_note: str = ""  # 'b200 from 2028-06-01' for the prices of a refreshed pool's later GPUs
     formula: tuple[str, dict[str, str]] | None = None  # template, its {part}: price key
-    depends: tuple[str, ...] = ()  # decisions of the cells its formula uses
+    depends: tuple[str, ...] = ()  # decisions of the cells its formula uses (and theirs)
     editable: bool = True
+    label: str = ""  # instead of the key's usual label
 
 
 def excel_name(text: str) -> str:
@@ -220,7 +258,7 @@ def build_price_book(runs: list[PricedRun]) -> PriceBook:
         wanted = base if shared[c.decision] else excel_name(f"{base}_{c.run}")
         if wanted not in by_name:
             wanted = _unique(wanted, taken)
-            by_name[wanted] = PriceCell(wanted, c.group, c.key, _label(c.kind, c.key, c.era_note),
+            by_name[wanted] = PriceCell(wanted, c.group, c.key, _label(c.kind, c.key, c.era_note, c.label),
                                         _UNITS.get(base_key(c.key), "$"), c.value, (),
                                         editable=c.editable)  # fmt: skip
             if c.formula is not None:
@@ -268,12 +306,18 @@ def _pool_candidates(run: PricedRun) -> list[_Candidate]:
         )
         eras = pool_eras(run.scenario, pool, 0)
         parted: set[int] = set()  # eras whose capex, life and opex cells are candidates already
+        tco_parted: set[int] = set()  # eras whose support, capital and network cells are too
         for key, price in keys.items():
             rate_era = next((e for e in eras if key == OWNED_KEY + e.suffix), None)
             retiring = next((e for e in eras if _writes_off(e, key)), None)
+            tco = next(((e, k) for e in eras for k in TCO_FORMULAS if key == k + e.suffix), None)
             if rate_era is not None and _owned_formula_holds(rate_era.pool.pricing, price):
                 out += _owned_parts(run, pool.name, rate_era, parted)
                 out.append(_owned_rate(run, pool.name, rate_era, key, float(price)))
+            elif tco is not None and _tco_formula_holds(tco[0].pool.pricing, tco[1], price):
+                out += _owned_parts(run, pool.name, tco[0], parted)
+                out += _tco_parts(run, pool.name, tco[0], tco_parted)
+                out.append(_tco_rate(run, pool.name, tco[0], tco[1], float(price)))
             elif retiring is not None and (age := _write_off_age(retiring, price)) is not None:
                 out += _owned_parts(run, pool.name, retiring, parted)
                 out += _write_off(run, pool.name, retiring, key, float(price), age)
@@ -319,6 +363,60 @@ def _owned_rate(run: PricedRun, pool: str, era: Era, key: str, price: float) -> 
     formula = (OWNED_FORMULA, {"capex": capex, "life": life, "opex": opex})
     return _Candidate(run.label, pool, key, "owned", price, _owned_decision(pool, era),
                       _owned_identity(era), _era_note(era), formula)  # fmt: skip
+
+
+def _tco_decisions(pool: str, era: Era) -> dict[str, str]:
+    """Decision keys of an owned era's support fraction, cost of capital and network capex."""
+    return {k: f"{pool}\0{k}{era.suffix}" for k in (SUPPORT_FRACTION_KEY, CAPITAL_RATE_KEY, NETWORK_CAPEX_KEY)}
+
+
+def _tco_parts(run: PricedRun, pool: str, era: Era, parted: set[int]) -> list[_Candidate]:
+    """The support fraction, cost of capital and network capex cells of an owned era (once per
+    era): inputs, but for a network capex the scenario leaves to its default, a formula of the
+    era's capex."""
+    if era.index in parted:
+        return []
+    parted.add(era.index)
+    pricing = era.pool.pricing
+    assert isinstance(pricing, OwnedPricing)
+    decisions, note = _tco_decisions(pool, era), _era_note(era)
+    out = [_Candidate(run.label, pool, key + era.suffix, "owned", float(getattr(pricing, key)), decisions[key],
+                      (float(getattr(pricing, key)),), note)
+           for key in (SUPPORT_FRACTION_KEY, CAPITAL_RATE_KEY)]  # fmt: skip
+    network_key, network_decision = NETWORK_CAPEX_KEY + era.suffix, decisions[NETWORK_CAPEX_KEY]
+    if pricing.network_capex_usd_per_gpu is not None:
+        value = float(pricing.network_capex_usd_per_gpu)
+        out.append(_Candidate(run.label, pool, network_key, "owned", value, network_decision, ("input", value), note))
+    else:
+        capex = float(pricing.capex_usd_per_gpu)
+        formula = (NETWORK_DEFAULT_FORMULA, {"capex": "capex_usd_per_gpu" + era.suffix})
+        out.append(_Candidate(run.label, pool, network_key, "owned", DEFAULT_NETWORK_SHARE * capex, network_decision,
+                              ("default", capex), note, formula, (_owned_decision(pool, era),),
+                              label=NETWORK_DEFAULT_LABEL))  # fmt: skip
+    return out
+
+
+def _tco_rate(run: PricedRun, pool: str, era: Era, rate_key: str, price: float) -> _Candidate:
+    """An owned era's network, support or cost-of-capital rate per GPU-hour: a formula of the
+    era's capex, life, support fraction, cost of capital and network capex cells."""
+    decisions = _tco_decisions(pool, era)
+    parts = {"capex": "capex_usd_per_gpu", "life": "lifetime_years", "support": SUPPORT_FRACTION_KEY,
+             "rate": CAPITAL_RATE_KEY, "network": NETWORK_CAPEX_KEY}  # fmt: skip
+    template = TCO_FORMULAS[rate_key]
+    used = {part: key + era.suffix for part, key in parts.items() if "{" + part + "}" in template}
+    # every rate uses the capex or life (the network default the capex): the owned decision
+    depends = (_owned_decision(pool, era), *(decisions[parts[p]] for p in used if parts[p] in decisions))
+    key = rate_key + era.suffix
+    return _Candidate(run.label, pool, key, "owned", price, f"{pool}\0{key}", (price,), _era_note(era),
+                      (template, used), depends)  # fmt: skip
+
+
+def _tco_formula_holds(pricing: Pricing, rate_key: str, price: float) -> bool:
+    """Whether the workbook's formula of the rate gives the billed price (to rounding)."""
+    if not isinstance(pricing, OwnedPricing):
+        return False
+    rebuilt = _TCO_RATES[rate_key](pricing)
+    return abs(rebuilt - price) <= 1e-12 * max(1.0, abs(price))
 
 
 def _write_off(

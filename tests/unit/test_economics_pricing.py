@@ -14,6 +14,8 @@ from simulator.catalog import bundled_catalog
 from simulator.economics.pricing import (
     HOURS_PER_MONTH,
     HOURS_PER_YEAR,
+    full_load_usd_per_gpu_hour,
+    network_capex_usd_per_gpu,
     owned_gpus_in_place,
     pool_hourly_cost,
     rented_gpus,
@@ -86,20 +88,64 @@ def test_each_ownership_line_against_a_hand_calculation():
     gpu_hours = 8 * hours
     assert total("host_energy_kwh") == pytest.approx(gpu_hours * 0.5 * 1.3 * 0.10)
     assert total("colocation_kw_months") == pytest.approx(gpu_hours * (0.7 + 0.5) / HOURS_PER_MONTH * 150)
-    assert total("network_gpu_lives") == pytest.approx(gpu_hours / (4 * HOURS_PER_YEAR) * 3000)
-    assert total("support_capex_years") == pytest.approx(gpu_hours * 30000 / HOURS_PER_YEAR * 0.05)
-    assert total("capital_book_value_years") == pytest.approx(gpu_hours * 33000 / 2 / HOURS_PER_YEAR * 0.08)
+    assert total("network_gpu_hours") == pytest.approx(gpu_hours / (4 * HOURS_PER_YEAR) * 3000)
+    assert total("support_gpu_hours") == pytest.approx(gpu_hours * 30000 / HOURS_PER_YEAR * 0.05)
+    assert total("capital_gpu_hours") == pytest.approx(gpu_hours * 33000 / 2 / HOURS_PER_YEAR * 0.08)
+    # GPU-hour lines at a derived $/GPU-hour rate: the quantity holds no price (capex, network)
+    for name, key, rate in (("network_gpu_hours", "network_usd_per_gpu_hour", 3000 / (4 * HOURS_PER_YEAR)),
+                            ("support_gpu_hours", "support_usd_per_gpu_hour", 30000 * 0.05 / HOURS_PER_YEAR),
+                            ("capital_gpu_hours", "capital_usd_per_gpu_hour", 33000 / 2 * 0.08 / HOURS_PER_YEAR)):
+        item = c[name]
+        assert (item.unit, item.price_key) == ("GPU-hour", key)
+        assert item.unit_price_usd == pytest.approx(rate, rel=1e-15)
+        assert float((item.inference + item.training).sum()) == pytest.approx(6 * hours)
+        assert float(item.idle.sum()) == pytest.approx(2 * hours)
+    # accrual only: the network is paid with the GPUs, the cost of capital to no one
+    assert (c["network_gpu_hours"].cash_price_usd, c["capital_gpu_hours"].cash_price_usd) == (0.0, 0.0)
+    assert c["support_gpu_hours"].cash_unit_price_usd is None  # paid as incurred
     assert total("staff_years") == pytest.approx(hours / HOURS_PER_YEAR * 87660)
     # the 2 unheld GPUs' share of each line is idle
     assert float(c["colocation_kw_months"].idle.sum()) == pytest.approx(
         2 * hours * 1.2 / HOURS_PER_MONTH)
 
 
+@pytest.mark.parametrize("network", [None, 4200.0])
+def test_gpu_hour_lines_cost_what_the_former_money_quantities_did(network):
+    """The network, support and cost-of-capital lines were quantities holding the capex (GPU-lives,
+    capex-years, book value-years) at the scenario field; as GPU-hours at the derived rate they cost
+    the same, hour by hour, to rounding; so does a fully used GPU-hour (the replica cost)."""
+    pricing = OwnedPricing(kind="owned", capex_usd_per_gpu=31000, lifetime_years=4.5, gpus=8,
+                           opex_fraction_per_year=0.03, network_capex_usd_per_gpu=network,
+                           support_fraction_per_year=0.07, cost_of_capital_per_year=0.09)  # fmt: skip
+    held = np.linspace(0.0, 8.0, 50)
+    c = by_name(cost(pricing, held))
+    in_place = np.full(50, 8.0)
+    net = network_capex_usd_per_gpu(pricing)
+    assert net == (4200.0 if network else 3100.0)
+    former = {
+        "network_gpu_hours": in_place / (4.5 * HOURS_PER_YEAR) * net,
+        "support_gpu_hours": in_place * 31000 / HOURS_PER_YEAR * 0.07,
+        "capital_gpu_hours": in_place * (31000 + net) / 2 / HOURS_PER_YEAR * 0.09,
+    }
+    for name, hourly in former.items():
+        item = c[name]
+        now = sum(item.cost(k) for k in ("inference", "training", "idle"))
+        np.testing.assert_allclose(now, hourly, rtol=1e-14)
+    gpu = H100
+    power = gpu.tdp_w / 1000 * pricing.pue * pricing.power_usd_per_kwh
+    host = 1 * gpu.host_power_w_per_gpu / 1000 * pricing.pue * pricing.power_usd_per_kwh
+    colocation = (gpu.tdp_w + gpu.host_power_w_per_gpu) / 1000 / HOURS_PER_MONTH * 150
+    by_hand = (31000 / (4.5 * HOURS_PER_YEAR) + 31000 * 0.03 / HOURS_PER_YEAR + power + host + colocation
+               + net / (4.5 * HOURS_PER_YEAR) + 31000 * 0.07 / HOURS_PER_YEAR + (31000 + net) / 2 * 0.09 / HOURS_PER_YEAR)
+    assert full_load_usd_per_gpu_hour(pricing, gpu) == pytest.approx(by_hand, rel=1e-14)
+
+
 def test_defaults_are_documented_and_not_zero():
     p = OwnedPricing(kind="owned", capex_usd_per_gpu=30000, lifetime_years=4)
     assert (p.colocation_usd_per_kw_month, p.support_fraction_per_year, p.cost_of_capital_per_year) == (150, 0.05, 0.08)
     c = by_name(cost(p.model_copy(update={"gpus": 8}), np.full(10, 8.0)))
-    assert c["network_gpu_lives"].unit_price_usd == 3000  # 10% of the capex
+    assert network_capex_usd_per_gpu(p) == 3000  # 10% of the capex
+    assert c["network_gpu_hours"].unit_price_usd == 3000 / (4 * HOURS_PER_YEAR)
     assert c["host_energy_kwh"].inference.sum() == pytest.approx(8 * 10 * 0.575 * 1.3)  # DGX H100 host share
 
 

@@ -6,8 +6,11 @@ import pytest
 
 from simulator.economics.pricing import (
     HOURS_PER_YEAR,
+    capital_usd_per_gpu_hour,
+    network_usd_per_gpu_hour,
     owned_capex_usd_per_gpu_hour,
     owned_opex_usd_per_gpu_hour,
+    support_usd_per_gpu_hour,
 )
 from simulator.report.monthly import fiscal_year
 from simulator.report.prices import PricedRun, build_price_book, excel_name, owned_usd_per_gpu_hour
@@ -99,3 +102,72 @@ def test_wrapped_lines_and_fiscal_years():
     assert fiscal_year(dt.date(2027, 1, 1), 1) == "FY2027"
     assert fiscal_year(dt.date(2027, 3, 1), 4) == "FY2027"
     assert fiscal_year(dt.date(2027, 4, 1), 4) == "FY2028"
+
+
+def test_owned_tco_rates_are_formulas_of_named_inputs():
+    """Network, support and cost of capital per owned GPU-hour: formulas of the capex, life, support
+    fraction, cost of capital and network capex cells; the network capex left to its default is a
+    formula of the capex (10%), labelled as the default. Their values are what the run billed."""
+    runs = priced_runs()
+    book = build_price_book(runs)
+    cells = {c.name: c for c in book.cells}
+    owned = runs[-1]
+    pricing = owned.scenario.pools[0].pricing
+    assert isinstance(pricing, OwnedPricing) and pricing.network_capex_usd_per_gpu is None
+    capex, life = "gpus_capex_usd_per_gpu", "gpus_lifetime_years"
+    network, support, rate = ("gpus_network_capex_usd_per_gpu", "gpus_support_fraction_per_year",
+                              "gpus_cost_of_capital_per_year")  # fmt: skip
+    assert cells[network].formula == f"=0.1*{capex}" and cells[network].value == 2500.0
+    assert "default" in cells[network].label and "10% of capex" in cells[network].label
+    assert (cells[support].formula, cells[support].value, cells[rate].formula, cells[rate].value) == (None, 0.05, None, 0.08)
+    expected = {
+        "network_usd_per_gpu_hour": (f"={network}/({life}*hours_per_year)", network_usd_per_gpu_hour(pricing)),
+        "support_usd_per_gpu_hour": (f"={capex}*{support}/hours_per_year", support_usd_per_gpu_hour(pricing)),
+        "capital_usd_per_gpu_hour": (f"=({capex}+{network})/2*{rate}/hours_per_year", capital_usd_per_gpu_hour(pricing)),
+    }  # fmt: skip
+    billing = owned.billing
+    for key, (formula, value) in expected.items():
+        cell = cells[book.name_for("owned", "gpus", key)]
+        assert (cell.name, cell.formula, cell.unit) == (f"gpus_{key}", formula, "$/GPU-hour")
+        assert cell.value == value == float(billing.loc[billing["price_key"] == key, "unit_price_usd"].iloc[0])
+    assert cells["gpus_capital_usd_per_gpu_hour"].value == pytest.approx(27500 / 2 * 0.08 / HOURS_PER_YEAR, rel=1e-15)
+    for rented in runs[:3]:  # none of these cells
+        assert not book.has(rented.label, "gpus", "support_usd_per_gpu_hour")
+
+
+def test_tco_inputs_shared_where_runs_agree_and_a_given_network_is_an_input():
+    data = minimal_scenario_dict()
+    owned = {"kind": "owned", "capex_usd_per_gpu": 25000, "lifetime_years": 5}
+    data["plans"] = [
+        {"name": "a", "set": {"pools.gpus.pricing": owned}},
+        {"name": "b", "set": {"pools.gpus.pricing": {**owned, "support_fraction_per_year": 0.1}}},
+        {"name": "c", "set": {"pools.gpus.pricing": {**owned, "network_capex_usd_per_gpu": 4000}}},
+    ]
+    s = validate_scenario_data(data)
+    runs = [PricedRun(p, scenario_for_plan(s, p), run(s, plan=p, curve_provider=MM1).billing) for p in ("a", "b", "c")]
+    book = build_price_book(runs)
+    cells = {c.name: c for c in book.cells}
+    # the support fraction differs: its cell and its rate per run; capex and life shared
+    assert [book.name_for(r, "gpus", "support_usd_per_gpu_hour") for r in "ab"] == [
+        "gpus_support_usd_per_gpu_hour_a", "gpus_support_usd_per_gpu_hour_b"]
+    assert cells["gpus_support_usd_per_gpu_hour_b"].formula == (
+        "=gpus_capex_usd_per_gpu*gpus_support_fraction_per_year_b/hours_per_year")
+    assert cells["gpus_support_fraction_per_year_b"].value == 0.1
+    assert book.name_for("a", "gpus", "capex_usd_per_gpu") == book.name_for("b", "gpus", "capex_usd_per_gpu")
+    # c gives its network capex: an input cell (not the default formula), and its own rates
+    given = cells[book.name_for("c", "gpus", "network_capex_usd_per_gpu")]
+    assert (given.formula, given.value) == (None, 4000.0) and "default" not in given.label
+    # the runs differ on the network capex (c's input): every run has its own network cell
+    default = cells[book.name_for("a", "gpus", "network_capex_usd_per_gpu")]
+    assert (default.name, default.formula) == ("gpus_network_capex_usd_per_gpu_a", "=0.1*gpus_capex_usd_per_gpu")
+    assert book.name_for("a", "gpus", "network_usd_per_gpu_hour") == "gpus_network_usd_per_gpu_hour_a"
+    rate_c = cells[book.name_for("c", "gpus", "capital_usd_per_gpu_hour")]
+    assert given.name in rate_c.formula and rate_c.runs == ("c",)
+    assert rate_c.value == pytest.approx((25000 + 4000) / 2 * 0.08 / HOURS_PER_YEAR, rel=1e-15)
+    # without c, a and b agree on the network (the default of the same capex): shared cells
+    book = build_price_book(runs[:2])
+    cells = {c.name: c for c in book.cells}
+    assert cells["gpus_network_capex_usd_per_gpu"].runs == ("a", "b")
+    assert cells["gpus_capital_usd_per_gpu_hour"].runs == ("a", "b")
+    assert cells["gpus_network_usd_per_gpu_hour"].runs == ("a", "b")
+    assert book.name_for("b", "gpus", "support_usd_per_gpu_hour") == "gpus_support_usd_per_gpu_hour_b"

@@ -74,6 +74,12 @@ def refresh_scenario_data() -> dict:
     return data
 
 
+def tco_rate_per_capex_usd(life: float = LIFE) -> float:
+    """$/GPU-hour of the default TCO lines per $ of capex: network (10% of capex, over the life),
+    support (5% a year) and the cost of capital (8% a year on half of capex + network)."""
+    return 0.1 / (life * HOURS_PER_YEAR) + 0.05 / HOURS_PER_YEAR + 1.1 / 2 * 0.08 / HOURS_PER_YEAR
+
+
 def owned_rate_per_capex_usd(life: float = LIFE, opex: float = OPEX) -> float:
     """$/GPU-hour of the owned rate per $ of capex (depreciation + operations overhead)."""
     return 1 / (life * HOURS_PER_YEAR) + opex / HOURS_PER_YEAR
@@ -237,7 +243,7 @@ def test_recalculated_formulas_equal_their_cached_values(report, tmp_path):
 @needs_soffice
 def test_editing_capex_and_residual_moves_totals_by_the_hand_calculation(report, runs, tmp_path):
     """H100 capex +$5,000, B200 capex +$10,000, residual +$1,000: each run's lifetime spend moves by
-    the owned rates' change x owned GPU-hours + GPUs retired x (capex change x (1 - age/life)
+    the owned and TCO rates' change x owned GPU-hours + GPUs retired x (capex change x (1 - age/life)
     - residual change); the write-off per GPU itself by the capex change x (1 - age/life) - 1,000."""
     d_h100, d_b200, d_residual = 5000.0, 10000.0, 1000.0
     changed = tmp_path / "changed.xlsx"
@@ -253,8 +259,9 @@ def test_editing_capex_and_residual_moves_totals_by_the_hand_calculation(report,
         per_gpu = d_h100 * max(0.0, 1 - age / LIFE) - d_residual
         name = name_of(r, WRITE_OFF, formulas)
         assert named(after, name).value - named(before, name).value == pytest.approx(per_gpu, abs=1e-6)
-        expected = (d_h100 * owned_rate_per_capex_usd() * billed(r, "owned_gpu_hours")
-                    + d_b200 * owned_rate_per_capex_usd() * billed(r, "owned_gpu_hours (b200)")
+        per_capex = owned_rate_per_capex_usd() + tco_rate_per_capex_usd()
+        expected = (d_h100 * per_capex * billed(r, "owned_gpu_hours")
+                    + d_b200 * per_capex * billed(r, "owned_gpu_hours (b200)")
                     + gpus * per_gpu)  # fmt: skip
         delta = table_after[(SPEND, "Lifetime spend")][r.label] - table_before[(SPEND, "Lifetime spend")][r.label]
         assert billed(r, "owned_gpu_hours (b200)") > 0 and gpus > 0

@@ -144,7 +144,11 @@ def test_changing_named_prices_moves_totals_by_price_times_quantity(report, runs
             delta_reserved * idle, abs=0.005
         )
     owned_hours = billed(by_label["owned"], "serving", "owned_gpu_hours")
-    rate_change = 6000.0 * (1 / (4 * HOURS_PER_YEAR) + 0.05 / HOURS_PER_YEAR)
+    # per owned GPU-hour: the owned rate (depreciation, opex 5%), and the default TCO lines: network
+    # (10% of capex, over the life), support (5% of capex a year), cost of capital (8% a year on
+    # half of capex + network)
+    rate_change = 6000.0 * (1 / (4 * HOURS_PER_YEAR) + 0.05 / HOURS_PER_YEAR + 0.1 / (4 * HOURS_PER_YEAR)
+                            + 0.05 / HOURS_PER_YEAR + 1.1 / 2 * 0.08 / HOURS_PER_YEAR)  # fmt: skip
     assert delta("owned") == pytest.approx(rate_change * owned_hours, abs=0.005)
     assert (
         after[("Workload chat", "Inference spend")]["owned"]
@@ -174,9 +178,10 @@ def test_cash_view_npv_and_capex_recompute_by_the_hand_calculation(report, runs,
     owned = by_label["owned"].result
     bought = owned.cashflow[owned.cashflow["line_item"] == "gpu_purchase"]
     assert bought["quantity"].sum() > 0
-    # capex 20k -> 26k: the GPU purchases (the network is its own cell) and the opex part
-    opex = billed(by_label["owned"], "serving", "owned_gpu_hours") * 6000.0 * 0.05 / HOURS_PER_YEAR
-    delta_cash = 6000.0 * bought["quantity"].sum() + opex
+    # capex 20k -> 26k: the GPU purchases and their default network (10% of capex), and what is
+    # paid as incurred: the opex part (5%) and support (5% of capex a year)
+    opex = billed(by_label["owned"], "serving", "owned_gpu_hours") * 6000.0 * (0.05 + 0.05) / HOURS_PER_YEAR
+    delta_cash = 6000.0 * 1.1 * bought["quantity"].sum() + opex
     assert after[(CASH, "Net cash out")]["owned"] - before[(CASH, "Net cash out")]["owned"] == pytest.approx(
         delta_cash, abs=0.01)
     for label in ("base", "pricier"):  # no owned GPUs: the capex cell does not touch them
