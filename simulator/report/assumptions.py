@@ -13,6 +13,7 @@ Two tables, both in named cells:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, get_args, get_origin
 
 import numpy as np
@@ -34,6 +35,8 @@ from simulator.scenario.schema import Scenario
 from simulator.training import DEFAULT_FAILURES_PER_GPU_DAY
 
 PRICE_HEADER_ROW = 4
+#: Units of the price cells shown as percentages (the value stays the fraction: 0.05 = 5%).
+PERCENT_UNITS = ("share of capex per year", "rate per year")
 _ABSENT = object()  # a field one run's scenario does not have (another pricing kind)
 _SKIP_KEYS = {"measurements", "description", "plans", "catalog"}
 _GPU_FIELDS = ("bf16_tflops", "fp8_tflops", "hbm_gib", "hbm_tb_per_s", "interconnect_gb_per_s",
@@ -104,7 +107,9 @@ def _price_value(sheet: Sheet, row: int, cell: PriceCell) -> None:
     if cell.formula:
         sheet.formula(row, 4, cell.formula, cell.value, "derived_usd")
     elif not cell.editable:  # a figure derived from the run (dates): shown, not for editing
-        sheet.write(row, 4, cell.value, "general")
+        sheet.write(row, 4, cell.value, "num3")
+    elif cell.unit in PERCENT_UNITS:
+        sheet.write(row, 4, cell.value, "input_pct")
     else:
         sheet.write(row, 4, cell.value, "input_usd" if money else "input_num")
 
@@ -217,7 +222,7 @@ def field_description(path: str) -> str:
         models = [m for f in matches for m in _models_of(f.annotation)]
         in_list = any(get_origin(f.annotation) is list or "list[" in str(f.annotation) for f in matches)
     text = (found.description or "") if found is not None else ""
-    return text.split(". ")[0].rstrip(".")
+    return re.split(r"(?<!e\.g)(?<!i\.e)(?<!etc)\. ", text)[0].rstrip(".")
 
 
 def _models_of(annotation: Any) -> list[type[BaseModel]]:

@@ -233,8 +233,8 @@ def write_training_jobs(
 def write_training_runs(sheet: Sheet, runs: list[ReportRun]) -> None:
     sheet.title(
         "Training runs: one row per run of each job (simulated)",
-        "Queued = earliest start; a run may wait for GPUs. GPU-hours lost = rework + restarts; "
-        "checkpoint = time spent writing checkpoints.",
+        "Queued = earliest start; a run may wait for GPUs. GPU-hours lost = rework (work redone since the last "
+        "checkpoint) + restarts + checkpoint writing.",
     )
     spec = [("Run", "", None), ("Job", "", "job"), ("Run #", "", "run"), ("Pool", "", "pool"),
             ("Status", "s", "status"), ("Queued", "s", "queued_at"), ("Started", "s", "started_at"),

@@ -199,6 +199,9 @@ def write_billing(
     letter = xl_col_to_name(COST_COL)
     sheet.formula(last, COST_COL, f"=SUM({letter}{DATA_ROW + 1}:{letter}{last})", total, "usd_bold")
     _billing_pivot(sheet, columns, n)
+    # names are references, not reading: a fixed width keeps a row's price and cost on its page
+    sheet.set_width(PRICE_NAME_COL, PRICE_NAME_COL, 30)
+    sheet.set_width(PRICE_COL, PRICE_COL, 15)
 
 
 def _billing_pivot(sheet: Sheet, columns: list[BillingColumn], n: int) -> None:
@@ -218,6 +221,11 @@ def _billing_pivot(sheet: Sheet, columns: list[BillingColumn], n: int) -> None:
                                         (PIVOT_COL + 4, COST_COL, c.cost.sum(), "usd")):  # fmt: skip
             top, bottom = cell_ref(None, c.first_row, source), cell_ref(None, last, source)
             sheet.formula(row, col, f"=SUM({top}:{bottom})", value, fmt)
+    total_row = DATA_ROW + len(columns)
+    sheet.write(total_row, PIVOT_COL, "Total", "total_label")
+    letter = xl_col_to_name(PIVOT_COL + 4)
+    sheet.formula(total_row, PIVOT_COL + 4, f"=SUM({letter}{DATA_ROW + 1}:{letter}{total_row})",
+                  sum((c.cost.sum() for c in columns), 0.0), "usd_bold")
 
 
 # ---------------------------------------------------------------------- Monthly
@@ -438,8 +446,10 @@ def _entity_block(
         sheet.header(
             3, col, [f"{label}: share of {pool} {KIND_CATEGORY.get(kind, '')} $"], "header_sim"
         )
-        for i in range(n):
-            sheet.write(DATA_ROW + i, col, share_values[(kind, name, pool)][i], "share")
+        category = KIND_CATEGORY.get(kind, "")
+        for i in range(n):  # blank where the pool spent nothing that month (the share is moot)
+            moot = abs(pc_values.get((pool, category), np.ones(n))[i]) <= 1e-12
+            sheet.write(DATA_ROW + i, col, None if moot else share_values[(kind, name, pool)][i], "share")
     if share_cols:
         sheet.group(
             2, min(share_cols.values()), max(share_cols.values()), "Attribution shares (simulated)"

@@ -78,6 +78,13 @@ FORMATS: dict[str, dict[str, Any]] = {
         "border": 1,
         "locked": False,
     },
+    "input_pct": {
+        "num_format": "0.00%",
+        "font_color": "#0000FF",
+        "bg_color": "#FFF2CC",
+        "border": 1,
+        "locked": False,
+    },
     "derived_usd": {"num_format": "$#,##0.00####", "border": 1},
     "total_label": {"bold": True, "top": 1},
     "diff": {"italic": True, "font_color": "#9C0006"},  # a simulated input that differs between runs

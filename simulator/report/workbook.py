@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from xlsxwriter.workbook import Workbook
 
@@ -590,12 +589,16 @@ def _slo_rows(w: _SummaryWriter, name: str) -> None:
           [(None, s.get("unserved_requests")) for s in stats])  # fmt: skip
     w.add(
         f"{name}.slo_attainment",
-        "  SLO attainment",
+        "  SLO attainment (of the requests served)",
         "%",
         "pct",
         "simulated",
         [(None, s.get("slo_attainment")) for s in stats],
     )
+    if any(s.get("availability") is not None for s in stats):
+        w.add(f"{name}.availability", "  availability (answered within the SLO, of all that arrived)", "%", "pct",
+              "simulated: served within the SLO + cache hits, over served + unserved + failed",
+              [(None, s.get("availability")) for s in stats])  # fmt: skip
     w.add(f"{name}.slo_attainment_target", "  SLO attainment target", "%", "pct", "input",
           [(None, s.get("slo_attainment_target")) for s in stats])  # fmt: skip
     w.add(
@@ -730,7 +733,7 @@ def _cumulative_table(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> N
 
 _UNIT_LABELS = {"usd": "USD", "usd_per_million": "USD/1M tokens", "gpus": "GPUs", "fraction": "%",
                 "ms": "ms", "count": "count", "date": "date", "rps": "req/s"}  # fmt: skip
-_UNIT_FORMATS = {"usd": "usd", "usd_per_million": "usd_per_m", "gpus": "num", "fraction": "pct",
+_UNIT_FORMATS = {"usd": "usd", "usd_per_million": "usd_per_m", "gpus": "int", "fraction": "pct",
                  "ms": "num", "count": "int", "date": "text", "rps": "num"}  # fmt: skip
 
 
@@ -766,10 +769,11 @@ def write_compare(sheet: Sheet, comparison: Comparison, refs: dict[str, str]) ->
             if delta is None or metric.unit == "date":
                 continue
             a, b = cell_ref(None, row, 2 + j), cell_ref(None, row, 2)
+            # rounded far below what is shown, so float noise prints as 0, not -0.0
             if metric.unit == "fraction":  # a difference of shares is in percentage points
-                sheet.formula(row, 1 + len(runs) + j, f"=({a}-{b})*100", float(np.float64(delta)) * 100, "pp")
+                sheet.formula(row, 1 + len(runs) + j, f"=ROUND(({a}-{b})*100,9)", round(float(delta) * 100, 9), "pp")
             else:
-                sheet.formula(row, 1 + len(runs) + j, f"={a}-{b}", float(np.float64(delta)), fmt)
+                sheet.formula(row, 1 + len(runs) + j, f"=ROUND({a}-{b},9)", round(float(delta), 9), fmt)
         row += 1
     sheet.write(row, 0, "Meets every SLO", "bold")
     for j, ok in enumerate(comparison.meets_slo):

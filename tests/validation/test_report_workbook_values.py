@@ -214,7 +214,7 @@ def test_pools_workloads_and_jobs_match_summary(values, runs):
             a_out = table[(section, "all-in $ per 1M output tokens")][r.label]
             assert a_in == pytest.approx(w["all_in_cost_per_million_input_tokens_usd"], rel=1e-9)
             assert a_out == pytest.approx(w["all_in_cost_per_million_output_tokens_usd"], rel=1e-9)
-            assert table[(section, "SLO attainment")][r.label] == pytest.approx(w["slo_attainment"])
+            assert table[(section, "SLO attainment (of the requests served)")][r.label] == pytest.approx(w["slo_attainment"])
         for name, j in s["training_jobs"].items():
             assert table[(f"Training job {name}", "Training spend")][r.label] == pytest.approx(
                 j["cost_usd"], abs=0.005
