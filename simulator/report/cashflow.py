@@ -40,7 +40,13 @@ class CashLayout:
     npv_cell: tuple[int, int]
     total_value: float
     npv_value: float
-    capital_cols: dict[str, int] = field(default_factory=dict)  # kind -> column of its total
+    capital_cols: dict[str, list[int]] = field(default_factory=dict)  # kind -> columns of its cash
+    capital_values: dict[str, float] = field(default_factory=dict)  # kind -> its total
+    incurred_col: int = 1
+    incurred_value: float = 0.0
+
+    def total_ref(self, col: int) -> str:
+        return cell_ref(self.sheet, self.total_row, col, absolute=True)
 
 
 def write_cashflow(
@@ -86,7 +92,8 @@ def write_cashflow(
     sheet.header(3, incurred_col, ["paid as incurred (usage, power, opex)"], "header_formula")
 
     net = incurred.copy()
-    kind_totals: dict[str, int] = {}
+    kind_totals: dict[str, list[int]] = {}
+    kind_values: dict[str, float] = {}
     for (pool, line, kind, key), qty_col, cash_col in capital_cols:
         rows = capital[(capital["pool"] == pool) & (capital["line_item"] == line)]
         per = rows.groupby("month")[["quantity", "cash_usd"]].sum().reindex(labels, fill_value=0.0)
@@ -102,7 +109,8 @@ def write_cashflow(
             # sale quantities are negative: cash = quantity x price is the inflow
             sheet.formula(DATA_ROW + i, cash_col, f"={qty}*{name or repr(price)}{book.fx(run)}", quantity * price, "usd")
             net[i] += quantity * price
-        kind_totals.setdefault(kind, cash_col)
+        kind_totals.setdefault(kind, []).append(cash_col)
+        kind_values[kind] = kind_values.get(kind, 0.0) + float((per["quantity"] * price).sum())
     for i in range(n):
         row = DATA_ROW + i
         parts = [cell_ref(None, row, incurred_col)] + [cell_ref(None, row, c) for _, _, c in capital_cols]
@@ -145,9 +153,10 @@ def write_cashflow(
     sheet.write(npv_row + 2, 0, "Each month's cash is discounted as paid at the month's end (the NPV function's "
                 "convention). Owned GPUs still held at the end keep their book value: the cash view has paid for "
                 "them, the accrual view not yet.", "note")  # fmt: skip
+    sheet.set_width(0, 0, 12)  # months; the notes below may run across
     sheet.finish(HEADER_ROWS, frozen_cols=1)
     return CashLayout(sheet.name, total_row, net_col, (npv_row, net_col), float(net.sum()), npv,
-                      {kind: col for kind, col in kind_totals.items()})  # fmt: skip
+                      kind_totals, kind_values, incurred_col, float(incurred.sum()))  # fmt: skip
 
 
 def _column_sum(capital: pd.DataFrame, capital_cols, col: int) -> float:

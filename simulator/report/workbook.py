@@ -304,8 +304,21 @@ def _cash_rows(w: _SummaryWriter, cash: dict[str, CashLayout]) -> None:
     """Cash out and its net present value (formulas on the Cash flow sheets)."""
     w.section("Cash flow over the horizon (capex when paid, residual sales as inflows)")
     lays = [cash[r.label] for r in w.runs]
-    w.add("cash_flow.total_usd", "Net cash out", "USD", "usd", "formula",
+    w.add("cash_flow.total_usd", "Net cash out", "USD", "usd",
+          "formula (Cash flow sheet) = lifetime spend - accrual-only charges + hardware bought + sales, below",
           [("=" + cell_ref(c.sheet, c.total_row, c.col_net, absolute=True), c.total_value) for c in lays])  # fmt: skip
+    accrual = [(r, c) for r, c in zip(w.runs, lays, strict=True)]
+    w.add("cash_flow.accrual_only_usd", "  = lifetime spend less accrual charges paid to no one now", "USD", "usd",
+          "formula: depreciation, network depreciation, cost of capital and write-offs (Lifetime spend - "
+          "Cash flow's paid-as-incurred total), subtracted",
+          [(f"=-({w.ref('total_cost_usd', j)}-{c.total_ref(c.incurred_col)})",
+            -(r.result.summary["total_cost_usd"] - c.incurred_value)) for j, (r, c) in enumerate(accrual)])  # fmt: skip
+    for kind, label in (("purchase", "  + owned GPUs and network bought (capex when paid)"),
+                        ("sale", "  + retired GPUs sold (inflow)")):
+        if any(kind in c.capital_cols for c in lays):
+            w.add(f"cash_flow.{kind}_usd", label, "USD", "usd", "formula",
+                  [("=" + "+".join(c.total_ref(col) for col in c.capital_cols[kind]), c.capital_values[kind])
+                   if kind in c.capital_cols else (None, 0.0) for c in lays])  # fmt: skip
     w.add("cash_flow.npv_usd", "  net present value (at the discount rate)", "USD", "usd", "formula",
           [("=" + cell_ref(c.sheet, *c.npv_cell, absolute=True), c.npv_value) for c in lays])  # fmt: skip
     w.add("cash_flow.owned_book_value_at_end_usd", "  book value of owned GPUs at the end (paid, not yet charged)",

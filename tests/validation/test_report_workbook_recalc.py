@@ -170,6 +170,11 @@ def test_cash_view_npv_and_capex_recompute_by_the_hand_calculation(report, runs,
         assert before[(CASH, "Net cash out")][r.label] == pytest.approx(cash["total_usd"], abs=0.005)
         assert before[(CASH, "net present value (at the discount rate)")][r.label] == pytest.approx(
             cash["npv_usd"], abs=0.005)
+        # the bridge: lifetime spend - accrual-only charges + hardware bought + sales = net cash out
+        parts = [before[(CASH, label)][r.label] or 0.0 for label in (
+            "= lifetime spend less accrual charges paid to no one now", "+ owned GPUs and network bought (capex when paid)")]
+        sold = before.get((CASH, "+ retired GPUs sold (inflow)"), {}).get(r.label) or 0.0
+        assert before[(SPEND, "Lifetime spend")][r.label] + sum(parts) + sold == pytest.approx(cash["total_usd"], abs=0.01)
     changed = tmp_path / "changed.xlsx"
     assert set_named_cell(report, "finance_discount_rate_per_year", 0.15, changed) == 0.08
     set_named_cell(changed, "serving_capex_usd_per_gpu", 26000.0, changed)
