@@ -28,7 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.economics.pricing import HOURS_PER_YEAR, LineItem, PoolCost
+from simulator.economics.pricing import (
+    HOURS_PER_YEAR,
+    LineItem,
+    PoolCost,
+    network_capex_usd_per_gpu,
+)
 from simulator.scenario.schedule import hours_since
 from simulator.scenario.schema import GpuRefresh, OwnedPricing, Pool, Scenario
 
@@ -122,13 +127,15 @@ def era_of_hour(eras: list[Era], hour: float) -> Era:
 
 
 def book_value_usd_per_gpu(pricing: OwnedPricing, age_years: float) -> float:
-    """Straight-line book value of one GPU ``age_years`` old: capex x max(0, 1 - age / life).
+    """Straight-line book value of one GPU ``age_years`` old, with its share of the cluster
+    network (depreciated with it and retired with it): (capex + network) x max(0, 1 - age / life).
 
     Applied at the retired GPUs' mean age (:func:`retired_age_years`) it is their mean book value,
     exactly unless some cohorts are past the end of their life and others not (then it is lower).
     The workbook's write-off cells compute the same expression.
     """
-    return pricing.capex_usd_per_gpu * max(0.0, 1.0 - age_years / pricing.lifetime_years)
+    capital = pricing.capex_usd_per_gpu + network_capex_usd_per_gpu(pricing)
+    return capital * max(0.0, 1.0 - age_years / pricing.lifetime_years)
 
 
 def retired_age_years(era: Era, in_place: np.ndarray | None = None) -> float | None:

@@ -40,6 +40,7 @@ from simulator.economics.pricing import (
     NETWORK_KEY,
     SUPPORT_KEY,
     capital_usd_per_gpu_hour,
+    network_capex_usd_per_gpu,
     network_usd_per_gpu_hour,
     support_usd_per_gpu_hour,
 )
@@ -70,7 +71,7 @@ AGE_KEY = "retired_age_years"
 #: formulas of the derived cells: {capex}, {life}, ... stand for the names of their parts' cells,
 #: {hours} for the hours_per_year constant
 OWNED_FORMULA = "={capex}/({life}*{hours})+{capex}*{opex}/{hours}"
-WRITE_OFF_FORMULA = "={capex}*MAX(0,1-{age}/{life})-{residual}"
+WRITE_OFF_FORMULA = "=({capex}+{network})*MAX(0,1-{age}/{life})-{residual}"
 #: the owned pool's other per-GPU-hour rates (simulator.economics.pricing computes them in the
 #: same order), and their inputs beyond capex and life
 NETWORK_CAPEX_KEY = "network_capex_usd_per_gpu"
@@ -431,15 +432,19 @@ def _write_off(
     residual = float(era.next_step.residual_usd_per_gpu)
     note = f"{era.pool.gpu} retired {era.next_step.from_date}"
     residual_key, age_key = RESIDUAL_KEY + tail, AGE_KEY + tail
-    decisions = (_owned_decision(pool, era), f"{pool}\0{residual_key}", f"{pool}\0{age_key}")
+    decisions = (_owned_decision(pool, era), f"{pool}\0{residual_key}", f"{pool}\0{age_key}",
+                 _tco_decisions(pool, era)[NETWORK_CAPEX_KEY])
     formula = (WRITE_OFF_FORMULA, {"capex": "capex_usd_per_gpu" + era.suffix,
                                    "life": "lifetime_years" + era.suffix,
+                                   "network": NETWORK_CAPEX_KEY + era.suffix,
                                    "residual": residual_key, "age": age_key})  # fmt: skip
+    assert isinstance(era.pool.pricing, OwnedPricing)
+    network = network_capex_usd_per_gpu(era.pool.pricing)
     return [
         _Candidate(run.label, pool, residual_key, "owned", residual, decisions[1], (residual,), note),
         _Candidate(run.label, pool, age_key, "owned", age, decisions[2], (age,), note, editable=False),
         _Candidate(run.label, pool, key, "owned", price, f"{pool}\0{key}",
-                   _owned_identity(era) + (residual, age), note, formula, decisions),
+                   _owned_identity(era) + (residual, age, network), note, formula, decisions),
     ]  # fmt: skip
 
 
@@ -452,8 +457,9 @@ def _write_off_age(era: Era, price: float) -> float | None:
         return None
     residual = era.next_step.residual_usd_per_gpu
     age = retired_age_years(era)
-    if age is None and pricing.capex_usd_per_gpu > 0:
-        age = pricing.lifetime_years * (1.0 - (price + residual) / pricing.capex_usd_per_gpu)
+    capital = pricing.capex_usd_per_gpu + network_capex_usd_per_gpu(pricing)
+    if age is None and capital > 0:
+        age = pricing.lifetime_years * (1.0 - (price + residual) / capital)
     if age is None:
         return None
     rebuilt = book_value_usd_per_gpu(pricing, age) - residual

@@ -1,10 +1,10 @@
 """Hardware refresh in place: a pool changes GPU type on a date.
 
 Nothing changes before the date (hypothesis over it); after it capacity, power, prices and
-training speed follow the new GPU; owned GPUs' remaining book value less the residual is
-written off on the day, so amortised capex + write-off = GPUs x (capex - residual); reserved
-commitments are paid to the end of their term or carried over; bad refresh steps are clean
-errors.
+training speed follow the new GPU; owned GPUs' remaining book value (GPU and its share of the
+cluster network) less the residual is written off on the day, so amortised capex + network +
+write-off = GPUs x (capex + network - residual); reserved commitments are paid to the end of
+their term or carried over; bad refresh steps are clean errors.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.conftest import minimal_scenario_dict
 from tests.synthetic import MM1Curve
 
 OWNED = {"kind": "owned", "capex_usd_per_gpu": 30000.0, "lifetime_years": 4.0, "gpus": 40}
+NETWORK = 0.1 * 30000.0  # the default network capex per GPU: 10% of the capex
 
 
 def bandwidth_provider(scenario, deployment, workload):
@@ -100,21 +101,26 @@ def test_refresh_after_the_horizon_changes_nothing():
 
 
 def test_owned_capex_plus_write_off_is_purchase_less_residual():
-    """Straight-line: capex amortised over the old era + book value left - residual =
-    GPUs x (capex - residual), to the cent; the write-off lands on the refresh day, as idle."""
+    """Straight-line: capex and the GPUs' share of the network amortised over the old era + book
+    value of both left - residual = GPUs x (capex + network - residual), to the cent (the cash
+    view: capex + network paid, residual received); the write-off lands on the refresh day, as idle."""
     day = dt.date(2027, 3, 1)
     residual = 7000.0
     result = simulate(scenario_data(refresh=b200_step(day, residual_usd_per_gpu=residual)))
     b = result.billing
     h100 = b[(b["line_item"] == "owned_gpu_hours")]
-    amortised = h100["cost_usd"].sum()
+    network = b[(b["line_item"] == "network_gpu_hours")]
+    assert network["quantity"].sum() == h100["quantity"].sum() == 40 * (day - dt.date(2027, 1, 1)).days * 24
+    assert network["cost_usd"].sum() == pytest.approx(
+        h100["quantity"].sum() * NETWORK / (4.0 * HOURS_PER_YEAR), abs=1e-6)  # fmt: skip
+    amortised = h100["cost_usd"].sum() + network["cost_usd"].sum()
     write_off = billed(result, WRITE_OFF_LINE)
     assert set(write_off["category"]) == {"idle"}
     assert write_off["month"].tolist() == ["2027-03"]
     assert write_off["quantity"].sum() == 40
-    assert amortised + write_off["cost_usd"].sum() == pytest.approx(40 * (30000 - residual), abs=0.01)
+    assert amortised + write_off["cost_usd"].sum() == pytest.approx(40 * (30000 + NETWORK - residual), abs=0.01)
     years = (day - dt.date(2027, 1, 1)).days * 24 / HOURS_PER_YEAR
-    book = 30000 * (1 - years / 4.0)
+    book = (30000 + NETWORK) * (1 - years / 4.0)  # 33,000 x (1 - 1,416 h / (4 x 8,766 h))
     assert write_off["unit_price_usd"].iloc[0] == pytest.approx(book - residual)
     # the B200 era inherits the owned terms: 40 new GPUs at the same capex, billed from the day
     b200 = b[b["line_item"] == "owned_gpu_hours (b200)"]
@@ -130,7 +136,13 @@ def test_owned_capex_plus_write_off_is_purchase_less_residual():
 
 
 def test_sale_above_book_value_is_a_gain():
-    result = simulate(scenario_data(refresh=b200_step("2027-03-01", residual_usd_per_gpu=29900)))
+    """Book value on 1 March: (30,000 + 3,000 network) x (1 - 1,416 h / (4 x 8,766 h)) = $31,667.35
+    a GPU; sold at $32,000 the write-off is a gain of $332.65 a GPU."""
+    residual = 32000.0
+    result = simulate(scenario_data(refresh=b200_step("2027-03-01", residual_usd_per_gpu=residual)))
+    book = (30000 + NETWORK) * (1 - 59 * 24 / (4.0 * HOURS_PER_YEAR))
+    assert book < residual
+    assert billed(result, WRITE_OFF_LINE)["cost_usd"].sum() == pytest.approx(40 * (book - residual), abs=0.01)
     assert billed(result, WRITE_OFF_LINE)["cost_usd"].sum() < 0
 
 

@@ -2,9 +2,10 @@
 GPU are formulas of named cells, so editing the retiring GPUs' capex, the new GPUs' capex or the
 residual moves the totals by exactly the hand calculation (LibreOffice recalculation).
 
-The write-off is the retired GPUs' book value at their GPU-weighted mean age less the residual;
-for GPUs bought in tranches (``purchases``) or by default (ahead of each year's peak) the later
-GPUs are younger, and amortised capex + write-off = GPUs x (capex - residual), to the cent.
+The write-off is the retired GPUs' book value (GPU and its share of the cluster network, by
+default 10% of the capex) at their GPU-weighted mean age less the residual; for GPUs bought in
+tranches (``purchases``) or by default (ahead of each year's peak) the later GPUs are younger,
+and amortised capex + network + write-off = GPUs x (capex + network - residual), to the cent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.economics.pricing import HOURS_PER_YEAR
+from simulator.economics.pricing import DEFAULT_NETWORK_SHARE, HOURS_PER_YEAR
 from simulator.economics.refresh import (
     WRITE_OFF_LINE,
     book_value_usd_per_gpu,
@@ -41,6 +42,8 @@ needs_soffice = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice
 MM1 = mm1_provider(service_rate=10.0, slo_ms=500.0)
 START, REFRESH = dt.date(2027, 1, 1), dt.date(2027, 3, 1)
 H100_CAPEX, B200_CAPEX, LIFE, OPEX, RESIDUAL = 25000.0, 40000.0, 5.0, 0.05, 8000.0
+H100_NETWORK = DEFAULT_NETWORK_SHARE * H100_CAPEX  # no network capex given: 10% of the capex, $2,500
+H100_CAPITAL = H100_CAPEX + H100_NETWORK  # depreciated, and written off, per H100: $27,500
 H100 = {"kind": "owned", "capex_usd_per_gpu": H100_CAPEX, "lifetime_years": LIFE, "gpus": 16,
         "opex_fraction_per_year": OPEX, "power_usd_per_kwh": 0.08, "pue": 1.25,
         "overflow": "on_demand", "overflow_usd_per_gpu_hour": 3.2}  # fmt: skip
@@ -53,6 +56,7 @@ CAPEX, CAPEX_B200 = f"{POOL}_capex_usd_per_gpu", f"{POOL}_capex_usd_per_gpu{ERA}
 RATE_B200 = f"{POOL}_owned_usd_per_gpu_hour{ERA}"
 WRITE_OFF, RESIDUAL_CELL = f"{POOL}_refresh_write_off_usd_per_gpu", f"{POOL}_residual_usd_per_gpu"
 AGE = f"{POOL}_retired_age_years"
+NETWORK = f"{POOL}_network_capex_usd_per_gpu"
 
 
 def refresh_scenario_data() -> dict:
@@ -102,6 +106,11 @@ def billed(r: ReportRun, line_item: str) -> float:
     return float(b.loc[b["line_item"] == line_item, "quantity"].sum())
 
 
+def depreciated_usd(owned_gpu_hours: float) -> float:
+    """The H100s' capex and network share depreciated over their owned GPU-hours (straight line)."""
+    return owned_gpu_hours * H100_CAPITAL / (LIFE * HOURS_PER_YEAR)
+
+
 def write_off_price(r: ReportRun) -> float:
     b = r.result.billing
     return float(b.loc[b["line_item"].str.startswith(WRITE_OFF_LINE) & (b["quantity"] != 0), "unit_price_usd"].iloc[0])
@@ -124,38 +133,41 @@ def name_of(r: ReportRun, stem: str, formulas) -> str:
 
 def test_write_off_prices_gpus_at_their_mean_age(runs):
     """gpus: all bought at the start; tranches: 8 bought on 1 January, 8 on 1 February, so the
-    mean age is that of a GPU bought in mid-January (weighted by GPUs)."""
+    mean age is that of a GPU bought in mid-January (weighted by GPUs). Priced with the network:
+    base: 27,500 x (1 - 1,416 h / (5 x 8,766 h)) - 8,000 = $18,611.57 a GPU (GPU alone: $16,192.33)."""
     by_label = {r.label: r for r in runs}
     age_start = hours_since(START, REFRESH) / HOURS_PER_YEAR
     age_second = hours_since(dt.date(2027, 2, 1), REFRESH) / HOURS_PER_YEAR
     expected = {"base": age_start, "by-peak": age_start, "tranches": (8 * age_start + 8 * age_second) / 16}
     for label, age in expected.items():
         r = by_label[label]
-        assert write_off_price(r) == pytest.approx(H100_CAPEX * (1 - age / LIFE) - RESIDUAL, rel=1e-12)
+        assert write_off_price(r) == pytest.approx(H100_CAPITAL * (1 - age / LIFE) - RESIDUAL, rel=1e-12)
     base_era = pool_eras(by_label["base"].scenario, by_label["base"].scenario.pools[0], 0)[0]
     # bought on day one: exactly the former formula (book value at the era start's age)
-    assert write_off_price(by_label["base"]) == H100_CAPEX * max(0.0, 1 - age_start / LIFE) - RESIDUAL
+    assert write_off_price(by_label["base"]) == H100_CAPITAL * max(0.0, 1 - age_start / LIFE) - RESIDUAL
+    assert write_off_price(by_label["base"]) == pytest.approx(18611.57, abs=0.005)
     assert retired_age_years(base_era) == age_start
     assert write_off_price(by_label["tranches"]) > write_off_price(by_label["base"])  # younger GPUs
 
 
 @pytest.mark.parametrize("label", ["base", "tranches", "by-peak"])
 def test_amortised_capex_plus_write_off_is_purchase_less_residual(runs, label):
-    """Straight line: the H100 capex amortised while in place + the write-off = GPUs bought x
-    (capex - residual), to the cent, whenever the GPUs were bought."""
+    """Straight line: the H100 capex and network amortised while in place + the write-off = GPUs
+    bought x (capex + network - residual), to the cent, whenever the GPUs were bought."""
     r = next(r for r in runs if r.label == label)
-    amortised = billed(r, "owned_gpu_hours") * H100_CAPEX / (LIFE * HOURS_PER_YEAR)
+    assert billed(r, "network_gpu_hours") == billed(r, "owned_gpu_hours")  # the network line's hours
+    amortised = depreciated_usd(billed(r, "owned_gpu_hours"))
     b = r.result.billing
     write_off = b[b["line_item"].str.startswith(WRITE_OFF_LINE)]
     gpus = write_off["quantity"].sum()
     assert gpus == 16 or (label == "by-peak" and gpus > 0)
-    assert amortised + write_off["cost_usd"].sum() == pytest.approx(gpus * (H100_CAPEX - RESIDUAL), abs=0.01)
+    assert amortised + write_off["cost_usd"].sum() == pytest.approx(gpus * (H100_CAPITAL - RESIDUAL), abs=0.01)
 
 
 def test_default_purchases_are_dated_by_the_gpus_in_place():
     """Bought ahead of each year's peak: GPUs bought in year 2 are younger. With the era's owned
-    GPUs per hour the write-off prices each purchase at its age (amortised + write-off =
-    GPUs x (capex - residual)); without them, at the era's start (their oldest)."""
+    GPUs per hour the write-off prices each purchase at its age (amortised capex + network +
+    write-off = GPUs x (capex + network - residual)); without them, at the era's start (their oldest)."""
     data = refresh_scenario_data()
     data["horizon"]["months"] = 15
     data["pools"][0]["pricing"] = {k: v for k, v in H100.items() if k != "gpus"}
@@ -172,12 +184,15 @@ def test_default_purchases_are_dated_by_the_gpus_in_place():
     assert age == pytest.approx((8 * era.end_hour + 4 * (era.end_hour - year)) / 12 / HOURS_PER_YEAR)
     item = write_off_item(era, 12, hours, in_place)
     assert item is not None and item.idle[era.end_hour] == 12
-    amortised = in_place.sum() * H100_CAPEX / (LIFE * HOURS_PER_YEAR)
-    assert amortised + 12 * item.unit_price_usd == pytest.approx(12 * (H100_CAPEX - RESIDUAL), abs=1e-6)
+    assert item.unit_price_usd == pytest.approx(H100_CAPITAL * (1 - age / LIFE) - RESIDUAL, rel=1e-12)
+    amortised = depreciated_usd(in_place.sum())
+    assert amortised + 12 * item.unit_price_usd == pytest.approx(12 * (H100_CAPITAL - RESIDUAL), abs=1e-6)
     oldest = write_off_item(era, 12, hours)
     assert oldest is not None
     assert oldest.unit_price_usd == pytest.approx(
         book_value_usd_per_gpu(era.pool.pricing, era.end_hour / HOURS_PER_YEAR) - RESIDUAL)  # fmt: skip
+    assert oldest.unit_price_usd == pytest.approx(
+        H100_CAPITAL * (1 - era.end_hour / HOURS_PER_YEAR / LIFE) - RESIDUAL, rel=1e-12)  # fmt: skip
 
 
 def test_default_purchases_over_a_year_end_to_end():
@@ -189,11 +204,12 @@ def test_default_purchases_over_a_year_end_to_end():
     data["plans"] = []
     r = run(validate_scenario_data(data), curve_provider=MM1)
     b = r.billing
-    amortised = float(b.loc[b["line_item"] == "owned_gpu_hours", "quantity"].sum()) * H100_CAPEX / (
-        LIFE * HOURS_PER_YEAR)  # fmt: skip
+    owned_hours = float(b.loc[b["line_item"] == "owned_gpu_hours", "quantity"].sum())
+    assert float(b.loc[b["line_item"] == "network_gpu_hours", "quantity"].sum()) == owned_hours
+    amortised = depreciated_usd(owned_hours)
     write_off = b[b["line_item"].str.startswith(WRITE_OFF_LINE)]
     gpus = write_off["quantity"].sum()
-    assert amortised + write_off["cost_usd"].sum() == pytest.approx(gpus * (H100_CAPEX - RESIDUAL), abs=0.01)
+    assert amortised + write_off["cost_usd"].sum() == pytest.approx(gpus * (H100_CAPITAL - RESIDUAL), abs=0.01)
 
 
 # ---------------------------------------------------------------------- the workbook
@@ -206,10 +222,12 @@ def test_era_rate_and_write_off_are_formulas_of_named_cells(report, runs):
                     f"+{CAPEX_B200}*{POOL}_opex_fraction_per_year{ERA}/hours_per_year")  # fmt: skip
     assert named(values, RATE_B200).value == pytest.approx(B200_CAPEX * owned_rate_per_capex_usd(), rel=1e-15)
     assert named(formulas, CAPEX_B200).value == B200_CAPEX  # an input
+    assert named(formulas, NETWORK).value == f"=0.1*{CAPEX}"  # not given: 10% of the capex, a formula
+    assert named(values, NETWORK).value == pytest.approx(H100_NETWORK, rel=1e-15)
     for r in runs:
         write_off = named(formulas, name_of(r, WRITE_OFF, formulas)).value
         residual, age = name_of(r, RESIDUAL_CELL, formulas), name_of(r, AGE, formulas)
-        assert write_off == f"={CAPEX}*MAX(0,1-{age}/{POOL}_lifetime_years)-{residual}"
+        assert write_off == f"=({CAPEX}+{NETWORK})*MAX(0,1-{age}/{POOL}_lifetime_years)-{residual}"
         assert named(formulas, residual).value == RESIDUAL
         assert isinstance(named(formulas, age).value, float)  # a constant from dates
         assert named(values, name_of(r, WRITE_OFF, formulas)).value == pytest.approx(write_off_price(r), rel=1e-12)
@@ -243,8 +261,9 @@ def test_recalculated_formulas_equal_their_cached_values(report, tmp_path):
 @needs_soffice
 def test_editing_capex_and_residual_moves_totals_by_the_hand_calculation(report, runs, tmp_path):
     """H100 capex +$5,000, B200 capex +$10,000, residual +$1,000: each run's lifetime spend moves by
-    the owned and TCO rates' change x owned GPU-hours + GPUs retired x (capex change x (1 - age/life)
-    - residual change); the write-off per GPU itself by the capex change x (1 - age/life) - 1,000."""
+    the owned and TCO rates' change x owned GPU-hours + GPUs retired x ((capex change + the default
+    network's, 10% of it) x (1 - age/life) - residual change); the write-off per GPU itself by
+    5,500 x (1 - age/life) - 1,000."""
     d_h100, d_b200, d_residual = 5000.0, 10000.0, 1000.0
     changed = tmp_path / "changed.xlsx"
     assert set_named_cell(report, CAPEX, H100_CAPEX + d_h100, changed) == H100_CAPEX
@@ -256,7 +275,7 @@ def test_editing_capex_and_residual_moves_totals_by_the_hand_calculation(report,
     for r in runs:
         age = named(before, name_of(r, AGE, formulas)).value
         gpus = billed(r, next(n for n in r.result.billing["line_item"].unique() if n.startswith(WRITE_OFF_LINE)))
-        per_gpu = d_h100 * max(0.0, 1 - age / LIFE) - d_residual
+        per_gpu = (d_h100 + DEFAULT_NETWORK_SHARE * d_h100) * max(0.0, 1 - age / LIFE) - d_residual
         name = name_of(r, WRITE_OFF, formulas)
         assert named(after, name).value - named(before, name).value == pytest.approx(per_gpu, abs=1e-6)
         per_capex = owned_rate_per_capex_usd() + tco_rate_per_capex_usd()

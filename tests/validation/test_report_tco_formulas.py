@@ -238,8 +238,8 @@ def _edited(report: Path, tmp_path: Path, edits: dict[str, float]):
 def test_editing_the_capex_moves_every_tco_line_by_the_hand_calculation(report, by_label, tmp_path):
     """Capex +$6,000: the owned rate, the default network (10% of it), support and the cost of
     capital on half of capex + network all move, per owned GPU-hour; the refresh's write-off by
-    GPUs retired x 6,000 x (1 - mean age/life). Cash: GPUs bought x (6,000 + the default network's
-    600) + opex and support as paid."""
+    GPUs retired x (6,000 + the default network's 600) x (1 - mean age/life). Cash: GPUs bought x
+    (6,000 + the default network's 600) + opex and support as paid."""
     d = 6000.0
     formulas = load(report, data_only=False)
     before, after = _edited(report, tmp_path, {f"{POOL}_capex_usd_per_gpu": CAPEX + d})
@@ -253,7 +253,7 @@ def test_editing_the_capex_moves_every_tco_line_by_the_hand_calculation(report, 
             b = r.result.billing
             retired = float(b.loc[b["line_item"].str.startswith(WRITE_OFF_LINE), "quantity"].sum())
             assert retired == 8
-            expected += retired * d * max(0.0, 1 - age / LIFE)
+            expected += retired * (d + d_network) * max(0.0, 1 - age / LIFE)
         assert spend_delta(before, after, label) == pytest.approx(expected, abs=0.005), label
         cash = r.result.cashflow
         bought = float(cash.loc[cash["line_item"] == "gpu_purchase", "quantity"].sum())
