@@ -215,8 +215,14 @@ def spot_down_fraction(pricing: SpotPricing, tensor_parallel: int, weights_bytes
     parallel at ``reload_gb_per_s``). Share down = rate x reload time (capped at 0.5: beyond
     that, spot cannot carry the deployment). Pre-emptions are taken as independent.
     """
-    reload_h = (pricing.startup_s + weights_bytes / tensor_parallel / (pricing.reload_gb_per_s * 1e9)) / 3600
+    reload_h = replica_reload_hours(pricing.startup_s, weights_bytes, tensor_parallel, pricing.reload_gb_per_s)
     return min(spot_preemptions_per_replica_hour(pricing, tensor_parallel) * reload_h, 0.5)
+
+
+def replica_reload_hours(startup_s: float, weights_bytes: float, tensor_parallel: int, gb_per_s: float) -> float:
+    """Hours until a lost replica serves again: the start, then each GPU loading its weights
+    shard in parallel at ``gb_per_s`` (after a pre-emption or a failure)."""
+    return (startup_s + weights_bytes / tensor_parallel / (gb_per_s * 1e9)) / 3600
 
 
 def gpus_per_node(pool: Pool, gpu: GpuSpec) -> int:

@@ -16,13 +16,13 @@ import math
 
 import numpy as np
 
-from simulator.scenario.schema import Redundancy, ServingFailures
+from simulator.economics.pricing import replica_reload_hours
+from simulator.scenario.schema import Redundancy, ServingFailures, SpotPricing
 
-#: Node and engine start before the weights load (as a spot replica's reload; vLLM-class engines
-#: start in a minute or two: instance boot, container, CUDA graph capture).
-DEFAULT_STARTUP_S = 90.0
-#: Weights load bandwidth per GPU (object storage or a local cache; parallel loaders reach 1-2 GB/s).
-DEFAULT_RELOAD_GB_PER_S = 2.0
+#: A replacement replica starts and loads its weights as a spot replica does after a pre-emption:
+#: the defaults (and sources) of SpotPricing's startup_s and reload_gb_per_s.
+DEFAULT_STARTUP_S: float = SpotPricing.model_fields["startup_s"].default
+DEFAULT_RELOAD_GB_PER_S: float = SpotPricing.model_fields["reload_gb_per_s"].default
 
 
 def failures_per_replica_hour(failures: ServingFailures, gpus_per_replica: int) -> float:
@@ -34,8 +34,7 @@ def recovery_hours(failures: ServingFailures, gpus_per_replica: int, weights_byt
     """Hours a failed replica is out: the given recovery, else start + the weights shard load."""
     if failures.recovery_minutes is not None:
         return failures.recovery_minutes / 60.0
-    shard_s = weights_bytes / gpus_per_replica / (DEFAULT_RELOAD_GB_PER_S * 1e9)
-    return (DEFAULT_STARTUP_S + shard_s) / 3600.0
+    return replica_reload_hours(DEFAULT_STARTUP_S, weights_bytes, gpus_per_replica, DEFAULT_RELOAD_GB_PER_S)
 
 
 def down_share(rate_per_hour: float, recovery_h: float) -> float:

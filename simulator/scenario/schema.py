@@ -187,6 +187,11 @@ class Purchase(Strict):
     gpus: int = Field(gt=0, description="GPUs bought in this tranche, GPUs.")
 
 
+#: About the US cost of capital (Damodaran, cost of capital by sector, January 2025): the default
+#: rate on owned capital and the default discount rate of the cash flow's NPV.
+COST_OF_CAPITAL_PER_YEAR = 0.08
+
+
 class OwnedPricing(Strict):
     """Bought hardware: straight-line capex over its life, power and an operations overhead."""
 
@@ -246,7 +251,7 @@ class OwnedPricing(Strict):
         default=0.0, ge=0, description="Operations staff for this pool, $ per year (no default: your team)."
     )
     cost_of_capital_per_year: float = Field(
-        default=0.08, ge=0,
+        default=COST_OF_CAPITAL_PER_YEAR, ge=0,
         description="Rate per year (0.08 = 8%) on the capital tied up (GPUs and network), charged on "
         "the average book value over the life (half the capex). Default 8%: about the US cost of capital "
         "(Damodaran, cost of capital by sector, January 2025).",
@@ -1076,7 +1081,7 @@ class Scenario(Strict):
         default=1, ge=1, le=12, description="Month the fiscal year starts, 1-12 (1: calendar years), for yearly totals."
     )
     discount_rate_per_year: float = Field(
-        default=0.08, ge=0, le=1,
+        default=COST_OF_CAPITAL_PER_YEAR, ge=0, le=1,
         description="Yearly rate (0.08 = 8%) the cash flows are discounted at for each plan's net present "
         "value. Default 8%: about the US cost of capital (Damodaran, cost of capital by sector, January 2025), "
         "the same as owned pricing's cost_of_capital_per_year.",
