@@ -29,6 +29,7 @@ import pandas as pd
 from simulator.common.files import write_atomic
 from simulator.economics.refresh import WRITE_OFF_LINE
 from simulator.economics.retrieval import is_retrieval_pool
+from simulator.report.monthly import attribution_share
 from simulator.results.result import Result
 from simulator.scenario.schema import Scenario
 
@@ -134,18 +135,16 @@ def _usage_rows(result: Result, rate: float, code: str) -> pd.DataFrame:
 
 
 def _entity_shares(monthly: pd.DataFrame) -> pd.DataFrame:
-    """Each workload's / job's share of its pool-and-category cost per month: by cost, else by
-    GPU-hours, else equal (the split the workbook's Monthly sheet uses)."""
+    """Each workload's / job's share of its pool-and-category cost per month (the Monthly
+    sheet's rule, :func:`simulator.report.monthly.attribution_share`)."""
     used = monthly[monthly["category"] != "idle"]
     keys = ["month", "pool", "category"]
     per = used.groupby([*keys, "deployment", "entity_kind", "entity"], sort=False)[["cost_usd", "gpu_hours"]].sum()
     per = per.reset_index()
     totals = per.groupby(keys)[["cost_usd", "gpu_hours"]].transform("sum")
     count = per.groupby(keys)["cost_usd"].transform("size")
-    by_cost = totals["cost_usd"].abs() > 1e-12
-    by_hours = ~by_cost & (totals["gpu_hours"] > 0)
-    share = np.where(by_cost, per["cost_usd"] / totals["cost_usd"].where(by_cost, 1.0),
-                     np.where(by_hours, per["gpu_hours"] / totals["gpu_hours"].where(by_hours, 1.0), 1.0 / count))  # fmt: skip
+    share = attribution_share(per["cost_usd"].to_numpy(), per["gpu_hours"].to_numpy(), totals["cost_usd"].to_numpy(),
+                              totals["gpu_hours"].to_numpy(), count.to_numpy())  # fmt: skip
     return per[[*keys, "deployment", "entity_kind", "entity"]].assign(share=share)
 
 

@@ -270,17 +270,22 @@ def _entities(monthly: pd.DataFrame, months: list[str]) -> list[_Entity]:
     return sorted(found.values(), key=lambda e: order.get(e.kind, len(order)))
 
 
+def attribution_share(cost: np.ndarray, hours: np.ndarray, cost_total: np.ndarray, hours_total: np.ndarray,
+                      members: int | np.ndarray) -> np.ndarray:
+    """A member's share of its group's cost: by cost, else by
+    GPU-hours where the group cost nothing, else equal among its ``members``; elementwise. The rule of
+    the Monthly sheet's split and the FOCUS export's."""
+    by_cost = np.abs(cost_total) > 1e-12
+    by_hours = ~by_cost & (hours_total > 0)
+    return np.where(by_cost, cost / np.where(by_cost, cost_total, 1.0),
+                    np.where(by_hours, hours / np.where(by_hours, hours_total, 1.0), 1.0 / members))  # fmt: skip
+
+
 def _shares(members: list[_Entity], pool: str, n: int) -> list[np.ndarray]:
-    """Each entity's share of a pool-and-category cost per month: by cost, else GPU-hours, else equal."""
+    """Each entity's share of a pool-and-category cost per month (:func:`attribution_share`)."""
     cost = np.array([m.cost.get(pool, np.zeros(n)) for m in members])
     hours = np.array([m.gpu_hours.get(pool, np.zeros(n)) for m in members])
-    out = np.full(cost.shape, 1.0 / len(members))
-    cost_sum, hour_sum = cost.sum(axis=0), hours.sum(axis=0)
-    by_hours = (np.abs(cost_sum) <= 1e-12) & (hour_sum > 0)
-    by_cost = np.abs(cost_sum) > 1e-12
-    out[:, by_hours] = hours[:, by_hours] / hour_sum[by_hours]
-    out[:, by_cost] = cost[:, by_cost] / cost_sum[by_cost]
-    return list(out)
+    return list(attribution_share(cost, hours, cost.sum(axis=0), hours.sum(axis=0), len(members)))
 
 
 def write_monthly(
