@@ -94,6 +94,7 @@ def write_cashflow(
     net = incurred.copy()
     kind_totals: dict[str, list[int]] = {}
     kind_values: dict[str, float] = {}
+    column_totals: dict[int, float] = {}
     for (pool, line, kind, key), qty_col, cash_col in capital_cols:
         rows = capital[(capital["pool"] == pool) & (capital["line_item"] == line)]
         per = rows.groupby("month")[["quantity", "cash_usd"]].sum().reindex(labels, fill_value=0.0)
@@ -109,8 +110,9 @@ def write_cashflow(
             # sale quantities are negative: cash = quantity x price is the inflow
             sheet.formula(DATA_ROW + i, cash_col, f"={qty}*{name or repr(price)}{book.fx(run)}", quantity * price, "usd")
             net[i] += quantity * price
+        column_totals[cash_col] = float((per["quantity"] * price).sum())
         kind_totals.setdefault(kind, []).append(cash_col)
-        kind_values[kind] = kind_values.get(kind, 0.0) + float((per["quantity"] * price).sum())
+        kind_values[kind] = kind_values.get(kind, 0.0) + column_totals[cash_col]
     for i in range(n):
         row = DATA_ROW + i
         parts = [cell_ref(None, row, incurred_col)] + [cell_ref(None, row, c) for _, _, c in capital_cols]
@@ -132,14 +134,11 @@ def write_cashflow(
     total_row = DATA_ROW + n
     sheet.write(total_row, 0, "Total", "total_label")
     accrual_total = float(monthly.values[monthly.col_total].sum())
-    totals = {incurred_col: incurred.sum(), net_col: net.sum(), accrual_col: accrual_total,
+    totals = {incurred_col: incurred.sum(), **column_totals, net_col: net.sum(), accrual_col: accrual_total,
               diff_col: net.sum() - accrual_total}  # fmt: skip
-    for (_, _, _, _), qty_col, cash_col in capital_cols:
-        totals[cash_col] = None  # filled below from the cells' values
     for c, value in totals.items():
         letter = xl_col_to_name(c)
-        cached = value if value is not None else _column_sum(capital, capital_cols, c)
-        sheet.formula(total_row, c, f"=SUM({letter}{DATA_ROW + 1}:{letter}{total_row})", cached, "usd_bold")
+        sheet.formula(total_row, c, f"=SUM({letter}{DATA_ROW + 1}:{letter}{total_row})", value, "usd_bold")
 
     npv_row = total_row + 2
     rate = monthly_rate(discount_rate)
@@ -157,14 +156,6 @@ def write_cashflow(
     sheet.finish(HEADER_ROWS, frozen_cols=1)
     return CashLayout(sheet.name, total_row, net_col, (npv_row, net_col), float(net.sum()), npv,
                       kind_totals, kind_values, incurred_col, float(incurred.sum()))  # fmt: skip
-
-
-def _column_sum(capital: pd.DataFrame, capital_cols, col: int) -> float:
-    for (pool, line, _, _), _, cash_col in capital_cols:
-        if cash_col == col:
-            rows = capital[(capital["pool"] == pool) & (capital["line_item"] == line)]
-            return float((rows["quantity"] * rows["unit_price_usd"]).sum())
-    return 0.0
 
 
 def _opex_term(book: PriceBook, run: str, c: BillingColumn, qty: str) -> str:

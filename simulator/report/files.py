@@ -39,18 +39,14 @@ def write_result_files(
         written.append(path)
 
     write("summary.json", json.dumps(finite(result.summary), indent=2, default=str, allow_nan=False) + "\n")
-    for name in TABLES:
-        table = file_table(getattr(result, name))
+    tables = [(name, file_table(getattr(result, name)), csv_text) for name in TABLES]
+    if result.scenario is not None:
+        tables.append(("focus", focus_table(result), focus_csv))
+    for name, table, to_csv in tables:
         if formats in ("csv", "both"):
-            write(f"{name}.csv", csv_text(table))
+            write(f"{name}.csv", to_csv(table))
         if formats in ("parquet", "both"):
             write(f"{name}.parquet", lambda path, t=table: t.to_parquet(path, index=False))
-    if result.scenario is not None:
-        focus = focus_table(result)
-        if formats in ("csv", "both"):
-            write("focus.csv", focus_csv(focus))
-        if formats in ("parquet", "both"):
-            write("focus.parquet", lambda path: focus.to_parquet(path, index=False))
     return written
 
 
