@@ -107,27 +107,15 @@ def test_workbook_shows_retrieval_as_its_own_priced_lines(report, runs):
 
 @pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not on PATH")
 def test_recalculated_workbook_and_a_changed_retrieval_price(report, runs, tmp_path):
-    from tests.validation.test_report_workbook_recalc import recalculate, set_named_cell
+    from tests.validation.test_report_workbook_recalc import (
+        every_formula_matches_its_cached_value,
+        recalculate,
+        set_named_cell,
+    )
 
     recalculated = load(recalculate(report, tmp_path))
     check_summary(summary_table(recalculated), runs)
-    cached, formulas, checked = load(report), load(report, data_only=False), 0
-    for ws in formulas.worksheets:  # every formula LibreOffice computes equals our cached value
-        for row in ws.iter_rows():
-            for cell in row:
-                ours = cached[ws.title][cell.coordinate].value
-                if (
-                    isinstance(cell.value, str)
-                    and cell.value.startswith("=")
-                    and isinstance(ours, float)
-                ):
-                    theirs = recalculated[ws.title][cell.coordinate].value
-                    assert theirs == pytest.approx(ours, rel=1e-9, abs=1e-6), (
-                        ws.title,
-                        cell.coordinate,
-                    )
-                    checked += 1
-    assert checked > 150
+    every_formula_matches_its_cached_value(report, recalculated, at_least=150)
     changed = tmp_path / "changed.xlsx"
     assert set_named_cell(report, "retrieval_chat_usd_per_hour", 3.5, changed) == 2.5
     after = summary_table(load(recalculate(changed, tmp_path)))

@@ -8,7 +8,6 @@ calculation (LibreOffice recalculation), a refreshed pool's later GPUs by their 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,12 @@ from simulator.scenario.checks import validate_scenario_data
 from simulator.scenario.loading import scenario_for_plan
 from tests.conftest import minimal_scenario_dict
 from tests.synthetic import mm1_provider
-from tests.validation.test_report_workbook_recalc import SOFFICE, recalculate, set_named_cell
+from tests.validation.test_report_workbook_recalc import (
+    SOFFICE,
+    every_formula_matches_its_cached_value,
+    recalculate,
+    set_named_cell,
+)
 from tests.validation.test_report_workbook_values import SPEND, load, summary_table
 
 needs_soffice = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not on PATH")
@@ -204,18 +208,7 @@ def test_billing_prices_the_lines_by_the_rate_cells(report, runs):
 @needs_soffice
 def test_recalculated_formulas_equal_their_cached_values(report, recalculated, runs):
     cached, formulas = load(report), load(report, data_only=False)
-    checked = 0
-    for ws in formulas.worksheets:
-        for row in ws.iter_rows():
-            for cell in row:
-                ours = cached[ws.title][cell.coordinate].value
-                if not (isinstance(cell.value, str) and cell.value.startswith("=")) or not isinstance(ours, float | int):
-                    continue
-                theirs = recalculated[ws.title][cell.coordinate].value
-                assert isinstance(theirs, float | int), (ws.title, cell.coordinate, theirs)
-                assert math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-6), (ws.title, cell.coordinate)
-                checked += 1
-    assert checked > 100
+    every_formula_matches_its_cached_value(report, recalculated, at_least=100)
     table = summary_table(recalculated)
     for r in runs:
         assert table[(SPEND, "Lifetime spend")][r.label] == pytest.approx(r.result.summary["total_cost_usd"], abs=0.005)
