@@ -23,6 +23,7 @@ import pandas as pd
 
 from simulator.common.arrays import divide
 from simulator.economics.api import api_price, baseline_cost_usd
+from simulator.economics.cashflow import npv_usd
 from simulator.economics.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
 from simulator.economics.retrieval import (
     RETRIEVAL_ENTITY_KIND,
@@ -243,8 +244,6 @@ def _cashflow(p: Projection, billing: pd.DataFrame) -> pd.DataFrame:
 
 def _cash_summary(p: Projection, cashflow: pd.DataFrame) -> dict[str, Any]:
     """Cash totals and the net present value at the scenario's discount rate."""
-    from simulator.economics.cashflow import npv_usd
-
     months = _month_labels(p)
     by_month = cashflow.groupby("month")["cash_usd"].sum().reindex(months, fill_value=0.0).to_numpy(dtype=float)
     kind = cashflow.groupby("kind")["cash_usd"].sum()
