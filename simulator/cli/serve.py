@@ -92,6 +92,18 @@ def serve_command(
         str, typer.Option("--think", help="With --concurrency: think times constant or exponential "
                           "(mean --think-s).")
     ] = "constant",
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Inject replica failures with the deployment's failures "
+                           "settings (rate per GPU-day, recovery, retry): each failure takes its replica out "
+                           "for the recovery time and its requests are retried elsewhere or fail. Adds "
+                           "availability, failed/retried requests and the latency while a replica is down.")
+    ] = False,
+    failures_per_gpu_day: Annotated[
+        float | None, typer.Option("--failures-per-gpu-day", min=0, help="Failure rate per GPU per day for "
+                                   "--failures, instead of the deployment's (implies --failures). The default "
+                                   "4.74e-4 gives about no failure in an hour; e.g. 50 on 4 one-GPU replicas "
+                                   "gives about 8 an hour.")
+    ] = None,
     on: OnDateOpt = None,
     plan: PlanOpt = None,
     as_json: JsonOpt = False,
@@ -103,6 +115,8 @@ def serve_command(
     Example: fleetsim serve scenarios/chat-assistant.yaml -d chat-8b --rps 20 --duration-s 300
 
     Closed loop: fleetsim serve scenarios/chat-assistant.yaml -d chat-8b --concurrency 64 --duration-s 300
+
+    Failures: fleetsim serve scenarios/chat-assistant.yaml -d chat-8b --rps 40 --replicas 4 --duration-s 3600 --failures --failures-per-gpu-day 50
     """
     from simulator.inference import read_trace, serve
 
@@ -112,7 +126,8 @@ def serve_command(
         with _progress("simulating...", quiet):
             result = serve(loaded, deployment, workload, rps=rps, duration_s=duration_s,
                            replicas=replicas, seed=seed, trace=trace_data, router=router,
-                           concurrency=concurrency, think_s=think_s, think=think)  # fmt: skip
+                           concurrency=concurrency, think_s=think_s, think=think, failures=failures,
+                           failures_per_gpu_day=failures_per_gpu_day)  # fmt: skip
     summary = result.summary
     if as_json:
         print_json(_json_ready(summary))
@@ -168,12 +183,34 @@ def _serve_table(s: dict[str, Any]) -> Any:
         drafter = spec["draft_model"] or "MTP head"
         rows.append(["speculative decoding", (f"{drafter}, {spec['draft_tokens']} drafted, acceptance "
                      f"{spec['acceptance_rate']:.2f}: {spec['tokens_per_iteration']:.2f} tokens/iteration")])
+    rows.extend(_failure_rows(s))
     dis = s.get("disaggregation")
     if dis:
         transfer = "-" if dis["kv_transfer_ms_mean"] is None else f"{dis['kv_transfer_ms_mean']:.1f} ms"
         rows.append(["prefill : decode replicas", (f"{dis['prefill_replicas'] * dis['units']} : "
                      f"{dis['decode_replicas'] * dis['units']} (mean KV transfer {transfer}, in TTFT)")])
     return Group(latency, table("Totals", ["figure", "value"], rows))
+
+
+def _failure_rows(s: dict[str, Any]) -> list[list[str]]:
+    """Rows of a run with failures injected (none without)."""
+    f = s.get("failures")
+    if not f:
+        return []
+    during = f["ttft_ms_during_failures"]
+    met = f["slo_attainment_during_failures"]
+    return [
+        ["failures injected", (f"{f['failures']:,} ({f['per_gpu_day']:g} per GPU-day, {f['rate_per_replica_hour']:.3g} "
+                               f"per replica-hour, {f['recovery_s']:.0f} s to recover)")],
+        ["replica time down (measured / renewal theory)",
+         f"{f['replica_seconds_down']:,.0f} s; {f['down_share']:.2%} / {f['down_share_expected']:.2%}"],
+        ["requests failed / retried after a failure", f"{s['requests_failed']:,} / {s['requests_retried']:,}"
+         + (" (retry on)" if f["retry"] else " (retry off)")],
+        ["availability (served within the SLO)", "-" if s["availability"] is None else f"{s['availability']:.3%}"],
+        ["TTFT p95 / p99 arriving while a replica is down", f"{_ms(during['p95'])} / {_ms(during['p99'])} ms "
+         f"(overall {_ms(s['ttft_ms']['p95'])} / {_ms(s['ttft_ms']['p99'])}; {f['requests_during_failures']:,} "
+         f"requests" + ("" if met is None else f", SLO met {met:.1%}") + ")"],
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- curve

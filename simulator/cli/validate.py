@@ -23,6 +23,7 @@ def validate(scenario: ScenarioArg, as_json: JsonOpt = False) -> None:
     """
     from simulator.common.errors import ScenarioError
     from simulator.scenario.checks import commitment_warnings
+    from simulator.scenario.derived import is_derived
     from simulator.scenario.loading import load_scenario, scenario_for_plan
 
     def with_plans() -> list[tuple[str, Any]]:
@@ -49,7 +50,7 @@ def validate(scenario: ScenarioArg, as_json: JsonOpt = False) -> None:
         err.print(f"{scenario}: warning: {warning}", markup=False)
     out.print(
         f"{scenario}: ok ({len(loaded.pools)} pools, {len(loaded.deployments)} deployments, "
-        f"{len(loaded.workloads)} workloads, {len(loaded.training_jobs)} training jobs, "
+        f"{sum(not is_derived(w.name) for w in loaded.workloads)} workloads, {len(loaded.training_jobs)} training jobs, "
         f"{len(loaded.plans)} plans)"
     )
 

@@ -1,6 +1,7 @@
-"""The retrieval stage of a RAG workload: its latency, its tokens and its cost lines.
+"""The retrieval stage of a RAG workload, and the prompt the model sees with pipeline stages.
 
-Model (``Workload.retrieval``):
+Model (``Workload.retrieval``): a pipeline stage (:mod:`simulator.economics.stages`) named
+``retrieval``, of kind retrieval, before the model, on every request past the response cache:
 
 - **Where it sits.** A request first meets the response cache; a hit is answered at once and
   skips retrieval and the model (a cached answer needs no fresh passages). Every other request
@@ -12,7 +13,8 @@ Model (``Workload.retrieval``):
   results, the latency curves and SLO attainment all include it.
 - **Tokens.** Retrieved passages are prompt tokens like any other: prefill compute and KV cache
   grow with them, the prefix-cache hit rate applies to the whole prompt, and they count as input
-  tokens for $/1M tokens and for the API baseline (an API would be sent them too).
+  tokens for $/1M tokens and for the API baseline (an API would be sent them too). Other
+  before-model stages' ``added_prompt_tokens`` count the same way.
 - **Cost.** Two billed lines per workload, both in the inference category with entity kind
   ``retrieval`` (entity = the workload): ``retrieval_queries`` = requests that reach retrieval
   (routed to a serving deployment, answered or not for lack of capacity; response-cache hits and
@@ -25,35 +27,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.economics.pricing import LineItem
-from simulator.scenario.schema import Retrieval, Workload
+from simulator.economics.stages import added_tokens_mean, stage_pool
+from simulator.scenario.schema import Workload
+from simulator.scenario.stages import RETRIEVAL_STAGE
 
-#: Prefix of the pseudo-pool that holds a workload's retrieval cost in monthly/billing/hourly.
-RETRIEVAL_POOL_PREFIX = "retrieval:"
 RETRIEVAL_ENTITY_KIND = "retrieval"
-QUERIES_ITEM = "retrieval_queries"
-HOURS_ITEM = "retrieval_hours"
 
 
 def retrieval_pool(workload: str) -> str:
     """The pseudo-pool label of a workload's retrieval stage."""
-    return f"{RETRIEVAL_POOL_PREFIX}{workload}"
-
-
-def is_retrieval_pool(label: str) -> bool:
-    return str(label).startswith(RETRIEVAL_POOL_PREFIX)
+    return stage_pool(workload, RETRIEVAL_STAGE)
 
 
 def retrieved_tokens(workload: Workload) -> int:
-    """Tokens retrieval adds to each prompt (0 without a retrieval stage)."""
-    return workload.retrieval.retrieved_tokens if workload.retrieval is not None else 0
+    """Tokens the before-model stages add to each prompt, where one number stands for all
+    requests (conversations, closed loops, the too-long estimate): the retrieval stage's
+    ``retrieved_tokens`` exactly, or the rounded mean with stages that run on some requests."""
+    return round(added_tokens_mean(workload))
 
 
 def model_prompt_tokens_mean(workload: Workload) -> float:
-    """Mean prompt the model sees: the user's prompt plus the retrieved passages, and in a
-    conversation the system prompt and history before them (:func:`mean_reusable_tokens`)."""
+    """Mean prompt the model sees: the user's prompt plus what the stages add (retrieved
+    passages), and in a conversation the system prompt and history before them
+    (:func:`mean_reusable_tokens`)."""
     mean = workload.prompt_tokens.mean
-    new = mean + workload.retrieval.retrieved_tokens if workload.retrieval is not None else mean
+    added = added_tokens_mean(workload)
+    new = mean + added if added else mean
     return new + mean_reusable_tokens(workload)
 
 
@@ -87,21 +86,3 @@ def expected_prefix_hit_rate(workload: Workload) -> float:
     if workload.sessions is None:
         return workload.prefix_cache_hit_rate
     return mean_reusable_tokens(workload) / model_prompt_tokens_mean(workload)
-
-
-def sample_retrieval_s(retrieval: Retrieval, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` retrieval latencies in seconds (negative draws count as 0)."""
-    return np.maximum(retrieval.latency_ms.sample(rng, n), 0.0) / 1e3
-
-
-def retrieval_line_items(
-    retrieval: Retrieval, queries: np.ndarray, hours: np.ndarray
-) -> list[LineItem]:
-    """The hourly billed lines of a retrieval stage: thousands of queries, and hours served."""
-    zero = np.zeros_like(queries, dtype=float)
-    return [
-        LineItem(QUERIES_ITEM, "1k queries", "usd_per_thousand_queries",
-                 float(retrieval.usd_per_thousand_queries), queries / 1e3, zero, zero),
-        LineItem(HOURS_ITEM, "hour", "usd_per_hour", float(retrieval.usd_per_hour),
-                 np.asarray(hours, dtype=float), zero, zero),
-    ]  # fmt: skip

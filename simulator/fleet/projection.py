@@ -30,6 +30,7 @@ Modelling choices (documented here, reported by the summary):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -49,7 +50,7 @@ from simulator.economics.pricing import (
     spot_preemptions_per_replica_hour,
 )
 from simulator.economics.refresh import Era, owned_in_place, pool_eras, scenario_at, write_off_item
-from simulator.economics.retrieval import retrieval_line_items
+from simulator.economics.stages import stage_line_items, stage_pool
 from simulator.fleet.autoscale import (
     fit_to_pool,
     held_through_scale_down,
@@ -64,11 +65,24 @@ from simulator.fleet.demand import (
     timeline,
 )
 from simulator.fleet.latency import CurveLike, point_weights, sizing_capacity
+from simulator.fleet.regions import (
+    NetworkDelayedCurve,
+    deployment_region,
+    nearest_first,
+    next_region,
+    origin_rates,
+    origin_shares,
+    region_split,
+    region_up,
+    remote_scenario,
+    spill_share,
+)
 from simulator.fleet.reliability import (
     down_share,
     failures_per_replica_hour,
     recovery_hours,
     spare_replicas,
+    zone_spread,
 )
 from simulator.perf.memory import weight_bytes
 from simulator.scenario.resolve import gpu_of, model_of
@@ -81,6 +95,7 @@ from simulator.scenario.schema import (
     SpotPricing,
     add_months,
 )
+from simulator.scenario.stages import BEFORE_MODEL, Stage, flows, model_share
 
 CurveProvider = Callable[[Scenario, str, str], CurveLike]
 SECONDS_PER_HOUR = 3600.0
@@ -106,6 +121,8 @@ class RouteHours:
     unserved_too_long: np.ndarray = field(default_factory=lambda: np.zeros(0))
     failed_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))  # lost to failures, not retried
     requests_retried_after_failure: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    origin: str | None = None  #: region the requests come from (workloads with origins)
+    network_rtt_ms: float = 0.0  #: round trip from the origin to the deployment's region
 
 
 @dataclass
@@ -128,21 +145,37 @@ class DeploymentHours:
     failure_down: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: replicas asked for beyond the load's need, for failures (the expected loss and the spares)
     redundant: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: of which held so that the loss of any one region is absorbed (routing.reserve_for_region_loss)
+    region_reserve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reserve_equivalents: np.ndarray = field(default_factory=lambda: np.zeros(0))  #: behind region_reserve
+    #: replica-equivalents of the load at the within-hour peak (what spill-over compares with)
+    load_equivalents: np.ndarray = field(default_factory=lambda: np.zeros(0))
     retry_failed: bool = True  #: requests in flight on a failed replica are retried elsewhere
 
 
 @dataclass
-class RetrievalHours:
-    """One workload's retrieval stage, hour by hour: queries, hours served, billed lines."""
+class StageHours:
+    """One pipeline stage of a workload (retrieval, a guardrail, a tool; see
+    :mod:`simulator.economics.stages`), hour by hour: the requests it runs on, hours served,
+    billed lines."""
 
     workload: str
-    queries: np.ndarray  # requests reaching retrieval in the hour
+    stage: Stage
+    calls: np.ndarray  # requests the stage runs on in the hour
     hours: np.ndarray  # share of the hour the workload had a serving deployment
     items: list[LineItem]
 
     @property
+    def pool(self) -> str:
+        """The pseudo-pool its lines bill under, ``<stage>:<workload>``."""
+        return stage_pool(self.workload, self.stage.name)
+
+    @property
     def cost_usd(self) -> np.ndarray:
-        return sum((item.cost("inference") for item in self.items), np.zeros_like(self.queries))
+        return sum((item.cost("inference") for item in self.items), np.zeros_like(self.calls))
+
+
+RetrievalHours = StageHours  # a workload's retrieval: is its stage 'retrieval'
 
 
 @dataclass
@@ -162,9 +195,15 @@ class Projection:
     pool_busy_gpus: dict[str, np.ndarray]
     job_cost_usd: dict[str, np.ndarray]
     training: object  # simulator.training.TrainingResult
-    retrieval: dict[str, RetrievalHours] = field(default_factory=dict)  # per workload with one
+    #: per pipeline stage of every workload (retrieval and the others), by its pseudo-pool label
+    retrieval: dict[str, StageHours] = field(default_factory=dict)
     #: per workload given as concurrent users: its mean response time each hour (s)
     response_s: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per (workload, origin region): requests/s arriving from there, and those no region took
+    origin_rps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    origin_unrouted_rps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    #: per region: the share of each hour it is up (outages)
+    region_up: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def too_long_share(scenario: Scenario, deployment, workload) -> float:
@@ -203,10 +242,8 @@ def project(
     capacity = _pool_capacities(scenario, line)
     # First pass: deployments tied to a training job are not serving yet (their launch date
     # comes from the training DES, which needs to know what serving leaves of shared pools).
-    active = _serving_windows(scenario, line, launch_hour={})
-    closed = _closed_loop_rates(scenario, line, curve_provider, active)
-    demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed)
-    deployments = _requested_replicas(scenario, routes, line.hours, active)
+    side = _demand_side(scenario, line, curve_provider, launch_hour={})
+    active, regions, demand, cache_hits, unrouted, routes, deployments = side
 
     inference_first = [p.name for p in scenario.pools if p.priority == "inference"]
     training_first = [p.name for p in scenario.pools if p.priority == "training"]
@@ -217,14 +254,16 @@ def project(
     } | {pool: capacity[pool].copy() for pool in training_first}
     training = simulate_training(scenario, available, rng)
     if any(d.after_job for d in scenario.deployments):
-        active = _serving_windows(scenario, line, _launch_hours(scenario, training, line))
-        closed = _closed_loop_rates(scenario, line, curve_provider, active)
-        demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed)
-        deployments = _requested_replicas(scenario, routes, line.hours, active)
+        side = _demand_side(scenario, line, curve_provider, _launch_hours(scenario, training, line))
+        active, regions, demand, cache_hits, unrouted, routes, deployments = side
     # Training-first pools serve with what training leaves. In inference-first pools this only
     # bites where a training run that started earlier still holds GPUs that grown serving
     # demand would want: running training is never pre-empted, so serving is squeezed there.
     _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
+    if _spill_over(scenario, line, curve_provider, active, routes, deployments, regions):
+        reserve = {name: dep.reserve_equivalents for name, dep in deployments.items()}
+        deployments = _requested_replicas(scenario, routes, line.hours, active, reserve)
+        _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
 
     for dep in deployments.values():
         policy = scenario.deployment(dep.name).autoscaling
@@ -252,7 +291,92 @@ def project(
         job_cost_usd=job_cost, training=training,
         retrieval=_retrieval_hours(scenario, routes, active, line.hours),
         response_s=_closed_loop_response_s(scenario, line, demand),
+        origin_rps=regions.origin_rps, origin_unrouted_rps=regions.origin_unrouted_rps, region_up=regions.up,
     )  # fmt: skip
+
+
+def _demand_side(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, launch_hour: dict[str, float]
+) -> tuple[dict[str, np.ndarray], RegionState, dict[str, np.ndarray], dict[str, np.ndarray],
+           dict[str, np.ndarray], list[RouteHours], dict[str, DeploymentHours]]:  # fmt: skip
+    """Serving windows cut by region outages, demand, routes and the replicas asked for."""
+    windows = _serving_windows(scenario, line, launch_hour)
+    regions = RegionState.of(scenario, line, windows)
+    active = {d.name: windows[d.name] * regions.up[r] if (r := scenario.pool(d.pool).region) else windows[d.name]
+              for d in scenario.deployments}  # fmt: skip
+    closed = _closed_loop_rates(scenario, line, curve_provider, active)
+    demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed, regions)
+    reserve = _region_reserve(scenario, line, curve_provider, active, closed, regions, routes)
+    deployments = _requested_replicas(scenario, routes, line.hours, active, reserve)
+    return active, regions, demand, cache_hits, unrouted, routes, deployments
+
+
+def _reserving(scenario: Scenario) -> set[str]:
+    return {w.name for w in scenario.workloads if w.origins and w.routing.reserve_for_region_loss}
+
+
+def _peak_equivalents(scenario: Scenario, routes: list[RouteHours], workloads: set[str]) -> dict[str, np.ndarray]:
+    """Per deployment, the replica-equivalents at the within-hour peak of some workloads' routes."""
+    peak = {w.name: w.traffic.peak_to_mean_within_hour for w in scenario.workloads}
+    out: dict[str, np.ndarray] = {}
+    for r in routes:
+        if r.workload in workloads:
+            out[r.deployment] = out.get(r.deployment, 0.0) + r.replica_equivalents * peak[r.workload]
+    return out
+
+
+def _region_reserve(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
+    closed: dict[str, np.ndarray], regions: RegionState, routes: list[RouteHours],
+) -> dict[str, np.ndarray]:
+    """Per deployment, the replica-equivalents held beyond today's routing so that the loss of
+    any one region (all of it, at any hour) is carried without scale-up: for each region the
+    routing with it down, and per deployment the most it would then carry more than now."""
+    reserving = _reserving(scenario)
+    if not reserving:
+        return {}
+    now = _peak_equivalents(scenario, routes, reserving)
+    hosts = {deployment_region(scenario, r.deployment) for w in reserving for r in scenario.workload(w).routes}
+    out: dict[str, np.ndarray] = {}
+    for region in sorted(hosts - {None}):  # type: ignore[operator]
+        down = {d: a * (deployment_region(scenario, d) != region) for d, a in active.items()}
+        _, _, _, lost = _demand_and_routes(scenario, line, curve_provider, down, closed, regions.without(region))
+        for dep, carried in _peak_equivalents(scenario, lost, reserving).items():
+            more = np.maximum(carried - now.get(dep, 0.0), 0.0)
+            out[dep] = np.maximum(out.get(dep, 0.0), more)
+    return out
+
+
+def _spill_over(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
+    routes: list[RouteHours], deployments: dict[str, DeploymentHours], regions: RegionState,
+) -> bool:
+    """Move what each spill-over route's deployment cannot hold (:func:`regions.spill_share`)
+    to the nearest next region's deployments, as routes from the same origin; True if any moved."""
+    moved_any = False
+    eras_served = _serving_eras(scenario, line, active)
+    for route in list(routes):
+        workload = scenario.workload(route.workload)
+        if route.origin is None or workload.routing.policy != "spill_over":
+            continue
+        dep = deployments[route.deployment]
+        policy = scenario.deployment(route.deployment).autoscaling
+        share = spill_share(dep.load_equivalents, dep.billed * policy.target_utilization * (1 - dep.down_fraction))
+        here = deployment_region(scenario, route.deployment)
+        target = next_region(scenario, workload, route.origin, here) if here else None
+        if target is None or not np.any(share * route.demand_rps > 0):
+            continue
+        shares = {r.deployment: route_share_hourly(r, scenario.horizon.start, line.hours) for r in workload.routes}
+        split = region_split(scenario, workload, target, shares, active)
+        share = share * (sum((part for _, part in split), np.zeros(line.hours)) > 0)  # where it serves
+        moved = route.demand_rps * share
+        route.demand_rps = route.demand_rps - moved
+        route.replica_equivalents = route.replica_equivalents * (1 - share)
+        ms = scenario.round_trip_ms(route.origin, target) or 0.0
+        for name, part in split:
+            _place(scenario, line, curve_provider, eras_served, workload, routes, name, moved * part, route.origin, ms)
+        moved_any = True
+    return moved_any
 
 
 # ---------------------------------------------------------------------- demand
@@ -376,7 +500,7 @@ def _mean_response_s(workload, routes: list[RouteHours], hours: int) -> np.ndarr
 
 def _demand_and_routes(
     scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
-    closed_rates: dict[str, np.ndarray],
+    closed_rates: dict[str, np.ndarray], regions: RegionState | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[RouteHours]]:
     """Per workload its demand and cache hits; per route the demand it carries each hour.
 
@@ -386,7 +510,8 @@ def _demand_and_routes(
     A route's share follows its schedule; the shares of routes whose deployment is not serving
     go to the workload's serving routes in proportion to theirs (serving routes whose share is
     0 take it equally when no other serving route has a share); with no deployment serving, the
-    demand is unrouted and reported unserved.
+    demand is unrouted and reported unserved. A workload with origins is routed region by
+    region (:mod:`simulator.fleet.regions`; ``regions`` gives the windows and regions up).
     """
     demand, cache_hits, unrouted, routes = {}, {}, {}, []
     eras_served = _serving_eras(scenario, line, active)
@@ -397,7 +522,12 @@ def _demand_and_routes(
             rate = closed_rates[workload.name]
         demand[workload.name] = rate
         cache_hits[workload.name] = rate * workload.response_cache_hit_rate
-        gpu_rate = rate - cache_hits[workload.name]
+        gpu_rate = (rate - cache_hits[workload.name]) * model_share(workload)  # stages block some before it
+        place = functools.partial(_place, scenario, line, curve_provider, eras_served, workload, routes)
+        if workload.origins:
+            state = regions or RegionState.of(scenario, line, active)
+            unrouted[workload.name] = _route_origins(scenario, line, workload, divide(gpu_rate, rate), state, place)
+            continue
         up = [active[r.deployment] for r in workload.routes]
         raw = [route_share_hourly(r, scenario.horizon.start, line.hours) * a
                for r, a in zip(workload.routes, up, strict=True)]  # fmt: skip
@@ -409,23 +539,74 @@ def _demand_and_routes(
         scale = divide(1.0, total)
         unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
         for route, share in zip(workload.routes, raw, strict=True):
-            offered = gpu_rate * share * scale
-            for era, era_scenario in eras_served[route.deployment]:
-                # one route per GPU era of its pool: the era's curve carries the era's demand
-                curve = curve_provider(era_scenario, route.deployment, workload.name)
-                carried = np.where(era.mask(line.hours), offered, 0.0)
-                refused = too_long_share(era_scenario, scenario.deployment(route.deployment), workload)
-                routes.append(
-                    RouteHours(
-                        workload=workload.name,
-                        deployment=route.deployment,
-                        curve=curve,
-                        demand_rps=carried,
-                        replica_equivalents=carried * (1 - refused) / sizing_capacity(curve),
-                        too_long_share=refused,
-                    )
-                )
+            place(route.deployment, gpu_rate * share * scale)
     return demand, cache_hits, unrouted, routes
+
+
+def _place(
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider,
+    eras_served: dict[str, list[tuple[Era, Scenario]]], workload, routes: list[RouteHours],
+    deployment: str, offered: np.ndarray, origin: str | None = None, rtt_ms: float = 0.0,
+) -> None:
+    """Append the routes that carry ``offered`` req/s of a workload on a deployment: one per GPU
+    era of its pool, each with the era's curve (seen from the origin's region across ``rtt_ms``)."""
+    for era, era_scenario in eras_served[deployment]:
+        curve = curve_provider(remote_scenario(era_scenario, workload.name, rtt_ms), deployment, workload.name)
+        if rtt_ms > 0:
+            curve = NetworkDelayedCurve(curve, rtt_ms)
+        carried = np.where(era.mask(line.hours), offered, 0.0)
+        refused = too_long_share(era_scenario, scenario.deployment(deployment), workload)
+        routes.append(
+            RouteHours(
+                workload=workload.name,
+                deployment=deployment,
+                curve=curve,
+                demand_rps=carried,
+                replica_equivalents=carried * (1 - refused) / sizing_capacity(curve),
+                too_long_share=refused,
+                origin=origin,
+                network_rtt_ms=rtt_ms,
+            )
+        )
+
+
+@dataclass
+class RegionState:
+    """What region routing reads: deployments' serving windows (before outages), each region's
+    share of the hour up, and the origins' arrivals and unrouted requests it records."""
+
+    windows: dict[str, np.ndarray]
+    up: dict[str, np.ndarray]
+    origin_rps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    origin_unrouted_rps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, scenario: Scenario, line: Timeline, windows: dict[str, np.ndarray]) -> RegionState:
+        return cls(windows, region_up(scenario, line))
+
+    def without(self, region: str) -> RegionState:
+        """One region down all the time and every other up (sizing for the loss of one region;
+        a planned outage is not compounded with a second one)."""
+        return RegionState(self.windows, {name: np.full_like(up, float(name != region)) for name, up in self.up.items()})
+
+
+def _route_origins(
+    scenario: Scenario, line: Timeline, workload, gpu_fraction: np.ndarray, state: RegionState,
+    place: Callable[..., None],
+) -> np.ndarray:
+    """Place each origin's GPU-bound requests on the nearest serving region; return the
+    workload's unrouted req/s (no region took them)."""
+    shares = {r.deployment: route_share_hourly(r, scenario.horizon.start, line.hours) for r in workload.routes}
+    unrouted = np.zeros(line.hours)
+    for origin, rate in origin_rates(scenario, workload, line):
+        gpu_rate = rate * gpu_fraction
+        placed, lost = origin_shares(scenario, workload, origin, shares, state.windows, state.up)
+        for p in placed:
+            place(p.deployment, gpu_rate * p.share, origin, p.rtt_ms)
+        state.origin_rps[(workload.name, origin)] = rate
+        state.origin_unrouted_rps[(workload.name, origin)] = gpu_rate * lost
+        unrouted += gpu_rate * lost
+    return unrouted
 
 
 def _serving_eras(
@@ -450,18 +631,41 @@ def curve_requests(scenario: Scenario) -> list[tuple[Scenario, str, str]]:
     line = timeline(scenario.horizon)
     active = _serving_windows(scenario, line, {job.name: 0.0 for job in scenario.training_jobs})
     eras = _serving_eras(scenario, line, active)
-    return [(era_scenario, route.deployment, workload.name)
-            for workload in scenario.workloads for route in workload.routes
-            for _, era_scenario in eras[route.deployment]]  # fmt: skip
+    out = []
+    for workload in scenario.workloads:
+        for route in workload.routes:
+            for rtt in _round_trips(scenario, workload, route.deployment):
+                out += [(remote_scenario(era_scenario, workload.name, rtt), route.deployment, workload.name)
+                        for _, era_scenario in eras[route.deployment]]  # fmt: skip
+    return out
+
+
+def _round_trips(scenario: Scenario, workload, deployment: str) -> list[float]:
+    """The round trips a deployment may be reached across by a workload's requests: 0 without
+    origins; else from each origin whose nearest or next-nearest region it is in (failover and
+    spill-over go one region on)."""
+    if not workload.origins:
+        return [0.0]
+    here = deployment_region(scenario, deployment)
+    regions = {deployment_region(scenario, r.deployment) for r in workload.routes} - {None}
+    trips = set()
+    for origin in workload.origins:
+        order = nearest_first(scenario, origin.region, regions)  # type: ignore[arg-type]
+        if here in order[:2]:
+            trips.add(scenario.round_trip_ms(origin.region, here) or 0.0)
+    return sorted(trips)
 
 
 def _requested_replicas(
-    scenario: Scenario, routes: list[RouteHours], hours: int, active: dict[str, np.ndarray]
+    scenario: Scenario, routes: list[RouteHours], hours: int, active: dict[str, np.ndarray],
+    reserve: dict[str, np.ndarray] | None = None,
 ) -> dict[str, DeploymentHours]:
-    """Replicas the autoscaler holds: sized for each workload's within-hour peak, kept through
-    the scale-down delay; none while a deployment is outside its serving window."""
+    """Replicas the autoscaler holds: sized for each workload's within-hour peak (plus any
+    ``reserve`` of replica-equivalents held for a region's loss), kept through the scale-down
+    delay; none while a deployment is outside its serving window."""
     out = {}
     peak = {w.name: w.traffic.peak_to_mean_within_hour for w in scenario.workloads}
+    reserve = reserve or {}
     for dep in scenario.deployments:
         equivalents = sum(
             (r.replica_equivalents * peak[r.workload] for r in routes if r.deployment == dep.name),
@@ -471,11 +675,12 @@ def _requested_replicas(
         failure_rate, failure_down = _failure_losses(scenario, dep, hours)
         down = 1.0 - (1.0 - spot_down) * (1.0 - failure_down)
         on = active[dep.name] > 0
-        needed = replicas_requested(equivalents / (1 - down), dep.autoscaling)
-        asked = np.where(on, needed + spare_replicas(needed, down, dep.redundancy), 0.0)
-        plain = np.where(on, replicas_requested(equivalents / (1 - spot_down), dep.autoscaling), 0.0)
         delay = dep.autoscaling.scale_down_delay_minutes
-        requested = np.where(on, held_through_scale_down(asked, delay), 0.0)
+        extra = reserve.get(dep.name, np.zeros(hours))
+        requested = _held(dep, equivalents + extra, down, on)
+        plain = np.where(on, replicas_requested(equivalents / (1 - spot_down), dep.autoscaling), 0.0)
+        region_reserve = (np.maximum(requested - _held(dep, equivalents, down, on), 0.0)
+                          if np.any(extra) else np.zeros(hours))  # fmt: skip
         out[dep.name] = DeploymentHours(
             name=dep.name,
             pool=dep.pool,
@@ -487,9 +692,21 @@ def _requested_replicas(
             failures_per_hour=failure_rate,
             failure_down=failure_down,
             redundant=np.maximum(requested - np.where(on, held_through_scale_down(plain, delay), 0.0), 0.0),
+            region_reserve=region_reserve,
+            reserve_equivalents=extra,
+            load_equivalents=equivalents,
             retry_failed=dep.failures.retry,
         )
     return out
+
+
+def _held(dep, equivalents: np.ndarray, down: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """Replicas held for a load of replica-equivalents: more by the share down, spread over
+    zones to survive one's loss where asked, plus spares, kept through the scale-down delay;
+    none outside the serving window."""
+    needed = zone_spread(replicas_requested(equivalents / (1 - down), dep.autoscaling), dep.redundancy)
+    asked = np.where(on, needed + spare_replicas(needed, down, dep.redundancy), 0.0)
+    return np.where(on, held_through_scale_down(asked, dep.autoscaling.scale_down_delay_minutes), 0.0)
 
 
 def _failure_losses(scenario: Scenario, dep, hours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -649,7 +866,7 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
             curve = route.curve
             load = utilisation * sizing_capacity(curve)  # req/s per replica, this workload's units
             top = float(curve.rates_per_replica[-1])
-            with np.errstate(invalid="ignore", divide="ignore"):
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 served_share = np.where(load > top, top / load, 1.0)
             served_share = np.where(np.isfinite(load), served_share, 0.0)
             offered = route.demand_rps * SECONDS_PER_HOUR
@@ -699,22 +916,30 @@ def _in_flight_lost(route: RouteHours, dep: DeploymentHours, per_replica_hour: n
 
 def _retrieval_hours(
     scenario: Scenario, routes: list[RouteHours], active: dict[str, np.ndarray], hours: int
-) -> dict[str, RetrievalHours]:
-    """Queries and hours of each workload's retrieval stage (see :mod:`simulator.economics.retrieval`).
+) -> dict[str, StageHours]:
+    """Calls and hours of each workload's pipeline stages, ``retrieval:`` first (see
+    :mod:`simulator.economics.stages`).
 
-    Queries: the requests routed to a serving deployment (served, or unserved for lack of
-    capacity); response-cache hits and unrouted requests skip retrieval. Hours: the share of
-    each hour in which some deployment on the workload's routes serves.
+    Calls before the model: the requests routed to a serving deployment (served, or unserved for
+    lack of capacity) that reached the stage, times its ``applies_share``; response-cache hits
+    and unrouted requests call no stage. After the model: the requests served that reached it,
+    times its ``applies_share``. Hours: the share of each hour in which some deployment on the
+    workload's routes serves.
     """
     out = {}
     for workload in scenario.workloads:
-        if workload.retrieval is None:
+        stages = flows(workload)
+        if not stages:
             continue
         members = [r for r in routes if r.workload == workload.name]
-        queries = sum((r.demand_rps for r in members), np.zeros(hours)) * SECONDS_PER_HOUR
+        # the routes carry what passed the before-model stages: what reached them is that / the pass share
+        routed = sum((r.demand_rps for r in members), np.zeros(hours)) * SECONDS_PER_HOUR / model_share(workload)
+        answered = sum((r.served_requests for r in members), np.zeros(hours))
         served = np.max([active[r.deployment] for r in workload.routes], axis=0)
-        out[workload.name] = RetrievalHours(workload.name, queries, served,
-                                            retrieval_line_items(workload.retrieval, queries, served))  # fmt: skip
+        for flow in stages:
+            calls = (routed if flow.stage.position == BEFORE_MODEL else answered) * flow.runs
+            stage = StageHours(workload.name, flow.stage, calls, served, stage_line_items(flow.stage, calls, served))
+            out[stage.pool] = stage
     return out
 
 

@@ -16,25 +16,13 @@ import math
 
 import numpy as np
 
-from simulator.economics.pricing import replica_reload_hours
-from simulator.scenario.schema import Redundancy, ServingFailures, SpotPricing
-
-#: A replacement replica starts and loads its weights as a spot replica does after a pre-emption:
-#: the defaults (and sources) of SpotPricing's startup_s and reload_gb_per_s.
-DEFAULT_STARTUP_S: float = SpotPricing.model_fields["startup_s"].default
-DEFAULT_RELOAD_GB_PER_S: float = SpotPricing.model_fields["reload_gb_per_s"].default
-
-
-def failures_per_replica_hour(failures: ServingFailures, gpus_per_replica: int) -> float:
-    """Failures of one replica per hour: any of its GPUs failing takes it down."""
-    return failures.per_gpu_day * gpus_per_replica / 24.0
-
-
-def recovery_hours(failures: ServingFailures, gpus_per_replica: int, weights_bytes: float) -> float:
-    """Hours a failed replica is out: the given recovery, else start + the weights shard load."""
-    if failures.recovery_minutes is not None:
-        return failures.recovery_minutes / 60.0
-    return replica_reload_hours(DEFAULT_STARTUP_S, weights_bytes, gpus_per_replica, DEFAULT_RELOAD_GB_PER_S)
+from simulator.inference.failures import (  # noqa: F401  (re-exported: the engine injects the same failures)
+    DEFAULT_RELOAD_GB_PER_S,
+    DEFAULT_STARTUP_S,
+    failures_per_replica_hour,
+    recovery_hours,
+)
+from simulator.scenario.schema import Redundancy
 
 
 def down_share(rate_per_hour: float, recovery_h: float) -> float:
@@ -83,3 +71,18 @@ def spare_replicas(requested: np.ndarray, share_down: np.ndarray, redundancy: Re
             cache[key] = spares_for(int(n), float(p), redundancy.availability_target)
         out[i] += cache[key]
     return out
+
+
+def zone_spread(replicas: np.ndarray, redundancy: Redundancy) -> np.ndarray:
+    """Replicas to hold so that, spread evenly over ``zones`` zones, losing the fullest zone
+    (ceil(M / zones) replicas) still leaves the ``replicas`` the load needs: the smallest M with
+    M - ceil(M / zones) >= N (N itself without ``survive_zone_loss`` or with one zone)."""
+    zones = redundancy.zones
+    if zones <= 1 or not redundancy.survive_zone_loss:
+        return replicas
+    need = np.ceil(np.asarray(replicas, dtype=float) - 1e-9)
+    held = np.ceil(need * zones / (zones - 1) - 1e-9)
+    for _ in range(3):  # M >= N Z / (Z - 1) is within one or two of the whole answer
+        short = held - np.ceil(held / zones - 1e-9) < need
+        held = held + short
+    return np.where(need > 0, held, 0.0)

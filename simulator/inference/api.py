@@ -3,7 +3,7 @@
 Randomness: one ``numpy.random.Generator`` per named stream, spawned from
 ``np.random.SeedSequence(seed)`` in the fixed order of :data:`STREAMS` (seed defaults to the
 scenario's), so the same scenario and seed give identical results. The streams of the adapter ids
-and retrieval latencies (:data:`EXTRA_STREAMS`) are derived from the same seed without spawning
+and pipeline stages' draws (:data:`EXTRA_STREAMS`) are derived from the same seed without spawning
 (fixed spawn keys), so workloads that use neither draw exactly what they drew before these
 existed.
 
@@ -16,6 +16,7 @@ smaller (:mod:`simulator.perf.lora`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ import pandas as pd
 
 from simulator.catalog import ModelSpec
 from simulator.common.errors import Problem, ScenarioError
-from simulator.economics.retrieval import retrieved_tokens, sample_retrieval_s
+from simulator.economics.retrieval import retrieved_tokens
+from simulator.economics.stages import StageDraws, sample_stages
 from simulator.inference.arrivals import arrival_process, arrival_times_s
 from simulator.inference.disaggregated import DisaggregatedConfig, simulate_disaggregated
 from simulator.inference.engine import (
@@ -37,14 +39,15 @@ from simulator.inference.engine import (
     simulate,
     too_long_mask,
 )
-from simulator.inference.metrics import replicas_frame, requests_frame, summarize
+from simulator.inference.failures import FailureInjection
+from simulator.inference.metrics import StageRows, replicas_frame, requests_frame, summarize
 from simulator.inference.replica import ReplicaConfig
 from simulator.inference.router import ROUTERS
 from simulator.inference.sessions import sample_turns
 from simulator.inference.timing import IterationTimer, table_tokens
 from simulator.inference.trace import Trace, read_trace
 from simulator.perf.lora import adapter_bytes, adapter_terms
-from simulator.perf.memory import kv_cache_blocks, kv_cache_bytes
+from simulator.perf.memory import kv_cache_blocks, kv_cache_bytes, weight_bytes
 from simulator.perf.roofline import ServingCostModel, activation_bytes
 from simulator.perf.speculative import (
     draft_cost_model,
@@ -54,13 +57,21 @@ from simulator.perf.speculative import (
     speculation_terms,
 )
 from simulator.scenario.distributions import sample_token_counts
-from simulator.scenario.resolve import draft_model_of, kv_memory_options, serving_cost_model
-from simulator.scenario.schema import Deployment, Scenario, Workload
+from simulator.scenario.resolve import (
+    draft_model_of,
+    kv_memory_options,
+    model_of,
+    serving_cost_model,
+)
+from simulator.scenario.schema import Deployment, Scenario, ServingFailures, Workload
+from simulator.scenario.stages import before_model
 
 #: Named random streams, spawned in this order from the seed.
 STREAMS = ("arrivals", "prompt_tokens", "output_tokens", "response_cache")
 #: Streams derived from the seed by a fixed spawn key (the seed's key + (EXTRA_KEY + i,)).
-EXTRA_STREAMS = ("adapters", "retrieval", "speculation", "sessions", "think")
+#: "retrieval" draws every pipeline stage's latencies, "stages" whether a stage applies and blocks
+#: (:func:`simulator.economics.stages.sample_stages`).
+EXTRA_STREAMS = ("adapters", "retrieval", "speculation", "sessions", "think", "stages")
 EXTRA_KEY = 1 << 20
 
 #: Default warm-up: this share of the duration is excluded from statistics.
@@ -220,8 +231,7 @@ def too_long_share(scenario: Scenario, deployment: Deployment, workload: Workloa
     else:
         rng = np.random.default_rng(20240917)
         prompt = sample_token_counts(workload.prompt_tokens, rng, TOO_LONG_SAMPLES)
-        if workload.retrieval is not None:
-            prompt = prompt + retrieved_tokens(workload)
+        prompt = prompt + retrieved_tokens(workload)  # with stages on some requests: their mean
         output = sample_token_counts(workload.output_tokens, rng, TOO_LONG_SAMPLES)
     limits = replica_limits(serving_cost_model(scenario, deployment), deployment,
                             draft_model_of(scenario, deployment))  # fmt: skip
@@ -276,48 +286,65 @@ class OfferedRequests:
     output_tokens: np.ndarray
     cache_hit: np.ndarray  #: bool: answered by the response cache, never reaches the GPUs
     adapter: np.ndarray | None = None  #: LoRA adapter id per request (-1: base model)
-    retrieval_s: np.ndarray | None = None  #: retrieval seconds (0 for response-cache hits)
+    #: seconds in the stages before the model (retrieval; 0 for response-cache hits)
+    retrieval_s: np.ndarray | None = None
     #: seed of the speculative-decoding acceptance draws (from the "speculation" stream)
     speculation_seed: int = 0
     session: np.ndarray | None = None  #: conversations: session id per request
     reusable_tokens: np.ndarray | None = None  #: conversations: system + history tokens
     shared_prefix_tokens: int = 0  #: conversations: the system prompt's tokens
+    after_model_s: np.ndarray | None = None  #: seconds in the stages after the model
+    blocked: np.ndarray | None = None  #: bool: blocked by a stage before the model (never reaches it)
+    blocked_after: np.ndarray | None = None  #: bool: its answer blocked by a stage after the model
+
+    def gpu_order(self) -> np.ndarray:
+        """Indices of the requests that reach the deployment, in their order of arrival there
+        (neither response-cache hits nor blocked before the model)."""
+        keep = ~self.cache_hit if self.blocked is None else ~self.cache_hit & ~self.blocked
+        index = np.flatnonzero(keep)
+        if self.retrieval_s is None:
+            return index
+        return index[np.argsort(self.arrival_s[index] + self.retrieval_s[index], kind="stable")]
+
+    def after_model_of(self, record_requests: int) -> np.ndarray | None:
+        """Seconds after the model of the first ``record_requests`` GPU requests (a record's)."""
+        if self.after_model_s is None:
+            return None
+        return self.after_model_s[self.gpu_order()[:record_requests]]
 
     def gpu_requests(
         self, prefix_cache_hit_rate: float, speculation: tuple[float, int] | None = None
     ) -> RequestArrays:
-        """The requests that reach the deployment, in order of arrival there (``arrival_s`` +
-        retrieval; a stable sort, so without retrieval the order is unchanged).
+        """The requests that reach the deployment (:meth:`gpu_order`), in order of arrival there
+        (``arrival_s`` + the stages before the model; a stable sort, so without them the order is
+        unchanged).
 
         speculation: (acceptance rate, draft tokens) of a speculative deployment: each request
         then carries the verification iterations its decode needs (drawn per offered request,
         so a request's luck does not depend on which others were answered from a cache)."""
-        keep = ~self.cache_hit
-        arrival = self.arrival_s[keep]
+        index = self.gpu_order()
+        arrival = self.arrival_s[index]
         retrieval = adapter = None
-        order = slice(None)
         if self.retrieval_s is not None:
-            retrieval = self.retrieval_s[keep]
+            retrieval = self.retrieval_s[index]
             arrival = arrival + retrieval
-            order = np.argsort(arrival, kind="stable")
-            arrival, retrieval = arrival[order], retrieval[order]
-        prompt = self.prompt_tokens[keep][order]
+        prompt = self.prompt_tokens[index]
         if self.adapter is not None:
-            adapter = self.adapter[keep][order]
+            adapter = self.adapter[index]
         session = reusable = None
         cached = prefix_cached_tokens(prompt, prefix_cache_hit_rate)
         if self.session is not None and self.reusable_tokens is not None:  # the replicas' caches decide
-            session, reusable = self.session[keep][order], self.reusable_tokens[keep][order]
+            session, reusable = self.session[index], self.reusable_tokens[index]
             cached = np.zeros(len(prompt), dtype=np.int64)
         iterations = None
         if speculation is not None:
             rng = np.random.default_rng(self.speculation_seed)
             drawn = sample_decode_iterations(self.output_tokens - 1, *speculation, rng)
-            iterations = drawn[keep][order]
+            iterations = drawn[index]
         return RequestArrays(
             arrival_s=arrival,
             prompt_tokens=prompt,
-            output_tokens=self.output_tokens[keep][order],
+            output_tokens=self.output_tokens[index],
             cached_tokens=cached,
             adapter=adapter,
             retrieval_s=retrieval,
@@ -340,49 +367,52 @@ def sample_adapters(workload: Workload, rng: np.random.Generator, n: int) -> np.
 
 def _stages(
     workload: Workload | None, rngs: dict[str, np.random.Generator], cache_hit: np.ndarray
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Adapter ids and retrieval seconds of the offered requests (None where not used)."""
+) -> tuple[np.ndarray | None, StageDraws]:
+    """Adapter ids and the pipeline stages' draws of the offered requests (None where not used)."""
     if workload is None:
-        return None, None
-    n = len(cache_hit)
-    adapter = sample_adapters(workload, rngs["adapters"], n)
-    retrieval = None
-    if workload.retrieval is not None:
-        retrieval = np.where(cache_hit, 0.0, sample_retrieval_s(workload.retrieval, rngs["retrieval"], n))
-    return adapter, retrieval
+        return None, StageDraws(None, None, None, None, None)
+    adapter = sample_adapters(workload, rngs["adapters"], len(cache_hit))
+    return adapter, sample_stages(workload, rngs["retrieval"], rngs["stages"], cache_hit)
+
+
+def _staged(draws: StageDraws) -> dict[str, Any]:
+    """The :class:`OfferedRequests` fields of the stages' draws (beside ``retrieval_s``)."""
+    return {"after_model_s": draws.after_s, "blocked": draws.blocked, "blocked_after": draws.blocked_after}
 
 
 def sample_requests(
     workload: Workload, rate_per_s: float, duration_s: float, seed: int | np.random.SeedSequence
 ) -> OfferedRequests:
     """Arrivals at ``rate_per_s`` over ``duration_s`` with the workload's arrival process,
-    token distributions and response-cache hit rate, adapter ids and retrieval stage (its
-    retrieved tokens are added to every prompt)."""
+    token distributions and response-cache hit rate, adapter ids and pipeline stages (the
+    tokens they add, retrieved passages, join the prompts they run on)."""
     rngs = streams(seed)
     if workload.sessions is not None:
         return _session_requests(workload, rate_per_s, duration_s, rngs)
     times = arrival_times_s(arrival_process(workload.traffic, rate_per_s), rngs["arrivals"], duration_s)
     n = len(times)
     prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
-    if workload.retrieval is not None:
-        prompt = prompt + retrieved_tokens(workload)
     output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
     cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
-    adapter, retrieval = _stages(workload, rngs, cache_hit)
-    return OfferedRequests(times, prompt, output, cache_hit, adapter, retrieval, _speculation_seed(rngs))
+    adapter, draws = _stages(workload, rngs, cache_hit)
+    if draws.added_tokens is not None:
+        prompt = prompt + draws.added_tokens
+    return OfferedRequests(times, prompt, output, cache_hit, adapter, draws.before_s, _speculation_seed(rngs),
+                           **_staged(draws))  # fmt: skip
 
 
 def _session_requests(
     workload: Workload, rate_per_s: float, duration_s: float, rngs: dict[str, np.random.Generator]
 ) -> OfferedRequests:
-    """The turns of ``workload``'s conversations (:mod:`simulator.inference.sessions`)."""
+    """The turns of ``workload``'s conversations (:mod:`simulator.inference.sessions`); every
+    turn carries the stages' mean added tokens (its history holds them)."""
     turns = sample_turns(workload, rate_per_s, duration_s, rngs, retrieved_tokens(workload))
     n = len(turns.arrival_s)
     cache_hit = rngs["response_cache"].random(n) < workload.response_cache_hit_rate
-    adapter, retrieval = _stages(workload, rngs, cache_hit)
-    return OfferedRequests(turns.arrival_s, turns.prompt_tokens, turns.output_tokens, cache_hit, adapter, retrieval,
-                           _speculation_seed(rngs), turns.session, turns.reusable_tokens,
-                           workload.sessions.system_prompt_tokens)  # type: ignore[union-attr]  # fmt: skip
+    adapter, draws = _stages(workload, rngs, cache_hit)
+    return OfferedRequests(turns.arrival_s, turns.prompt_tokens, turns.output_tokens, cache_hit, adapter,
+                           draws.before_s, _speculation_seed(rngs), turns.session, turns.reusable_tokens,
+                           workload.sessions.system_prompt_tokens, **_staged(draws))  # type: ignore[union-attr]  # fmt: skip
 
 
 def _speculation_seed(rngs: dict[str, np.random.Generator]) -> int:
@@ -417,6 +447,8 @@ def serve(
     concurrency: int | None = None,
     think_s: float | None = None,
     think: str = "constant",
+    failures: bool | ServingFailures = False,
+    failures_per_gpu_day: float | None = None,
 ) -> ServeResult:
     """Simulate ``replicas`` replicas of ``deployment`` serving a request stream.
 
@@ -439,6 +471,11 @@ def serve(
     ``duration_s`` seconds; the summary's ``offered_requests_per_s`` is then the rate achieved.
     think_s defaults to the workload's (a concurrent-users workload), else 0; ``think``:
     "constant" (every wait is think_s) or "exponential" (mean think_s).
+
+    failures: inject replica failures (:mod:`simulator.inference.failures`) with the
+    deployment's ``failures`` settings (True) or these; ``failures_per_gpu_day`` overrides the
+    rate (and turns injection on). The summary then adds the failed and retried requests, the
+    availability and a ``failures`` block.
     """
     dep = find_deployment(scenario, deployment)
     wl = find_workload(scenario, dep, workload, required=trace is None)
@@ -477,18 +514,21 @@ def serve(
     waits = None if concurrency is None else _think_times_s(think, think_s, len(gpu_requests), seed)
     options = {"duration_s": duration, "warmup_s": warmup, "drain_s": drain_s, "concurrency": concurrency,
                "think_s": waits}  # fmt: skip
+    if dep.disaggregation is not None and (failures is not False or failures_per_gpu_day is not None):
+        raise _problem(("failures",), "failure injection does not support disaggregated deployments yet")
     if dep.disaggregation is not None:  # replicas count prefill + decode units
         units = disaggregated_setup(scenario, dep, wl, replica_config, replicas, router, max_queue_per_replica)
         record = simulate_disaggregated(units, timer, gpu_requests, **options)
     else:
         config = EngineConfig(replica_config, replicas, router or dep.router, max_queue_per_replica)
-        record = simulate(config, timer, gpu_requests, **options)
+        injection, per_gpu_day = _failure_injection(scenario, dep, failures, failures_per_gpu_day, seed)
+        record = simulate(config, timer, gpu_requests, **options, failures=injection)
     if concurrency is not None:  # the offered stream is what the clients sent
         offered = _sent(offered, record)
     hits = offered.cache_hit & (offered.arrival_s < duration)  # answered at once: no retrieval
     slo = wl.slo if wl is not None else None
     requests = requests_frame(record, slo, offered.arrival_s[hits], offered.prompt_tokens[hits],
-                              offered.output_tokens[hits])  # fmt: skip
+                              offered.output_tokens[hits], _stage_rows(offered, record, duration, wl))  # fmt: skip
     replica_frame = replicas_frame(record)
     summary = summarize(record, requests, replica_frame, slo)
     summary.update(
@@ -512,7 +552,39 @@ def serve(
             "acceptance_rate": acceptance_rate(dep, wl),
             "tokens_per_iteration": timer.speculation.tokens_per_iteration,
         }
+    if record.failures is not None:
+        summary["failures"]["per_gpu_day"] = per_gpu_day
     return ServeResult(requests, replica_frame, summary, record)
+
+
+def _stage_rows(offered: OfferedRequests, record: SimulationRecord, duration: float,
+                workload: Workload | None) -> StageRows:  # fmt: skip
+    """The pipeline stages' part of the requests frame (see :class:`StageRows`)."""
+    k = len(record.arrival_s)
+    after_blocked = None
+    if offered.blocked_after is not None:  # only answers the model gave
+        after_blocked = offered.blocked_after[offered.gpu_order()[:k]] & (record.status == "completed")
+    label = "retrieval" if workload is None or all(s.kind == "retrieval" for s in before_model(workload)) \
+        else "before_model"  # fmt: skip
+    if offered.blocked is None:
+        return StageRows(offered.after_model_of(k), after_blocked, before_label=label)
+    blocked = offered.blocked & (offered.arrival_s < duration)
+    return StageRows(offered.after_model_of(k), after_blocked, offered.arrival_s[blocked], offered.prompt_tokens[blocked],
+                     offered.output_tokens[blocked], offered.retrieval_s[blocked], label)  # type: ignore[index]  # fmt: skip
+
+
+def _failure_injection(
+    scenario: Scenario, dep: Deployment, failures: bool | ServingFailures, per_gpu_day: float | None, seed: int
+) -> tuple[FailureInjection | None, float | None]:
+    """The failures ``serve`` injects (None: off) and their rate per GPU-day."""
+    if failures is False and per_gpu_day is None:
+        return None, None
+    if per_gpu_day is not None and not (math.isfinite(per_gpu_day) and per_gpu_day >= 0):
+        raise _problem(("failures_per_gpu_day",), f"failures per GPU-day (={per_gpu_day:g}) must be >= 0")
+    settings = failures if isinstance(failures, ServingFailures) else dep.failures
+    weights = weight_bytes(model_of(scenario, dep.model), dep.dtype)
+    rate = settings.per_gpu_day if per_gpu_day is None else per_gpu_day
+    return FailureInjection.of(settings, dep.gpus_per_replica, weights, seed, rate), rate
 
 
 def _closed_loop_requests(
@@ -539,8 +611,7 @@ def _closed_loop_requests(
     fastest_s = float(np.percentile(probe, 1)) * timer.fastest_token_s + think_s / 2  # exponential waits vary
     n = int(min(MAX_SERVE_REQUESTS, concurrency * (duration_s / max(fastest_s, 1e-6) + 2)))
     prompt = sample_token_counts(workload.prompt_tokens, rngs["prompt_tokens"], n)
-    if workload.retrieval is not None:
-        prompt = prompt + retrieved_tokens(workload)
+    prompt = prompt + retrieved_tokens(workload)  # with stages on some requests: their mean
     output = sample_token_counts(workload.output_tokens, rngs["output_tokens"], n)
     adapter = sample_adapters(workload, rngs["adapters"], n)
     return OfferedRequests(np.zeros(n), prompt, output, np.zeros(n, dtype=bool), adapter,
@@ -591,6 +662,6 @@ def _trace_requests(
     hit_rate = workload.response_cache_hit_rate if workload is not None else 0.0
     rngs = streams(seed)
     cache_hit = rngs["response_cache"].random(len(arrival)) < hit_rate
-    adapter, retrieval = _stages(workload, rngs, cache_hit)
+    adapter, draws = _stages(workload, rngs, cache_hit)
     return OfferedRequests(arrival, data.prompt_tokens, data.output_tokens, cache_hit, adapter,
-                           retrieval, _speculation_seed(rngs)), duration  # fmt: skip
+                           draws.before_s, _speculation_seed(rngs), **_staged(draws)), duration  # fmt: skip

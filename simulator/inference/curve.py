@@ -42,6 +42,7 @@ import numpy as np
 
 from simulator.common.files import OutputError, finite, write_atomic
 from simulator.economics.retrieval import expected_prefix_hit_rate, model_prompt_tokens_mean
+from simulator.economics.stages import model_bound
 from simulator.inference.api import (
     acceptance_rate,
     disaggregated_setup,
@@ -73,6 +74,8 @@ CURVE_VERSION = 4  # 2: issue 15's cost model, engine presets, prefill busy shar
 # output tokens counted as served
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
+#: A pipeline stage's fields a latency curve depends on (enter the key only when stages are used).
+STAGE_LATENCY_FIELDS = {"position", "latency_ms", "applies_share", "added_prompt_tokens"}
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,7 @@ class _Probe:
         disaggregated: DisaggregatedConfig | None = None,
         session_affinity: bool = True,
     ) -> None:
-        self.workload = workload.model_copy(update={"response_cache_hit_rate": 0.0})
+        self.workload = model_bound(workload)  # the requests that reach the model
         self.session_affinity = session_affinity
         self.speculation = speculation
         self.disaggregated = disaggregated
@@ -257,7 +260,7 @@ class _Probe:
             else:
                 record = simulate(self.engine, self.timer, requests, duration_s=duration, warmup_s=warmup)
             overloaded |= is_overloaded(record)
-            t, p, e = latencies_ms(record)
+            t, p, e = latencies_ms(record, offered.after_model_of(len(record.arrival_s)))
             count = counted_mask(record)
             met_flags = slo_met(t, p, e, wl.slo)[count]
             met_by_run.append(met_flags.astype(float))
@@ -531,6 +534,9 @@ def curve_key(
         content["workload"]["retrieval"] = wl.retrieval.model_dump(
             mode="json", include={"latency_ms", "retrieved_tokens"}
         )
+    if wl.stages:  # as the model sees them: their prices and deployments do not change its latency
+        content["workload"]["stages"] = [s.model_dump(mode="json", include=STAGE_LATENCY_FIELDS)
+                                         for s in model_bound(wl).stages]  # fmt: skip
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -24,6 +24,11 @@ the deployment (``RequestArrays.retrieval_s``, :mod:`simulator.economics.retriev
 a request reaches the router; its TTFT and E2E add its retrieval time
 (:func:`simulator.inference.metrics.latencies_ms`).
 
+Failures (a :class:`~simulator.inference.failures.FailureInjection`): replicas fail at random
+and recover; the requests on a failed replica are retried or fail (status ``failed``, reason
+``replica_failure``): arrived = completed + dropped + failed + in flight. See
+:mod:`simulator.inference.failures`; without it the engine has no failure code in its path.
+
 Speculative decoding (the timer's ``speculation``): requests carry the verification iterations
 their decode needs (``RequestArrays.decode_iterations``, drawn by the caller); the replicas run
 :func:`speculative_steps` token steps for them (see :mod:`simulator.inference.timing`). The
@@ -40,21 +45,24 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from simulator.inference.failures import FailureInjection, FailureLog
 from simulator.inference.replica import (
     DONE,
     DROPPED,
+    FAILED,
+    WAITING,
     Replica,
     ReplicaConfig,
     ReplicaStats,
     RequestTable,
 )
-from simulator.inference.router import SessionAffinityRouter, make_router
+from simulator.inference.router import DOWN_LOAD, SessionAffinityRouter, make_router
 from simulator.inference.timing import IterationTimer
 
 #: Default cap on requests waiting per replica before arrivals are dropped ("queue_full").
 DEFAULT_MAX_QUEUE_PER_REPLICA = 10_000
 
-DROP_REASONS = ("", "queue_full", "too_long")
+DROP_REASONS = ("", "queue_full", "too_long", "replica_failure")
 
 
 @dataclass(frozen=True)
@@ -132,8 +140,8 @@ class SimulationRecord:
     finish_s: np.ndarray
     replica: np.ndarray  #: replica that last admitted it, -1 if none
     preemptions: np.ndarray
-    status: np.ndarray  #: "completed", "dropped" or "in_flight"
-    drop_reason: np.ndarray  #: "", "queue_full" or "too_long"
+    status: np.ndarray  #: "completed", "dropped", "failed" (lost with a failed replica) or "in_flight"
+    drop_reason: np.ndarray  #: "", "queue_full", "too_long" or "replica_failure"
     replica_stats: tuple[ReplicaStats, ...]
     duration_s: float
     warmup_s: float
@@ -147,6 +155,7 @@ class SimulationRecord:
     #: disaggregated serving: the replica groups, in the order of ``replica_stats`` (None: one
     #: group of ``config.replicas`` alike replicas)
     groups: tuple[ReplicaGroup, ...] | None = None
+    failures: FailureLog | None = None  #: the failures injected, if any
 
     def replica_gpus(self) -> np.ndarray:
         """GPUs of each replica in ``replica_stats`` (weights for GPU-time shares; 1 each when
@@ -171,6 +180,7 @@ class _Engine:
         table: RequestTable,
         too_long: list[bool],
         window: tuple[float, float],
+        failures: FailureInjection | None = None,
     ) -> None:
         self.env = env
         self.table = table
@@ -193,6 +203,12 @@ class _Engine:
         self.area = 0.0  # integral of requests in system over the window
         #: closed loop: each client sends its next request when the last one ends (+ think time)
         self.closed: _ClosedLoop | None = None
+        #: failure injection (None: off, and nothing below ``arrive`` knows of failures)
+        self.failing: _Failures | None = None
+        if failures is not None:
+            self.failing = _Failures(self, failures)
+            if failures.rate_per_s > 0:
+                self.arrive = self._arrive_failing  # type: ignore[method-assign]
 
     def _credit(self, t: float) -> float:
         """Window time from ``t`` to the window's end (how Little's area counts an event)."""
@@ -204,7 +220,8 @@ class _Engine:
     def waiting(self) -> int:
         if self.shared:
             return len(self.queue)
-        return sum(len(r.waiting) for r in self.replicas)
+        held = len(self.failing.parked) if self.failing is not None else 0
+        return held + sum(len(r.waiting) for r in self.replicas)
 
     def arrive(self, rid: int) -> None:
         now = self.env.now
@@ -253,6 +270,136 @@ class _Engine:
         self._leave(now, rid)
         if self.closed is not None:
             self.closed.next_after(now)
+
+    # ------------------------------------------------------------------ failure injection
+    def _arrive_failing(self, rid: int) -> None:
+        """:meth:`arrive` while replicas may be down (with failure injection only)."""
+        if self.shared or self.too_long[rid]:  # a shared queue offers to replicas that are up
+            _Engine.arrive(self, rid)
+            return
+        self.in_system += 1
+        self.area += self._credit(self.env.now)
+        self.route(rid)
+
+    def route(self, rid: int) -> None:
+        """Send ``rid`` (counted in the system) to a replica that is up, or hold it at the router
+        while none is (own queues; failure injection)."""
+        failing = self.failing
+        assert failing is not None
+        if failing.up == 0:
+            if len(failing.parked) >= self.max_queue * len(self.replicas):
+                self._drop_in_system(rid, 1)
+            else:
+                self.table.status[rid] = WAITING
+                failing.parked.append(rid)
+            return
+        router, replicas = self.router, self.replicas
+        sessions = self.table.session
+        if sessions is not None and isinstance(router, SessionAffinityRouter):
+            i = router.choose_for(replicas, sessions[rid])
+        else:
+            i = router.choose(replicas)
+            while replicas[i].down:  # round robin: on to the next one up
+                i = router.choose(replicas)
+        replica = replicas[i]
+        if len(replica.waiting) >= self.max_queue:
+            self._drop_in_system(rid, 1)
+            return
+        replica.enqueue(rid, self.env.now)
+        router.changed(replicas, i)
+
+    def retry(self, rid: int) -> None:
+        """``rid`` was lost with a failed replica: routed again from the start, as a new arrival
+        would be (its arrival time kept; its generated tokens, first token and admission gone)."""
+        t = self.table
+        t.target[rid] = t.prompt[rid]
+        t.gen[rid] = 0
+        t.done[rid] = t.cached[rid]  # conversations: looked up again in the new replica's cache
+        t.first_sched[rid] = -1.0
+        t.first_token[rid] = -1.0
+        t.status[rid] = WAITING
+        if not self.shared:
+            self.route(rid)
+            return
+        self.queue.append(rid)
+        i = self.router.choose(self.replicas)
+        if i is not None:
+            self.replicas[i].offer(self.env.now)
+
+    def fail_request(self, rid: int) -> None:
+        """``rid`` was lost with a failed replica and is not retried."""
+        self.table.status[rid] = FAILED
+        self.drop_reason[rid] = 3
+        now = self.env.now
+        self.in_system -= 1
+        self.area -= self._credit(now)
+        if self.closed is not None:
+            self.closed.next_after(now)
+
+    def _drop_in_system(self, rid: int, reason: int) -> None:
+        """Drop ``rid``, which was already counted in the system."""
+        self.in_system -= 1
+        self.area -= self._credit(self.env.now)
+        self._drop(rid, reason)
+
+
+class _Failures:
+    """Failures of an engine's replicas: each up replica fails after an exponential time drawn
+    from its own stream, is down for ``recovery_s``, then rejoins empty and draws its next."""
+
+    def __init__(self, engine: _Engine, spec: FailureInjection) -> None:
+        self.engine, self.spec, self.env = engine, spec, engine.env
+        n = len(engine.replicas)
+        self.rngs = spec.streams(n)
+        self.up = n
+        self.parked: deque[int] = deque()  # arrived while every replica was down
+        self.replica: list[int] = []
+        self.down_s: list[float] = []
+        self.retries = [0] * len(engine.too_long)
+        if spec.rate_per_s > 0:
+            for i in range(n):
+                self._arm(i)
+
+    def _arm(self, i: int) -> None:
+        event = self.env.timeout(float(self.rngs[i].exponential(1.0 / self.spec.rate_per_s)))
+        event.callbacks.append(lambda _: self._fail(i))
+
+    def _fail(self, i: int) -> None:
+        engine, env = self.engine, self.env
+        now = env.now
+        lost = engine.replicas[i].fail(now, DOWN_LOAD)
+        self.up -= 1
+        if not engine.shared:
+            engine.router.changed(engine.replicas, i)
+        self.replica.append(i)
+        self.down_s.append(now)
+        back = env.timeout(self.spec.recovery_s)
+        back.callbacks.append(lambda _: self._recover(i))
+        lost.sort()  # in order of arrival
+        if self.spec.retry:
+            for rid in lost:
+                self.retries[rid] += 1
+                engine.retry(rid)
+        else:
+            for rid in lost:
+                engine.fail_request(rid)
+
+    def _recover(self, i: int) -> None:
+        engine = self.engine
+        engine.replicas[i].recover(self.env.now)
+        self.up += 1
+        if not engine.shared:
+            engine.router.changed(engine.replicas, i)
+        self._arm(i)
+        parked = self.parked
+        while parked:  # held while every replica was down
+            engine.route(parked.popleft())
+
+    def log(self, n: int) -> FailureLog:
+        """The failures so far, with the retries of the first ``n`` requests."""
+        down = np.asarray(self.down_s, dtype=float)
+        return FailureLog(self.spec, np.asarray(self.replica, dtype=np.int64), down, down + self.spec.recovery_s,
+                          np.asarray(self.retries[:n], dtype=np.int64))  # fmt: skip
 
 
 class _ClosedLoop:
@@ -393,6 +540,7 @@ def simulate(
     drain_s: float | None = None,
     concurrency: int | None = None,
     think_s: np.ndarray | None = None,
+    failures: FailureInjection | None = None,
 ) -> SimulationRecord:
     """Serve ``requests`` (those arriving before ``duration_s``) on ``config.replicas`` replicas.
 
@@ -405,6 +553,9 @@ def simulate(
     it to end, think ``think_s[k]`` seconds (default 0) and send the next, in the order of
     ``requests`` (its ``arrival_s`` is ignored); the record's ``arrival_s`` holds the send
     times, and only requests sent before ``duration_s`` appear in it.
+
+    failures: replicas fail and recover during the run (:mod:`simulator.inference.failures`);
+    the record's ``failures`` logs them. None: they never fail.
     """
     if timer.max_tokens < config.replica.max_iteration_tokens:
         raise ValueError("timer tables are smaller than the replica's largest iteration")
@@ -419,7 +570,7 @@ def simulate(
     env = simpy.Environment()
     table = RequestTable(prompt, steps, cached, adapter)
     with_sessions(table, requests, prompt)
-    engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s))
+    engine = _Engine(env, config, timer, table, too_long.tolist(), (warmup_s, duration_s), failures)
     probes = {"warmup": 0}
     if warmup_s > 0:
         probe = env.timeout(warmup_s)
@@ -442,6 +593,8 @@ def simulate(
     count_output_tokens(engine.replicas, output, steps)
     record = _record(config, table, engine, arrival, prompt, output, cached, duration_s, warmup_s,
                      end_s, probes["warmup"], waiting_at_end)  # fmt: skip
+    if engine.failing is not None:
+        record = dataclasses.replace(record, failures=engine.failing.log(n))
     if concurrency:  # keep the requests that were sent
         record = _first(record, engine.closed.issued)  # type: ignore[union-attr]
         adapter = None if adapter is None else adapter[: len(record.arrival_s)]
@@ -455,7 +608,10 @@ def _first(record: SimulationRecord, k: int) -> SimulationRecord:
     """The record of requests 0..k-1 only (closed loop: the ones that were sent)."""
     per_request = ("arrival_s", "prompt_tokens", "output_tokens", "cached_tokens", "first_scheduled_s",
                    "first_token_s", "finish_s", "replica", "preemptions", "status", "drop_reason")  # fmt: skip
-    return dataclasses.replace(record, **{name: getattr(record, name)[:k] for name in per_request})
+    cut = {name: getattr(record, name)[:k] for name in per_request}
+    if record.failures is not None:
+        cut["failures"] = dataclasses.replace(record.failures, retries=record.failures.retries[:k])
+    return dataclasses.replace(record, **cut)
 
 
 def _record(
@@ -478,8 +634,8 @@ def _record(
         return out
 
     status_code = np.asarray(table.status, dtype=np.int64)
-    status = np.where(status_code == DONE, "completed",
-                      np.where(status_code == DROPPED, "dropped", "in_flight"))  # fmt: skip
+    status = np.where(status_code == DONE, "completed", np.where(status_code == DROPPED, "dropped",
+                      np.where(status_code == FAILED, "failed", "in_flight")))  # fmt: skip
     reasons = np.asarray(DROP_REASONS, dtype=object)[np.asarray(engine.drop_reason, dtype=int)]
     window = duration_s - warmup_s
     return SimulationRecord(

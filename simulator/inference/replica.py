@@ -57,8 +57,8 @@ import simpy
 
 from simulator.inference.timing import DecodeRun, IterationTimer
 
-# request status codes
-NOT_ARRIVED, WAITING, PREFILL, DECODE, DONE, DROPPED = -1, 0, 1, 2, 3, 4
+# request status codes (FAILED: lost with a failed replica, not retried)
+NOT_ARRIVED, WAITING, PREFILL, DECODE, DONE, DROPPED, FAILED = -1, 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -235,6 +235,7 @@ class Replica:
         self.cache_on = table.session is not None
         self.prefix_cache: OrderedDict[int, int] = OrderedDict()  # session -> tokens; -1: system prompt
         self.cache_blocks = 0
+        self.down = False  # failed and not yet back (simulator.inference.failures)
 
     # ------------------------------------------------------------------ adapters
     @staticmethod
@@ -713,6 +714,56 @@ class Replica:
         self.n_planned = k
         self.seg_run_batch = b
         self._schedule(self.run.elapsed_s(k))
+
+    # ------------------------------------------------------------------ failures
+    def fail(self, now: float, down_load: int) -> list[int]:
+        """The replica fails at ``now``: the segment in progress is abandoned (its busy time so
+        far counted, its tokens lost), the batch, its own queue, the KV and prefix caches are
+        emptied, and it shows ``down_load`` to the routers until :meth:`recover`. Returns the
+        requests that were on it (its batch, and its own queue), in no particular order."""
+        t = self.t
+        me = self.index
+        status, seq_of, where = t.status, t.seq, t.replica
+        lost = [rid for seq, rid in self.order
+                if seq_of[rid] == seq and status[rid] in (PREFILL, DECODE) and where[rid] == me]  # fmt: skip
+        if not self.shared:
+            lost.extend(self.waiting)
+            self.waiting.clear()
+        if self.busy:  # busy time of the segment cut short, clipped to the window
+            stats = self.stats
+            lo, hi = max(self.t0, stats.start_s), min(now, stats.end_s)
+            if hi > lo:
+                stats.busy_s += hi - lo
+        self.busy = False
+        self.event = None  # the pending boundary, if any, is ignored when it fires
+        self.chunks = None
+        self.run = None
+        self.heap = []
+        self.b = 0
+        self.a_sum = 0
+        self.res_counts[:] = 0
+        self.prefilling = []
+        self.prefill_blocks = 0
+        self.order = []
+        self.reserved_blocks = 0
+        self.active = 0
+        self.batch_adapters = {}
+        self.dec_adapters = {}
+        self.prefix_cache.clear()
+        self.cache_blocks = 0
+        self.outstanding = down_load
+        self.pending = down_load
+        self.down = True
+        return lost
+
+    def recover(self, now: float) -> None:
+        """Back after a failure, empty: it takes requests again (and, with a shared queue, the
+        queue's head at once)."""
+        self.down = False
+        self.outstanding = 0
+        self.pending = 0
+        if self.shared and self.waiting:
+            self._plan(now)
 
     def finalize(self, end_s: float) -> None:
         """Account the busy time of a segment still running when the simulation stops."""

@@ -34,6 +34,11 @@ BALANCE_REL_THRESHOLD = 1.5
 #: From this many replicas the load-aware routers keep their loads in heaps (O(log R) per
 #: change) instead of scanning every replica per arrival; below it a scan is faster.
 HEAP_FROM_REPLICAS = 24
+#: The load a failed replica shows while it is down (``outstanding``, and ``pending`` with a
+#: shared queue; :mod:`simulator.inference.failures`): the load-aware routers never pick it
+#: while another is up, with no check of their own; session affinity leaves it out of its
+#: balance test and re-homes its sessions.
+DOWN_LOAD = 1 << 40
 
 
 class RoutedReplica(Protocol):
@@ -162,13 +167,26 @@ class SessionAffinityRouter(LeastOutstandingRouter):
     def choose_for(self, replicas: Sequence[RoutedReplica], session: int) -> int:
         least = self.choose(replicas)
         home = self.home.get(session)
-        if home is not None:
+        if home is not None and replicas[home].outstanding < DOWN_LOAD:
             busiest = self._busiest.top(replicas)[0] if self._busiest is not None else max(r.outstanding for r in replicas)
+            if busiest >= DOWN_LOAD:  # a replica is down: the busiest of those up
+                busiest = self._busiest_up(replicas)
             idlest = replicas[least].outstanding
             if not (busiest - idlest > BALANCE_ABS_THRESHOLD and busiest > BALANCE_REL_THRESHOLD * idlest):
                 return home
         self.home[session] = least
         return least
+
+    def _busiest_up(self, replicas: Sequence[RoutedReplica]) -> int:
+        """The most outstanding requests of a replica that is up (some replica is down)."""
+        if self._busiest is None:
+            return max(o for r in replicas if (o := r.outstanding) < DOWN_LOAD)
+        entries = self._busiest.entries
+        while True:  # a down replica's entry leaves the heap; it is pushed again when it is back
+            load, _ = self._busiest.top(replicas)
+            if load < DOWN_LOAD:
+                return load
+            heapq.heappop(entries)
 
 
 class SharedQueueRouter:

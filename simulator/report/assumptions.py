@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from simulator.economics.pricing import DEFAULT_CLOUD_PUE
 from simulator.economics.refresh import WRITE_OFF_KEY, pool_eras, write_off_key
 from simulator.economics.retrieval import retrieval_pool
+from simulator.economics.stages import find_stage, stage_pool, stage_price_key
 from simulator.report.prices import (
     API_GROUP,
     RESIDUAL_KEY,
@@ -30,6 +31,7 @@ from simulator.report.prices import (
 )
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
+from simulator.scenario.derived import is_derived
 from simulator.scenario.resolve import gpu_of, profile_for_pool
 from simulator.scenario.schema import Scenario
 from simulator.training import DEFAULT_FAILURES_PER_GPU_DAY
@@ -192,6 +194,7 @@ def run_inputs(run: ReportRun, input_shares: dict[str, float]) -> dict[str, Any]
         changes = next((p.set for p in run.scenario.plans if p.name == plan), {})
         overrides = "; ".join(f"{path} = {_override_text(value)}" for path, value in changes.items()) or "(none)"
     data = run.scenario.model_dump(mode="json", by_alias=True)
+    data["workloads"] = [w for w in data["workloads"] if not is_derived(w["name"])]  # the stages' calls: derived
     return (
         {"plan": plan, "plan overrides": overrides}
         | flatten(data)
@@ -280,6 +283,11 @@ def _price_name(book: PriceBook, run: ReportRun, path: str) -> str | None:
         group, key = f"{API_GROUP}:{parts[1]}", parts[3]
     elif len(parts) == 4 and parts[0] == "workloads" and parts[2] == "retrieval":
         group, key = retrieval_pool(parts[1]), parts[3]
+    elif len(parts) == 5 and parts[0] == "workloads" and parts[2] == "stages":
+        stage = find_stage(run.scenario, parts[1], parts[3])
+        group, key = stage_pool(parts[1], parts[3]), stage_price_key(stage, parts[4]) if stage else None
+        if key is None:
+            return None
     else:
         return None
     return book.name_for(run.label, group, key) if book.has(run.label, group, key) else None

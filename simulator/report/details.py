@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from simulator.economics.refresh import gpus_between
-from simulator.economics.retrieval import is_retrieval_pool
+from simulator.economics.stages import is_stage_pool
 from simulator.report.monthly import MonthlyLayout, month_dates
 from simulator.report.runs import ReportRun
 from simulator.report.sheet import Sheet, cell_ref
@@ -35,8 +35,8 @@ def _month_key(times: pd.Series) -> pd.Series:
 
 def pool_month_table(hourly: pd.DataFrame) -> pd.DataFrame:
     """Per month and pool: GPU-hours billed/inference/training/busy, peak GPUs held, kWh
-    (retrieval stages, which hold no GPUs, are left out)."""
-    hourly = hourly[~hourly["pool"].map(is_retrieval_pool)]
+    (pipeline stages such as retrieval, which hold no GPUs, are left out)."""
+    hourly = hourly[~hourly["pool"].map(is_stage_pool)]
     h = hourly.assign(
         month=_month_key(hourly["time"]), held=hourly["gpus_inference"] + hourly["gpus_training"]
     )

@@ -28,7 +28,7 @@ import pandas as pd
 
 from simulator.common.files import write_atomic
 from simulator.economics.refresh import WRITE_OFF_LINE
-from simulator.economics.retrieval import is_retrieval_pool
+from simulator.economics.stages import STAGE_ENTITY_KINDS, is_stage_pool, pool_stage, pool_stage_of
 from simulator.report.monthly import attribution_share
 from simulator.results.result import Result
 from simulator.scenario.schema import Scenario
@@ -53,7 +53,7 @@ TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "
 
 #: fleetsim units in FOCUS Unit Format ('<singular>-<plural time units>', counts capitalised).
 UNITS = {"GPU-hour": "GPU-Hours", "kWh": "kWh", "kW-month": "kW-Months", "year": "Years",
-         "GPU": "GPUs", "1k queries": "1000 Queries", "hour": "Hours"}  # fmt: skip
+         "GPU": "GPUs", "1k queries": "1000 Queries", "1k calls": "1000 Calls", "hour": "Hours"}  # fmt: skip
 SUBCATEGORY = {"inference": "Generative AI", "training": "Machine Learning", "idle": "AI Platforms"}
 _USAGE_BASED = ("gpu_hours", "energy_kwh", "host_energy_kwh", "overflow_gpu_hours", "retrieval_queries")
 
@@ -71,7 +71,7 @@ def focus_table(result: Result) -> pd.DataFrame:
     for column in MONEY_COLUMNS:
         rows[column] = rows[column].astype(float) * rate
     providers = {pool.name: _provider(pool) for pool in scenario.pools}
-    provider = rows["x_pool"].map(lambda p: providers.get(p, "retrieval service"))
+    provider = rows["x_pool"].map(lambda p: providers.get(p, _stage_provider(scenario, p)))
     rows["ProviderName"] = rows["PublisherName"] = rows["InvoiceIssuerName"] = provider
     rows["BillingCurrency"] = scenario.currency.code
     rows["BillingAccountId"] = f"fleetsim:{scenario.name}"
@@ -126,7 +126,7 @@ def _usage_rows(result: Result, rate: float, code: str) -> pd.DataFrame:
         "ServiceName": [_service(pool, result.scenario) for pool in rows["pool"]],
         "x_pool": rows["pool"],
         "x_deployment": rows["deployment"].replace("", None),
-        "x_workload": np.where(kind.isin(["workload", "retrieval"]), rows["entity"], None),
+        "x_workload": np.where(kind.isin(["workload", *STAGE_ENTITY_KINDS]), rows["entity"], None),
         "x_job": np.where(kind == "training_job", rows["entity"], None),
         "x_category": rows["category"],
         "x_line_item": rows["line_item"],
@@ -160,14 +160,21 @@ def _frequency(line: str, pool) -> str:
 
 
 def _usage_description(row, rate: float, code: str) -> str:
-    who = {"workload": f"workload {row.entity}", "retrieval": f"workload {row.entity}",
+    who = {"workload": f"workload {row.entity}", **dict.fromkeys(STAGE_ENTITY_KINDS, f"workload {row.entity}"),
            "training_job": f"training job {row.entity}", "idle": "idle (paid, unused)"}.get(row.entity_kind, row.category)  # fmt: skip
     return f"{row.pool}: {row.line_item} at {row.unit_price_usd * rate:.6g} {code} per {row.unit}, {who}"
 
 
+def _stage_provider(scenario: Scenario, pool: str) -> str:
+    """Who bills a pipeline stage's lines: a retrieval service, or the stage's kind's."""
+    stage = pool_stage_of(scenario, pool)
+    return "retrieval service" if stage is None or stage.kind == "retrieval" else f"{stage.kind} service"
+
+
 def _service(pool: str, scenario: Scenario | None) -> str:
-    if is_retrieval_pool(pool):
-        return f"retrieval stage of {pool.split(':', 1)[1]}"
+    if is_stage_pool(pool):
+        workload, stage = pool_stage(pool)
+        return f"{stage} stage of {workload}"
     gpu = next((p.gpu for p in scenario.pools if p.name == pool), "") if scenario else ""
     return f"GPU pool {pool} ({gpu})" if gpu else f"GPU pool {pool}"
 

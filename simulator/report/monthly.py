@@ -13,7 +13,9 @@ columns always add up to the total, even after a price is changed.
 
 A workload's retrieval stage bills as a pool-less group ``retrieval:<workload>`` (queries and
 hours at their named prices, inference category); on Monthly it has its own pool-and-category
-column and its own "retrieval" column beside the workloads, and is in no pool's column.
+column and its own "retrieval" column beside the workloads, and is in no pool's column. Every
+other pipeline stage (:mod:`simulator.economics.stages`) bills the same way as ``<stage>:<workload>``,
+with a column per workload and stage kind (moderation, tool, custom).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 from xlsxwriter.utility import xl_col_to_name
 
+from simulator.economics.stages import STAGE_ENTITY_KINDS
 from simulator.report.prices import PriceBook
 from simulator.report.sheet import Sheet, cell_ref
 from simulator.scenario.schema import Scenario
@@ -32,16 +35,19 @@ from simulator.scenario.schema import Scenario
 HEADER_ROWS = 4  # title, note, group labels, column headers
 DATA_ROW = HEADER_ROWS  # first month's row (0-based)
 CATEGORIES = ("inference", "training", "idle")
-ENTITY_KINDS = ("workload", "retrieval", "deployment", "training_job", "idle", "unattributed")
+ENTITY_KINDS = ("workload", *STAGE_ENTITY_KINDS, "deployment", "training_job", "idle", "unattributed")
 ENTITY_GROUPS = {
     "workload": "Inference by workload",
     "retrieval": "Retrieval by workload",
+    "moderation": "Moderation by workload",
+    "tool": "Tool calls by workload",
+    "custom": "Pipeline stages by workload",
     "deployment": "Inference, no workload",
     "training_job": "Training by job",
     "idle": "Idle",
     "unattributed": "Unattributed",
 }
-KIND_CATEGORY = {"workload": "inference", "retrieval": "inference", "deployment": "inference",
+KIND_CATEGORY = {"workload": "inference", **dict.fromkeys(STAGE_ENTITY_KINDS, "inference"), "deployment": "inference",
                  "training_job": "training", "idle": "idle"}  # fmt: skip
 
 
@@ -243,8 +249,8 @@ class _Entity:
     def label(self) -> str:
         if self.kind == "idle":
             return "idle (paid, unused)" if self.name == "(unused)" else f"idle {self.name}"
-        if self.kind == "retrieval":
-            return f"{self.name} retrieval"
+        if self.kind in STAGE_ENTITY_KINDS:  # a workload's pipeline stages of one kind
+            return f"{self.name} {self.kind if self.kind != 'custom' else 'stages'}"
         if self.kind == "deployment":
             return (
                 f"{self.name} (deployment)"

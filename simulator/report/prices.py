@@ -17,7 +17,9 @@ formula of the retiring era's capex and life, the named residual (sale value) an
 GPUs' mean age (a constant derived from their purchase dates).
 API baseline prices are ``api_usd_per_million_input_tokens`` / ``..._output_tokens``. A
 workload's retrieval stage bills under the pseudo-pool ``retrieval:<workload>``: its prices are
-``retrieval_<workload>_usd_per_thousand_queries`` and ``retrieval_<workload>_usd_per_hour``.
+``retrieval_<workload>_usd_per_thousand_queries`` and ``retrieval_<workload>_usd_per_hour``;
+any other pipeline stage under ``<stage>:<workload>``, its prices
+``<stage>_<workload>_usd_per_thousand_calls`` and ``<stage>_<workload>_usd_per_hour``.
 
 Where runs (plans, scenario files) use different values for the same name, each run gets its own
 cell, the name suffixed by the run label (``serving_usd_per_gpu_hour_owned_hardware``); where
@@ -52,7 +54,7 @@ from simulator.economics.refresh import (
     retired_age_years,
     write_off_key,
 )
-from simulator.economics.retrieval import is_retrieval_pool
+from simulator.economics.stages import is_stage_pool, pool_stage_of
 from simulator.scenario.schema import OwnedPricing, Pricing, Scenario
 
 HOURS_PER_YEAR_NAME = "hours_per_year"
@@ -134,6 +136,8 @@ _LABELS = {
     ("finance", FISCAL_KEY): "month the fiscal year starts (1 = January); FY named by the year it ends in",
     ("retrieval", "usd_per_thousand_queries"): "retrieval price per 1,000 queries",
     ("retrieval", "usd_per_hour"): "retrieval stage price per hour (CPU instances, vector DB)",
+    ("stage", "usd_per_thousand_calls"): "pipeline stage price per 1,000 calls (moderation, tool calls)",
+    ("stage", "usd_per_hour"): "pipeline stage price per hour while the workload is served",
     (
         "owned",
         WRITE_OFF_KEY,
@@ -479,14 +483,17 @@ def _era_of_key(scenario: Scenario, pool, key: str) -> tuple[str, str]:
 
 
 def _retrieval_candidates(run: PricedRun) -> list[_Candidate]:
-    """Prices of the retrieval stages' billed lines (pseudo-pools ``retrieval:<workload>``)."""
+    """Prices of the pipeline stages' billed lines (pseudo-pools ``<stage>:<workload>``: kind
+    'retrieval' for retrieval stages, 'stage' for the others)."""
     billing = run.billing
     if not len(billing):
         return []
-    rows = billing[billing["pool"].map(is_retrieval_pool) & (billing["quantity"] != 0)]
+    rows = billing[billing["pool"].map(is_stage_pool) & (billing["quantity"] != 0)]
     out = []
     for (group, key), price in rows.groupby(["pool", "price_key"], sort=False)["unit_price_usd"].first().items():
-        out.append(_Candidate(run.label, str(group), str(key), "retrieval", float(price),
+        stage = pool_stage_of(run.scenario, str(group))
+        kind = "retrieval" if stage is None or stage.kind == "retrieval" else "stage"
+        out.append(_Candidate(run.label, str(group), str(key), kind, float(price),
                               f"{group}\0{key}", (float(price),)))  # fmt: skip
     return out
 

@@ -29,6 +29,7 @@ from xlsxwriter.workbook import Workbook
 from simulator.common.files import write_atomic
 from simulator.economics.api import api_group, api_price, baseline_cost_usd
 from simulator.economics.retrieval import model_prompt_tokens_mean
+from simulator.economics.stages import STAGE_ENTITY_KINDS
 from simulator.report.assumptions import write_assumptions
 from simulator.report.cashflow import CashLayout, write_cashflow
 from simulator.report.details import (
@@ -422,29 +423,36 @@ def token_format(values: list[Any]) -> str:
     return "tokens_b" if top >= 1e10 else "tokens_m" if top >= 1e7 else "int"
 
 
+#: What the "of which" row of each pipeline stage kind shows (its billed lines).
+STAGE_LABELS = {"retrieval": "retrieval (queries + hours)", "moderation": "moderation (calls + hours)",
+                "tool": "tool calls (calls + hours)", "custom": "other pipeline stages (calls + hours)"}
+
+
 def _workload_cost_rows(
     w: _SummaryWriter, name: str, layouts: dict[str, MonthlyLayout], shares
 ) -> None:
     stats = [r.result.summary["workloads"].get(name) for r in w.runs]
     cost_cells: list[tuple[str | None, Any]] = []
-    retrieval_cells: list[tuple[str | None, Any]] = []
+    stage_cells: dict[str, list[tuple[str | None, Any]]] = {kind: [] for kind in STAGE_ENTITY_KINDS}
     for r, s in zip(w.runs, stats, strict=True):
         lay = layouts[r.label]
         col = lay.col_entity.get(("workload", name))
-        rcol = lay.col_entity.get(("retrieval", name))
-        terms = [c for c in (col, rcol) if c is not None]
+        stage_cols = {kind: lay.col_entity.get((kind, name)) for kind in STAGE_ENTITY_KINDS}  # pipeline stages
+        terms = [c for c in (col, *stage_cols.values()) if c is not None]
         cost_cells.append(
             ("=" + "+".join(lay.total_ref(c) for c in terms), sum(lay.total_value(c) for c in terms))
             if s and terms
             else (None, None)
         )
-        retrieval_cells.append(
-            ("=" + lay.total_ref(rcol), lay.total_value(rcol)) if s and rcol is not None else (None, None)
-        )
+        for kind, scol in stage_cols.items():
+            stage_cells[kind].append(
+                ("=" + lay.total_ref(scol), lay.total_value(scol)) if s and scol is not None else (None, None)
+            )
     w.add(f"{name}.cost_usd", "Inference spend", "USD", "usd", "formula", cost_cells)
-    if any(cell[0] is not None for cell in retrieval_cells):
-        w.add(f"{name}.retrieval_cost_usd", "  of which retrieval (queries + hours)", "USD", "usd",
-              "formula", retrieval_cells)  # fmt: skip
+    for kind, cells in stage_cells.items():
+        if any(cell[0] is not None for cell in cells):
+            w.add(f"{name}.{kind}_cost_usd", f"  of which {STAGE_LABELS[kind]}", "USD", "usd",
+                  "formula", cells)  # fmt: skip
     for key, label in (("input_tokens", "  input tokens (answered requests)"),
                        ("output_tokens", "  output tokens (answered requests)")):
         values = [s and s[key] for s in stats]
@@ -559,7 +567,8 @@ def _api_rows(w: _SummaryWriter, name: str, book: PriceBook) -> None:
         s = r.result.summary["workloads"].get(name)
         ok = s is not None and price is not None
         wl = r.scenario.workload(name) if ok else None
-        reaching = s["requests_served"] + s["unserved_requests"] if ok else None
+        reaching = s["requests_served"] + s["unserved_requests"] + s.get("requests_blocked_after_model", 0.0) \
+            if ok else None  # fmt: skip
         base_in.append((None, reaching * model_prompt_tokens_mean(wl) if ok and wl else None))
         base_out.append((None, reaching * wl.output_tokens.mean if ok and wl else None))
     w.add(f"{name}.api_input_tokens", "  API baseline input tokens (response-cache hits excluded)",
@@ -600,6 +609,9 @@ def _slo_rows(w: _SummaryWriter, name: str) -> None:
     )
     w.add(f"{name}.unserved_requests", "  unserved requests", "requests", "int", "simulated",
           [(None, s.get("unserved_requests")) for s in stats])  # fmt: skip
+    if any("requests_blocked" in s for s in stats):  # a pipeline stage's guardrail
+        w.add(f"{name}.requests_blocked", "  requests blocked by a pipeline stage (guardrail)", "requests", "int",
+              "simulated", [(None, s.get("requests_blocked")) for s in stats])  # fmt: skip
     w.add(
         f"{name}.slo_attainment",
         "  SLO attainment (of the requests served)",

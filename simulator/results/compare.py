@@ -73,6 +73,9 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
         add("cash_flow.npv_usd", "  net present value of the cash", "usd", lambda s: s["cash_flow"]["npv_usd"])
     if any(s.get("redundancy_cost_usd") for s in summaries):
         add("redundancy_cost_usd", "  capacity held for failures", "usd", lambda s: s.get("redundancy_cost_usd"))
+    if any(s.get("region_reserve_cost_usd") for s in summaries):
+        add("region_reserve_cost_usd", "    of which for a region's loss", "usd",
+            lambda s: s.get("region_reserve_cost_usd"))
     for year in _union(s["cost_by_fiscal_year_usd"] for s in summaries):
         add(f"cost_{year}", f"spend {year}", "usd", lambda s, y=year: s["cost_by_fiscal_year_usd"].get(y))
     for name in _union(s["workloads"] for s in summaries):
@@ -92,6 +95,11 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
             add(f"{name}.requests_per_s_mean", f"{name}: req/s its users send (mean)", "rps",
                 lambda s, n=name: (_get(s, "workloads", n, "closed_loop") or {}).get("requests_per_s_mean"),
                 lower_is_better=False)
+    for outage in _union({o["name"]: None for o in s.get("region_outages", [])} for s in summaries):
+        add(f"outage.{outage}.unserved_requests", f"{outage}: requests unserved in the outage", "count",
+            lambda s, n=outage: _outage(s, n, "unserved_requests"))
+        add(f"outage.{outage}.slo_attainment", f"{outage}: SLO attainment in the outage", "fraction",
+            lambda s, n=outage: _outage(s, n, "slo_attainment"), lower_is_better=False)
     for name in _union(s["pools"] for s in summaries):
         add(f"{name}.peak_gpus", f"{name}: peak GPUs", "gpus", lambda s, n=name: _get(s, "pools", n, "peak_gpus"))
         add(f"{name}.mean_utilization", f"{name}: utilisation", "fraction",
@@ -115,3 +123,7 @@ def _union(dicts) -> list[str]:
 
 def _get(summary: dict[str, Any], section: str, name: str, key: str) -> Any:
     return summary.get(section, {}).get(name, {}).get(key)
+
+
+def _outage(summary: dict[str, Any], name: str, key: str) -> Any:
+    return next((o[key] for o in summary.get("region_outages", []) if o["name"] == name), None)

@@ -11,6 +11,19 @@ retrieval costs. In the summary, only workloads with a retrieval stage get
 tokens), and a top-level ``retrieval_cost_usd`` appears only when some workload has one (so the
 summaries of scenarios without retrieval are what they were). Input tokens count the retrieved
 tokens (the model's whole prompt).
+
+Every other pipeline stage (:mod:`simulator.economics.stages`) is shown the same way under its
+own pseudo-pool ``<stage>:<workload>`` and entity kind = its kind: per workload
+``<kind>_cost_usd`` and ``<kind>_calls`` (retrieval: ``_queries``) summed over its stages of
+that kind, and a top-level ``<kind>_cost_usd``. Where a stage may block requests, the workload
+gets ``requests_blocked`` (before the model, taken out of the demand every hour; after it, out
+of the requests served, of which ``requests_blocked_after_model`` had their GPU work done) and
+the latency table a ``requests_blocked`` column: arrived = served + failed + unserved +
+response-cache hits + blocked. Blocked requests count as answered in the availability (a refusal
+is an answer) and not in tokens. A stage's GPU time on its deployment is its derived workload's
+(``<workload>/<stage>``, with ``stage_of`` naming the parent and stage), not the parent's: the
+parent shows it as ``stage_gpu_cost_usd`` (not part of its ``cost_usd``, so that the workloads'
+costs still add up to the total).
 """
 
 from __future__ import annotations
@@ -25,18 +38,19 @@ from simulator.common.arrays import divide
 from simulator.economics.api import api_price, baseline_cost_usd
 from simulator.economics.cashflow import npv_usd
 from simulator.economics.refresh import WRITE_OFF_LINE, pool_eras, write_off_line_name
-from simulator.economics.retrieval import (
-    RETRIEVAL_ENTITY_KIND,
-    model_prompt_tokens_mean,
-    retrieval_pool,
-)
+from simulator.economics.retrieval import model_prompt_tokens_mean
+from simulator.economics.stages import call_noun
 from simulator.fleet.demand import hourly_users
 from simulator.fleet.latency import Mixture
 from simulator.fleet.projection import Projection
+from simulator.fleet.regions import deployment_region
 from simulator.perf.roofline import matmul_parameters
+from simulator.results.regions import origin_summary, outage_summary, region_reserve, region_summary
 from simulator.results.token_split import workload_input_share
+from simulator.scenario.derived import stage_of
 from simulator.scenario.resolve import decode_tokens_per_iteration, gpu_of, model_of
 from simulator.scenario.schema import ReservedPricing, Scenario
+from simulator.scenario.stages import BEFORE_MODEL, blocks, flows, pipeline
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -172,9 +186,8 @@ def _monthly(p: Projection) -> pd.DataFrame:
         add(pool.name, "idle", "(unused)", "idle", cost.idle_usd - written_off, idle_gpus)
         if pool.refresh:
             add(pool.name, "idle", write_off_entity(pool.name), "idle", written_off, np.zeros_like(idle_gpus))
-    for stage in p.retrieval.values():
-        add(retrieval_pool(stage.workload), RETRIEVAL_ENTITY_KIND, stage.workload, "inference",
-            stage.cost_usd, np.zeros(p.timeline.hours))  # fmt: skip
+    for stage in p.retrieval.values():  # pipeline stages: entity kind = the stage's kind
+        add(stage.pool, stage.stage.kind, stage.workload, "inference", stage.cost_usd, np.zeros(p.timeline.hours))
     return pd.DataFrame(rows)
 
 
@@ -189,7 +202,7 @@ def _billing(p: Projection) -> pd.DataFrame:
     months = _month_labels(p)
     rows = []
     groups = [(pool.name, p.pool_costs[pool.name].items) for pool in p.scenario.pools]
-    groups += [(retrieval_pool(stage.workload), stage.items) for stage in p.retrieval.values()]
+    groups += [(stage.pool, stage.items) for stage in p.retrieval.values()]
     for group, items in groups:
         for item in items:
             for category in ("inference", "training", "idle"):
@@ -281,7 +294,7 @@ def _hourly(p: Projection) -> pd.DataFrame:
     for stage in p.retrieval.values():
         zero = np.zeros(p.timeline.hours)
         frames.append(pd.DataFrame({
-            "time": times, "pool": retrieval_pool(stage.workload),
+            "time": times, "pool": stage.pool,
             "gpus_inference": zero, "gpus_training": zero, "gpus_billed": zero, "gpus_busy": zero,
             "energy_kwh": zero, "inference_usd": stage.cost_usd, "training_usd": zero, "idle_usd": zero,
         }))  # fmt: skip
@@ -315,10 +328,27 @@ def _mixture(p: Projection, workload: str) -> Mixture:
     return Mixture([r.curve for r in routes], weights)
 
 
+def _blocked(p: Projection, workload) -> tuple[np.ndarray, np.ndarray]:
+    """Requests a workload's pipeline stages blocked each hour: before the model (of those past
+    the response cache, every hour, routed or not: the demand the projection took out) and
+    after it (of those the model served)."""
+    hours = p.timeline.hours
+    past_cache = (p.demand_rps[workload.name] - p.cache_hit_rps[workload.name]) * 3600
+    answered = sum((r.served_requests for r in p.routes if r.workload == workload.name), np.zeros(hours))
+    before = after = np.zeros(hours)
+    for flow in flows(workload):
+        if flow.stage.position == BEFORE_MODEL:
+            before = before + past_cache * flow.blocks
+        else:
+            after = after + answered * flow.blocks
+    return before, after
+
+
 def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     months = _month_labels(p)
     rows, horizon = [], {}
     levels = list(QUANTILES.values())
+    any_blocks = any(blocks(w) for w in p.scenario.workloads)  # only then a requests_blocked column
     for workload in p.scenario.workloads:
         routes = [r for r in p.routes if r.workload == workload.name]
         served = _by_month(p, sum((r.served_requests for r in routes), np.zeros(p.timeline.hours)))
@@ -328,6 +358,10 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
         )
         cache = _by_month(p, p.cache_hit_rps[workload.name] * 3600)
         failed = _by_month(p, sum((r.failed_requests for r in routes if len(r.failed_requests)), np.zeros(p.timeline.hours)))
+        if any_blocks:  # served = what the model answered less the answers blocked after it
+            before, after = _blocked(p, workload)
+            served = served - _by_month(p, after)
+            blocked = _by_month(p, before + after)
         mixture = _mixture(p, workload.name)
         q = {m: mixture.quantiles(m, levels) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
         attainment = mixture.attainment()
@@ -335,6 +369,8 @@ def _latency(p: Projection) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
             row = {"month": month, "workload": workload.name, "requests_served": served[i],
                    "requests_cache_hits": cache[i], "requests_unserved": unserved[i],
                    "requests_failed": failed[i], "slo_attainment": attainment[i]}  # fmt: skip
+            if any_blocks:
+                row["requests_blocked"] = blocked[i] if blocks(workload) else 0.0
             for metric, values in q.items():
                 for j, name in enumerate(QUANTILES):
                     row[f"{metric.removesuffix('_ms')}_{name}_ms"] = values[i, j]
@@ -393,9 +429,8 @@ def _summary(
     }
     summary["redundancy_cost_usd"] = float(sum(d["reliability"]["redundancy_cost_usd"]
                                                for d in summary["deployments"].values()))  # fmt: skip
-    if p.retrieval:
-        kind = monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND
-        summary["retrieval_cost_usd"] = float(monthly.loc[kind, "cost_usd"].sum())
+    for kind in dict.fromkeys(stage.stage.kind for stage in p.retrieval.values()):  # pipeline stages
+        summary[f"{kind}_cost_usd"] = float(monthly.loc[monthly["entity_kind"] == kind, "cost_usd"].sum())
     fractions = idle_share_fractions(monthly)
     idle_by_pool = monthly[monthly["category"] == "idle"].groupby("pool")["cost_usd"].sum()
     for workload in s.workloads:
@@ -403,6 +438,10 @@ def _summary(
         summary["workloads"][workload.name] = _workload_summary(p, workload, monthly, latency, horizon_latency)
         _add_all_in(summary["workloads"][workload.name], mine, _idle_share_usd(mine, idle_by_pool),
                     _input_share(s, workload))  # fmt: skip
+    for name, entry in summary["workloads"].items():  # a stage's GPU time, shown beside its parent's cost
+        if "stage_of" in entry:
+            parent = summary["workloads"][entry["stage_of"]["workload"]]
+            parent["stage_gpu_cost_usd"] = parent.get("stage_gpu_cost_usd", 0.0) + entry["cost_usd"]
     for job in s.training_jobs:
         mine = fractions.get(("training_job", job.name), {})
         summary["training_jobs"][job.name] = _job_summary(job, jobs, monthly)
@@ -435,7 +474,23 @@ def _summary(
                     f"{commitment['committed_gpus'] - commitment['peak_need_gpus']:.0f} never used, "
                     f"${commitment['unused_commitment_usd']:,.0f} of commitment paid unused in all"
                 )
+    if s.regions:
+        _add_regions(p, summary, hourly, monthly)
     return summary
+
+
+def _add_regions(p: Projection, summary: dict[str, Any], hourly: pd.DataFrame, monthly: pd.DataFrame) -> None:
+    """Per region, per workload origin and per outage; the capacity held for a region's loss."""
+    summary["regions"] = region_summary(p, hourly, monthly)
+    summary["region_outages"] = outage_summary(p)
+    for name, dep in summary["deployments"].items():
+        dep["region"] = deployment_region(p.scenario, name)
+        dep["reliability"].update(region_reserve(p, p.deployments[name]))
+    summary["region_reserve_cost_usd"] = float(sum(d["reliability"]["region_reserve_cost_usd"]
+                                                   for d in summary["deployments"].values()))  # fmt: skip
+    for workload in p.scenario.workloads:
+        if workload.origins:
+            summary["workloads"][workload.name]["origins"] = origin_summary(p, workload)
 
 
 def _deployment_summary(p: Projection, name: str) -> dict[str, Any]:
@@ -619,24 +674,28 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
     cache = float(rows["requests_cache_hits"].sum())
     unserved = float(rows["requests_unserved"].sum())
     failed = float(rows["requests_failed"].sum())
+    can_block = blocks(workload)
+    blocked = float(rows["requests_blocked"].sum()) if can_block else 0.0
+    blocked_after = float(_blocked(p, workload)[1].sum()) if can_block else 0.0
     answered = served + cache
     prompt_mean = model_prompt_tokens_mean(workload)
     input_tokens = answered * prompt_mean
     output_tokens = answered * workload.output_tokens.mean
     cost = float(monthly.loc[(monthly["entity_kind"] == "workload") & (monthly["entity"] == workload.name), "cost_usd"].sum())
-    retrieval = None
-    if workload.retrieval is not None:
-        mine = (monthly["entity_kind"] == RETRIEVAL_ENTITY_KIND) & (monthly["entity"] == workload.name)
-        retrieval = float(monthly.loc[mine, "cost_usd"].sum())
-        cost += retrieval
+    stage_costs = {}  # per kind of pipeline stage: its billed lines (queries/calls, hours)
+    for kind in dict.fromkeys(s.kind for s in pipeline(workload)):
+        mine = (monthly["entity_kind"] == kind) & (monthly["entity"] == workload.name)
+        stage_costs[kind] = float(monthly.loc[mine, "cost_usd"].sum())
+        cost += stage_costs[kind]
     tokens = input_tokens + output_tokens
     price = api_price(p.scenario, workload)
-    api_requests = served + unserved  # response-cache hits never reach an API either
+    # response-cache hits and requests blocked before the model never reach an API either
+    api_requests = served + unserved + blocked_after if can_block else served + unserved
     baseline = (baseline_cost_usd(price, api_requests * prompt_mean, api_requests * workload.output_tokens.mean)
                 if price is not None else None)  # fmt: skip
     h = horizon_latency[workload.name]
     out = {
-        "requests": answered + unserved + failed,
+        "requests": answered + unserved + failed + blocked if can_block else answered + unserved + failed,
         "requests_served": served,
         "requests_cache_hits": cache,
         "unserved_requests": unserved,
@@ -662,12 +721,20 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
         "requests_retried_after_failure": float(sum(
             (r.requests_retried_after_failure.sum() for r in p.routes
              if r.workload == workload.name and len(r.requests_retried_after_failure)), 0.0)),
-        "availability": _availability(served, cache, answered + unserved + failed, h["attainment"]),
+        "availability": _availability(served, cache + blocked, answered + unserved + failed + blocked, h["attainment"])
+        if can_block else _availability(served, cache, answered + unserved + failed, h["attainment"]),
         "api_baseline_source": price.source if price is not None else None,
     }
-    if retrieval is not None:
-        out["retrieval_cost_usd"] = retrieval
-        out["retrieval_queries"] = float(p.retrieval[workload.name].queries.sum())
+    for kind, stage_cost in stage_costs.items():
+        stages = [s for s in p.retrieval.values() if s.workload == workload.name and s.stage.kind == kind]
+        out[f"{kind}_cost_usd"] = stage_cost
+        out[f"{kind}_{call_noun(stages[0].stage)}"] = float(sum(float(s.calls.sum()) for s in stages))
+    if can_block:
+        out["requests_blocked"] = blocked
+        out["requests_blocked_after_model"] = blocked_after
+    parent = stage_of(workload.name)
+    if parent is not None:
+        out["stage_of"] = {"workload": parent[0], "stage": parent[1]}
     if workload.sessions is not None:
         out["prefix_cache_hit_rate"] = _simulated_hit_rate(p, workload.name)
     if workload.traffic.concurrent_users is not None:
@@ -680,7 +747,8 @@ def _workload_summary(p, workload, monthly, latency, horizon_latency) -> dict[st
 
 def _availability(served: float, cache_hits: float, arrived: float, attainment: float | None) -> float | None:
     """Share of the requests that arrived answered within the SLO: served ones meeting it, and
-    response-cache hits; failed and unserved requests count against it."""
+    response-cache hits (and requests a pipeline stage blocked, passed in with them: a refusal
+    answers); failed and unserved requests count against it."""
     if arrived <= 0 or attainment is None:
         return None
     return (served * attainment + cache_hits) / arrived

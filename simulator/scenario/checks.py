@@ -19,9 +19,11 @@ from simulator.catalog import BYTES_PER_ELEMENT, Catalog
 from simulator.common.errors import Problem, ScenarioError
 from simulator.perf.memory import usable_bytes, weight_bytes
 from simulator.perf.profile import CalibrationProfile, bundled_profile_names
+from simulator.scenario.derived import with_derived_workloads
 from simulator.scenario.distributions import Distribution
 from simulator.scenario.resolve import catalog_for
 from simulator.scenario.schema import Pricing, Scenario
+from simulator.scenario.stages import RETRIEVAL_STAGE, pipeline
 from simulator.scenario.yamlio import Path, line_of
 
 GIB = 2**30
@@ -43,7 +45,7 @@ def validate_scenario_data(
     ]
     if problems:
         raise ScenarioError(problems, source)
-    return scenario
+    return with_derived_workloads(scenario)  # deployment-backed pipeline stages' calls
 
 
 # ---------------------------------------------------------------------- pydantic errors
@@ -186,6 +188,8 @@ def cross_reference_problems(scenario: Scenario) -> list[Problem]:
     problems += _refresh_problems(scenario, catalog)
     problems += _deployment_problems(scenario, catalog)
     problems += _workload_problems(scenario)
+    problems += _stage_problems(scenario)
+    problems += _region_problems(scenario)
     problems += _training_problems(scenario, catalog)
     problems += _adapter_problems(scenario, catalog)
     problems += _uncertainty_problems(scenario)
@@ -474,6 +478,92 @@ def _workload_problems(scenario: Scenario) -> list[Problem]:
             )
         elif any(r.schedule for r in workload.routes):
             problems += _scheduled_share_problems(scenario, i)
+    return problems
+
+
+def _stage_problems(scenario: Scenario) -> list[Problem]:
+    """Pipeline stages: names unique within their workload (``retrieval:`` takes 'retrieval'),
+    and a stage's deployment names a deployment of the scenario."""
+    problems = []
+    deployments = [d.name for d in scenario.deployments]
+    for i, workload in enumerate(scenario.workloads):
+        taken = Counter(s.name for s in pipeline(workload))
+        for j, stage in enumerate(workload.stages):
+            at = ("workloads", i, "stages", j)
+            if taken[stage.name] > 1:
+                clash = " (retrieval: is the stage 'retrieval')" if stage.name == RETRIEVAL_STAGE and workload.retrieval else ""
+                problems.append(Problem(at + ("name",), f"duplicate stage name {stage.name!r}{clash}"))
+            if stage.deployment is not None and stage.deployment not in deployments:
+                problems.append(Problem(at + ("deployment",), _unknown("deployment", stage.deployment, deployments)))
+    return problems
+
+
+def _region_problems(scenario: Scenario) -> list[Problem]:
+    """Regions, pools' regions, workloads' origins and outages name known regions; origin shares
+    sum to 1; every region an origin may be served from has a round trip within its TTFT target."""
+    problems: list[Problem] = []
+    names = [r.name for r in scenario.regions]
+    counts = Counter(names)
+    for i, region in enumerate(scenario.regions):
+        if counts[region.name] > 1:
+            problems.append(Problem(("regions", i, "name"), f"duplicate name {region.name!r}"))
+        for other, ms in region.rtt_ms.items():
+            if other not in names:
+                problems.append(Problem(("regions", i, "rtt_ms", other), _unknown("region", other, names)))
+            elif other == region.name:
+                problems.append(Problem(("regions", i, "rtt_ms", other), "a region's round trip to itself is 0"))
+            elif region.name in scenario.region(other).rtt_ms and scenario.region(other).rtt_ms[region.name] != ms:
+                problems.append(Problem(("regions", i, "rtt_ms", other),
+                                        f"{region.name} -> {other} is {ms:g} ms here but "
+                                        f"{scenario.region(other).rtt_ms[region.name]:g} ms the other way"))  # fmt: skip
+    for i, pool in enumerate(scenario.pools):
+        if pool.region is not None and pool.region not in names:
+            problems.append(Problem(("pools", i, "region"), _unknown("region", pool.region, names)))
+    for i, outage in enumerate(scenario.region_outages):
+        if outage.region not in names:
+            problems.append(Problem(("region_outages", i, "region"), _unknown("region", outage.region, names)))
+    if problems:
+        return problems
+    deployments = {d.name: d for d in scenario.deployments}
+    pools = {p.name: p for p in scenario.pools}
+    for i, workload in enumerate(scenario.workloads):
+        if not workload.origins:
+            continue
+        at = ("workloads", i, "origins")
+        total = sum(o.share for o in workload.origins)
+        if abs(total - 1.0) > 1e-6:
+            problems.append(Problem(at, f"origin shares sum to {total:g} (expected 1)"))
+        if workload.traffic.concurrent_users is not None:
+            problems.append(Problem(at, "origins need traffic.requests_per_second (concurrent users "
+                                        "are not split by region)"))  # fmt: skip
+        served_from = set()
+        for j, route in enumerate(workload.routes):
+            dep = deployments.get(route.deployment)
+            pool = pools.get(dep.pool) if dep is not None else None
+            if pool is None:
+                continue
+            if pool.region is None:
+                problems.append(Problem(("workloads", i, "routes", j, "deployment"),
+                                        f"deployment {dep.name!r} is on pool {pool.name!r}, which has no "
+                                        "region: a workload with origins needs a region on every route's pool"))  # fmt: skip
+            else:
+                served_from.add(pool.region)
+        target = min((t for t in (workload.slo.ttft_p95_ms, workload.slo.e2e_p95_ms) if t is not None), default=None)
+        for k, origin in enumerate(workload.origins):
+            if origin.region not in names:
+                problems.append(Problem(at + (k, "region"), _unknown("region", origin.region, names)))
+                continue
+            reachable = [r for r in served_from if scenario.round_trip_ms(origin.region, r) is not None]
+            if served_from and not reachable:
+                problems.append(Problem(at + (k, "region"),
+                                        f"no deployment of {workload.name!r} in {origin.region!r} and no rtt_ms "
+                                        f"from it to a region that has one ({', '.join(sorted(served_from))})"))  # fmt: skip
+            for region in sorted(reachable):
+                ms = scenario.round_trip_ms(origin.region, region)
+                if target is not None and ms is not None and ms >= target:
+                    problems.append(Problem(at + (k, "region"),
+                                            f"the {ms:g} ms round trip from {origin.region!r} to {region!r} "
+                                            f"leaves no time within the {target:g} ms latency target"))  # fmt: skip
     return problems
 
 

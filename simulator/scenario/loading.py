@@ -73,10 +73,12 @@ def _empirical_distributions(data: dict[str, Any]) -> list[tuple[Path, dict[str,
             dist = workload.get(key)
             if isinstance(dist, dict) and dist.get("distribution") == "empirical":
                 found.append((("workloads", i, key), dist))
-        retrieval = workload.get("retrieval")
-        dist = retrieval.get("latency_ms") if isinstance(retrieval, dict) else None
-        if isinstance(dist, dict) and dist.get("distribution") == "empirical":
-            found.append((("workloads", i, "retrieval", "latency_ms"), dist))
+        stages = [(("retrieval",), workload.get("retrieval"))]
+        stages += [(("stages", j), s) for j, s in enumerate(_list_at(workload, "stages"))]
+        for where, stage in stages:
+            dist = stage.get("latency_ms") if isinstance(stage, dict) else None
+            if isinstance(dist, dict) and dist.get("distribution") == "empirical":
+                found.append((("workloads", i, *where, "latency_ms"), dist))
     return found
 
 
@@ -146,7 +148,7 @@ def load_profile(path: str | FsPath) -> CalibrationProfile:
 # ---------------------------------------------------------------------- uncertainty
 
 #: Fields whose value is itself a distribution (not an uncertain number).
-#: fields whose value is a distribution, not an uncertain number (latency_ms: retrieval; turns:
+#: fields whose value is a distribution, not an uncertain number (latency_ms: retrieval, stages; turns:
 #: sessions); a plan's dotted key ("workloads.chat.prompt_tokens") counts by its last part
 _DISTRIBUTION_FIELDS = {"prompt_tokens", "output_tokens", "latency_ms", "turns"}
 

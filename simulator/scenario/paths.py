@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.scenario.derived import is_derived
 from simulator.scenario.schema import Scenario
 
 
@@ -28,8 +29,11 @@ def get_by_path(data: Any, dotted: str) -> Any:
 
 
 def scenario_data(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as plain data that validates back to an equal scenario."""
-    return scenario.model_dump(mode="python", by_alias=True)
+    """The scenario as plain data that validates back to an equal scenario (without its
+    derived workloads: validation derives them again, :mod:`simulator.scenario.derived`)."""
+    data = scenario.model_dump(mode="python", by_alias=True)
+    data["workloads"] = [w for w in data["workloads"] if not is_derived(w["name"])]
+    return data
 
 
 def set_by_path(data: Any, dotted: str, value: Any) -> None:

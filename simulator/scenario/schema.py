@@ -11,31 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from simulator.catalog import GpuSpec, ModelSpec
 from simulator.perf.engines import ENGINE_PRESETS, EnginePreset
 from simulator.perf.memory import default_kv_dtype
 from simulator.perf.profile import CalibrationProfile
+from simulator.scenario.base import Name, Strict
 from simulator.scenario.distributions import Distribution
+from simulator.scenario.stages import Stage
 
 #: Every date in a scenario: within what the hourly timeline (pandas timestamps) can hold.
 Date = Annotated[dt.date, Field(ge=dt.date(1900, 1, 1), le=dt.date(2200, 12, 31))]
-
-#: Names of pools, deployments, workloads, training jobs and plans become parts of file names
-#: (``run --all-plans`` folders, plot files) and workbook names: letters, digits, '.', '_' and
-#: '-', starting with a letter or digit, at most 64 characters.
-Name = Annotated[
-    str,
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-          description="Letters, digits, '.', '_', '-' (starting with a letter or digit), at most 64 characters."),
-]  # fmt: skip
-
-
-class Strict(BaseModel):
-    """Base of every scenario model: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- horizon
@@ -311,6 +298,11 @@ class Pool(Strict):
     calibration: str | CalibrationProfile | None = Field(
         default=None, description="Calibration profile name or path; default: the GPU's."
     )
+    region: str | None = Field(
+        default=None,
+        description="Name of the region (scenario regions) the pool's GPUs are in; its deployments serve "
+        "from there. Default: no region (single-site scenarios).",
+    )
     priority: Literal["inference", "training"] = Field(
         default="inference", description="Who gets GPUs first when the pool is short: 'inference' or 'training'."
     )
@@ -372,7 +364,7 @@ class ServingFailures(Strict):
 
 
 class Redundancy(Strict):
-    """Capacity held beyond what the load needs, for failures: N + k."""
+    """Capacity held beyond what the load needs, for failures: N + k, and spreading over zones."""
 
     spare_replicas: int = Field(
         default=0, ge=0, le=1000, description="Replicas held beyond the autoscaler's, whenever it serves (N + k)."
@@ -382,6 +374,15 @@ class Redundancy(Strict):
         description="Hold the fewest spares k such that, with replicas failing independently, P(more than k "
         "down at once) <= 1 - target each hour (e.g. 0.999); added to spare_replicas. Default: none.",
     )  # fmt: skip
+    zones: int = Field(
+        default=1, ge=1, le=16,
+        description="Availability zones the replicas are spread over evenly (1: one zone).",
+    )
+    survive_zone_loss: bool = Field(
+        default=False,
+        description="With zones > 1: hold enough replicas that losing the fullest zone leaves what the load "
+        "needs (the smallest M with M - ceil(M / zones) >= N), before spare_replicas.",
+    )
 
 
 class Autoscaling(Strict):
@@ -659,7 +660,11 @@ class Traffic(Strict):
         default=1.0, ge=1, le=24,
         description="Daily peak / daily mean, ratio >= 1 (at most 24: all of a day's traffic in one hour).",
     )  # fmt: skip
-    peak_hour_utc: float = Field(default=15, ge=0, lt=24, description="Hour of the daily peak, hours UTC (0 to 24).")
+    peak_hour_utc: float = Field(
+        default=15, ge=0, lt=24,
+        description="Hour of the daily peak, hours UTC (0 to 24); a workload with origins peaks at each "
+        "origin's peak_hour_local instead.",
+    )  # fmt: skip
     weekend_factor: float = Field(default=1.0, ge=0, description="Weekend (Sat, Sun) rate / weekday rate, ratio.")
     arrival: Literal["poisson", "bursty"] = Field(
         default="poisson", description="Arrival process: 'poisson' or 'bursty' (gamma gaps with burstiness_cv)."
@@ -804,6 +809,74 @@ class ApiBaseline(Strict):
         return self
 
 
+class TrafficOrigin(Strict):
+    """Share of a workload's users in one region, with that region's daily peak (the sun's)."""
+
+    region: str = Field(description="Name of the region (scenario regions) the users are in.")
+    share: float = Field(ge=0, le=1, description="Share of the workload's requests that come from there, 0-1.")
+    peak_hour_local: float = Field(
+        default=15, ge=0, lt=24,
+        description="Hour of the daily peak in the region's local time (standard time), hours 0-24; "
+        "default 15, like traffic.peak_hour_utc for a single site.",
+    )  # fmt: skip
+
+
+class RegionRouting(Strict):
+    """How a workload's requests find a region: the nearest serving one, by round-trip time.
+
+    Traffic from an origin goes to the workload's deployments in the nearest region that serves
+    it (its own when it has one); route shares split it among the deployments of one region.
+    Served in another region, a request's TTFT and end-to-end latency carry the round trip.
+    """
+
+    policy: Literal["nearest", "spill_over"] = Field(
+        default="nearest",
+        description="'nearest': each origin to its nearest serving region; 'spill_over': as nearest, and "
+        "what that region cannot hold at its limits (max replicas, pool size) goes on to the next nearest.",
+    )  # fmt: skip
+    failover: bool = Field(
+        default=True,
+        description="While a region is down, its traffic goes to the nearest region up (false: it is unserved).",
+    )
+    reserve_for_region_loss: bool = Field(
+        default=False,
+        description="Hold, every hour, the replicas the surviving regions would need if any one region "
+        "went down (no scale-up delay at an outage); their cost is shown as redundancy.",
+    )
+
+
+class Region(Strict):
+    """A place pools live in and users come from: its time zone and round trips to the others."""
+
+    name: Name
+    utc_offset_hours: float = Field(
+        ge=-12, le=14, description="Local standard time minus UTC, hours (daylight saving is not modelled)."
+    )
+    rtt_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Network round trip to other regions by name, ms (give each pair once, on either side). "
+        "AWS public figures: us-east-1 to eu-west-1 about 80 ms, to ap-northeast-1 about 145 ms.",
+    )
+
+    @field_validator("rtt_ms")
+    @classmethod
+    def _positive(cls, rtt: dict[str, float]) -> dict[str, float]:
+        for other, ms in rtt.items():
+            if not ms >= 0:
+                raise ValueError(f"rtt_ms.{other}: a round trip is >= 0 ms (got {ms!r})")
+        return rtt
+
+
+class RegionOutage(Strict):
+    """A region down for some hours: its deployments serve nothing, its traffic fails over."""
+
+    name: str = Field(default="outage", description="Label of the outage (for the reader).")
+    region: str = Field(description="Name of the region that goes down.")
+    start: Date = Field(description="Day the outage starts, YYYY-MM-DD.")
+    start_hour_utc: float = Field(default=0, ge=0, lt=24, description="Hour of that day it starts, hours UTC.")
+    hours: float = Field(gt=0, le=24 * 366, description="How long the region is down, hours.")
+
+
 class Workload(Strict):
     """Continuous inference traffic of one product or feature."""
 
@@ -849,10 +922,24 @@ class Workload(Strict):
     retrieval: Retrieval | None = Field(
         default=None, description="Retrieval stage before the model (RAG); default none."
     )
+    stages: list[Stage] = Field(
+        default_factory=list,
+        description="Pipeline stages before and after the model, in order (retrieval, moderation, tool calls; "
+        "see simulator/scenario/stages.py); retrieval: runs before them. Default: none.",
+    )  # fmt: skip
     sessions: Sessions | None = Field(
         default=None,
         description="Requests are turns of conversations with a simulated prefix cache "
         "(default: independent requests, prefix_cache_hit_rate as given).",
+    )
+    origins: list[TrafficOrigin] = Field(
+        default_factory=list,
+        description="Regions its users are in, with their shares and local peak hours (default: one "
+        "site, peaking at traffic.peak_hour_utc); needs regions on the pools of its routes.",
+    )
+    routing: RegionRouting = Field(
+        default_factory=lambda: RegionRouting(),
+        description="With origins: nearest region or spill-over, failover, and capacity held for a region's loss.",
     )
 
     @model_validator(mode="after")
@@ -1099,6 +1186,12 @@ class Scenario(Strict):
     pools: list[Pool] = Field(
         min_length=1, description="GPU pools: capacity of one GPU kind each and how it is bought."
     )
+    regions: list[Region] = Field(
+        default_factory=list, description="Places pools live in and users come from (default: none, one site)."
+    )
+    region_outages: list[RegionOutage] = Field(
+        default_factory=list, description="Regions down for some hours (a failover drill), by date."
+    )
     deployments: list[Deployment] = Field(default_factory=list, description="Models served on pools by replicas.")
     workloads: list[Workload] = Field(default_factory=list, description="Inference traffic, routed to deployments.")
     training_jobs: list[TrainingJob] = Field(
@@ -1129,6 +1222,19 @@ class Scenario(Strict):
 
     def plan(self, name: str) -> Plan:
         return _by_name(self.plans, name, "plan")
+
+    def region(self, name: str) -> Region:
+        return _by_name(self.regions, name, "region")
+
+    def round_trip_ms(self, a: str, b: str) -> float | None:
+        """Network round trip between two regions, ms (0 within one; None where not given)."""
+        if a == b:
+            return 0.0
+        for here, there in ((a, b), (b, a)):
+            ms = next((r.rtt_ms.get(there) for r in self.regions if r.name == here), None)
+            if ms is not None:
+                return ms
+        return None
 
 
 def _by_name(items: list[Any], name: str, kind: str) -> Any:

@@ -60,11 +60,13 @@ def test_binomial_tail_against_a_direct_sum():
 
 
 def _scenario(per_gpu_day: float, retry: bool = True, recovery: float = 120.0, spares: int = 0,
-              target: float | None = None):  # fmt: skip
+              target: float | None = None, stages: list | None = None, cache: float = 0.0):  # fmt: skip
     data = minimal_scenario_dict()
     for dep in data["deployments"]:
         dep["failures"] = {"per_gpu_day": per_gpu_day, "recovery_minutes": recovery, "retry": retry}
         dep["redundancy"] = {"spare_replicas": spares, "availability_target": target}
+    if stages:  # pipeline stages that may block requests before or after the model
+        data["workloads"][0].update(stages=stages, response_cache_hit_rate=cache)
     return validate_scenario_data(data)
 
 
@@ -89,17 +91,31 @@ def test_failures_off_change_nothing_and_on_hold_the_expected_loss():
     assert off.summary["redundancy_cost_usd"] == 0
 
 
+_SHARE = st.floats(0.0, 1.0)
+_STAGE = st.fixed_dictionaries({"position": st.sampled_from(["before_model", "after_model"]), "applies_share": _SHARE,
+                                "block_share": st.floats(0.0, 0.95)})  # fmt: skip
+
+
 @settings(max_examples=12, deadline=None)
 @given(per_gpu_day=st.floats(0.0, 10.0), retry=st.booleans(), spares=st.integers(0, 3),
-       target=st.sampled_from([None, 0.99, 0.9999]))  # fmt: skip
-def test_traffic_is_conserved_with_failures(per_gpu_day, retry, spares, target):
-    result = run(_scenario(per_gpu_day, retry, 60.0, spares, target), curve_provider=MM1)
+       target=st.sampled_from([None, 0.99, 0.9999]), stages=st.lists(_STAGE, max_size=3),
+       cache=st.floats(0.0, 0.5))  # fmt: skip
+def test_traffic_is_conserved_with_failures(per_gpu_day, retry, spares, target, stages, cache):
+    """... and with pipeline stages that block requests: arrived = served + failed + unserved +
+    cache hits + blocked."""
+    stages = [{"name": f"s{i}", "kind": "moderation", "latency_ms": {"distribution": "fixed", "value": 10}, **s}
+              for i, s in enumerate(stages)]  # fmt: skip
+    result = run(_scenario(per_gpu_day, retry, 60.0, spares, target, stages, cache), curve_provider=MM1)
     latency = result.latency
     arrived = latency["requests_served"] + latency["requests_cache_hits"] + latency["requests_unserved"] \
-        + latency["requests_failed"]
+        + latency["requests_failed"] + latency.get("requests_blocked", 0.0)
     for name, w in result.summary["workloads"].items():
         mine = latency["workload"] == name
         assert w["requests"] == pytest.approx(float(arrived[mine].sum()), rel=1e-12)
+        assert w["requests"] == pytest.approx(w["requests_served"] + w["requests_cache_hits"] + w["unserved_requests"]
+                                              + w["failed_requests"] + w.get("requests_blocked", 0.0), rel=1e-12)
+        assert w["requests"] == pytest.approx(float(result.hourly["time"].nunique()) * 3600 * 2.0, rel=1e-9)
+        assert (latency.loc[mine, "requests_served"] >= -1e-9).all()
         assert (latency.loc[mine, "requests_failed"] >= 0).all()
         if retry or per_gpu_day == 0:
             assert w["failed_requests"] == 0
