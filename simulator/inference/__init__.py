@@ -9,7 +9,9 @@
 Modules: ``arrivals`` (arrival processes), ``trace`` (trace files), ``router`` (routing policies),
 ``replica`` (the continuous-batching scheduler), ``timing`` (iteration times, closed-form decode
 runs), ``engine`` (the simpy simulation), ``disaggregated`` (prefill and decode replica groups
-with the KV transfer between them), ``metrics`` (DataFrames, summary, SLO), ``api``
+with the KV transfer between them), ``failures`` (replica failures injected into a run, and the
+per-replica failure rate and recovery time the projection shares), ``metrics`` (DataFrames,
+summary, SLO, availability), ``api``
 (``serve``), ``curve`` (latency curves, capacity, caching), ``replica_cost`` (one replica's
 cost-model figures and $/1M tokens, for ``fleetsim cost``). Speculative decoding's model is
 ``simulator.perf.speculative``; the timer prices it.

@@ -4,7 +4,11 @@ Definitions (design.md): TTFT = arrival to first output token, queueing included
 (end-to-end - TTFT) / (output tokens - 1), undefined (NaN) for one-token outputs; E2E = arrival
 to last token; queue wait = arrival to first admission into a batch. With a retrieval stage the
 user's request precedes the arrival at the deployment by its retrieval time, which TTFT and E2E
-include (queue wait and TPOT do not).
+include (queue wait and TPOT do not); so do other pipeline stages before the model, and those
+after it add to E2E only (TPOT stays the model's pace: output moderation is taken to check the
+whole answer, a simplification of streaming moderation). Requests a stage blocks before the model
+are rows of status ``blocked`` (like response-cache hits, never at the GPUs, not in SLO
+attainment, answered in the availability).
 
 Which requests count: those arriving in the measurement window [warmup_s, duration_s) (the
 warm-up, by default the first 10% of the duration, is left out so the empty start does not flatter
@@ -329,10 +333,11 @@ def summarize(
 
 
 def availability(requests: pd.DataFrame) -> float:
-    """Share of the window's requests served within the SLO, response-cache hits counting as
-    served, requests refused as too long not counted (NaN when there are none)."""
+    """Share of the window's requests served within the SLO, response-cache hits (and requests
+    a pipeline stage blocked: a refusal answers) counting as served, requests refused as too
+    long not counted (NaN when there are none)."""
     counted = requests["measured"] & (requests["drop_reason"] != "too_long")
-    served = (requests["status"] == "cache_hit") | ((requests["status"] == "completed") & requests["slo_met"])
+    served = requests["status"].isin(["cache_hit", "blocked"]) | ((requests["status"] == "completed") & requests["slo_met"])
     n = int(counted.sum())
     return float((served & counted).sum() / n) if n else math.nan
 
@@ -344,7 +349,7 @@ def failure_summary(record: SimulationRecord, requests: pd.DataFrame) -> dict[st
     spec = log.injection
     window = record.duration_s - record.warmup_s
     replicas = len(record.replica_stats)
-    gpu = requests[requests["status"] != "cache_hit"]
+    gpu = requests[~requests["status"].isin(["cache_hit", "blocked"])]
     measured = gpu[gpu["measured"]]
     during = measured[log.during(measured["arrival_s"].to_numpy())]
     served_during = during[during["status"] == "completed"]

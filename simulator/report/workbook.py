@@ -284,6 +284,11 @@ def _spend_rows(w: _SummaryWriter, layouts: dict[str, MonthlyLayout]) -> None:
         w.add("redundancy_cost_usd", "  of which capacity held for failures (redundancy)", "USD", "usd",
               "simulated: replica-hours held beyond the load's need for failures x the pool's mean price per GPU-hour",
               [(None, r.result.summary.get("redundancy_cost_usd")) for r in w.runs])  # fmt: skip
+    if any(r.result.summary.get("region_reserve_cost_usd") for r in w.runs):
+        w.add("region_reserve_cost_usd", "    of which held for a region's loss (failover)", "USD", "usd",
+              "simulated: replica-hours held so the surviving regions carry any one region's traffic "
+              "x the pool's mean price per GPU-hour",
+              [(None, r.result.summary.get("region_reserve_cost_usd")) for r in w.runs])  # fmt: skip
     for fy in _union([list(dict.fromkeys(lay.fiscal_years)) for lay in lays]):
         cells: list[tuple[str | None, Any]] = []
         for lay in lays:

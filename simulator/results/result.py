@@ -438,7 +438,7 @@ def _summary(
         summary["workloads"][workload.name] = _workload_summary(p, workload, monthly, latency, horizon_latency)
         _add_all_in(summary["workloads"][workload.name], mine, _idle_share_usd(mine, idle_by_pool),
                     _input_share(s, workload))  # fmt: skip
-    for name, entry in summary["workloads"].items():  # a stage's GPU time, shown beside its parent's cost
+    for entry in list(summary["workloads"].values()):  # a stage's GPU time, shown beside its parent's cost
         if "stage_of" in entry:
             parent = summary["workloads"][entry["stage_of"]["workload"]]
             parent["stage_gpu_cost_usd"] = parent.get("stage_gpu_cost_usd", 0.0) + entry["cost_usd"]

@@ -493,8 +493,9 @@ def _stage_problems(scenario: Scenario) -> list[Problem]:
             if taken[stage.name] > 1:
                 clash = " (retrieval: is the stage 'retrieval')" if stage.name == RETRIEVAL_STAGE and workload.retrieval else ""
                 problems.append(Problem(at + ("name",), f"duplicate stage name {stage.name!r}{clash}"))
-            if stage.deployment is not None and stage.deployment not in deployments:
-                problems.append(Problem(at + ("deployment",), _unknown("deployment", stage.deployment, deployments)))
+            for name in stage.deployments:
+                if name not in deployments:
+                    problems.append(Problem(at + ("deployment",), _unknown("deployment", name, deployments)))
     return problems
 
 

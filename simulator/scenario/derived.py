@@ -14,8 +14,10 @@ other workload:
   pipeline's);
 - prompt: the parent's prompt (after the model: prompt + output, the answer is what is
   checked); output: ``output_tokens`` (default 1, a label);
-- routed wholly to the stage's deployment, with a TTFT target of ``latency_budget_ms`` (if given)
-  at the parent's attainment target; no response cache, prefix cache, sessions or stages.
+- routed to the stage's deployment (a list: equal shares, or with the parent's origins, which it
+  keeps with its routing, to the nearest region's), with a TTFT target of ``latency_budget_ms``
+  (if given) at the parent's attainment target; no response cache, prefix cache, sessions or
+  stages.
 
 The derived workloads are added by :func:`with_derived_workloads` when a scenario is validated
 and left out of its plain data (:func:`simulator.scenario.paths.scenario_data`), so plans and
@@ -93,7 +95,8 @@ def _derived(parent: Workload, stage: Stage, share: float) -> Workload:
         if stage.latency_budget_ms is not None else Slo()  # fmt: skip
     workload = Workload(name="derived", traffic=traffic, prompt_tokens=prompt,
                         output_tokens=Fixed(value=stage.output_tokens), slo=slo,
-                        routes=[Route(deployment=stage.deployment, share=1.0)])  # type: ignore[arg-type]  # fmt: skip
+                        routes=[Route(deployment=d, share=1.0 / len(stage.deployments)) for d in stage.deployments],
+                        origins=parent.origins, routing=parent.routing)  # fmt: skip
     return workload.model_copy(update={"name": derived_name(parent.name, stage.name)})
 
 

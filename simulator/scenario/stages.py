@@ -67,11 +67,19 @@ class Stage(Strict):
     usd_per_thousand_calls: float = Field(
         default=0.0, ge=0, description="Cost per 1,000 requests the stage runs on, $ (a hosted API's price)."
     )
-    deployment: str | None = Field(
+    deployment: str | list[str] | None = Field(
         default=None,
         description="Deployment (a small model, e.g. a safety classifier) whose GPU time the stage uses: its "
-        "requests are served there as the workload '<workload>/<stage>' (default: none, no GPU time).",
+        "requests are served there as the workload '<workload>/<stage>' (default: none, no GPU time). A list "
+        "shares them equally, or, for a workload with origins, by region like the workload (one per region).",
     )  # fmt: skip
+
+    @property
+    def deployments(self) -> list[str]:
+        """The deployments the stage's calls go to (none without one)."""
+        if self.deployment is None:
+            return []
+        return [self.deployment] if isinstance(self.deployment, str) else list(self.deployment)
     output_tokens: int = Field(
         default=1, ge=1, description="With deployment: tokens the stage's model emits per call (a classifier: its label)."
     )

@@ -273,6 +273,8 @@ def test_a_classifier_stage_gets_gpu_cost_on_its_pool():
     assert derived["stage_of"] == {"workload": "chat", "stage": "input-guard"}
     assert derived["requests"] == pytest.approx(chat["requests"] - chat["requests_cache_hits"], rel=1e-9)
     assert derived["cost_usd"] > 0 and summary["pools"]["guard-pool"]["cost_usd"] > 0
+    assert chat["stage_gpu_cost_usd"] == pytest.approx(
+        derived["cost_usd"] + summary["workloads"]["chat/output-guard"]["cost_usd"], rel=1e-12)  # fmt: skip
     on_pool = result.monthly[(result.monthly["pool"] == "guard-pool") & (result.monthly["entity_kind"] == "workload")]
     assert set(on_pool["entity"]) == {"chat/input-guard", "chat/output-guard"}
     assert on_pool["cost_usd"].sum() == pytest.approx(

@@ -94,7 +94,7 @@ def _run_case(case) -> tuple[SimulationRecord, FailureInjection]:
     return record, injection
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_every_request_is_completed_dropped_failed_or_in_flight(case):
     r, injection = _run_case(case)
@@ -129,9 +129,35 @@ def test_every_request_is_completed_dropped_failed_or_in_flight(case):
         assert not np.any((fail_at[on] < r.finish_s[rid]) & (r.finish_s[rid] < back_at[on]))
         if case["engine"].router != "shared_queue":
             assert not np.any((r.first_scheduled_s[rid] < fail_at[on]) & (fail_at[on] < r.finish_s[rid]))
+            assert not np.any((fail_at[on] < r.first_scheduled_s[rid]) & (r.first_scheduled_s[rid] < back_at[on]))
     window = r.duration_s - r.warmup_s
     for stats in r.replica_stats:
         assert 0 <= stats.busy_s <= window * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("router", ["least_outstanding", "session_affinity", "round_robin"])
+def test_a_large_fleet_routes_around_its_down_replicas(router):
+    """30 replicas (the load-aware routers keep their loads in heaps there): no request is
+    admitted by, or finishes on, a replica while it is down, and with retry every one ends."""
+    r = _chat_requests(30 * 12.0, 60.0, seed=2)
+    n = len(r)
+    extra = {}
+    if router == "session_affinity":
+        extra = {"session": np.arange(n) // 3, "reusable_tokens": r.prompt_tokens // 2, "shared_prefix_tokens": 100}
+    requests = RequestArrays(r.arrival_s, r.prompt_tokens, r.output_tokens, r.cached_tokens, **extra)
+    record = simulate(EngineConfig(CHAT_CONFIG, 30, router), CHAT_TIMER, requests, duration_s=60.0, drain_s=1e4,
+                      failures=FailureInjection(1 / 40.0, 8.0, True, seed=1))  # fmt: skip
+    log = record.failures
+    assert len(log.down_s) > 20 and log.retries.sum() > 50
+    assert set(record.status) <= {"completed", "dropped"}
+    assert set(record.drop_reason[record.status == "dropped"]) == {"too_long"}
+    for i in range(30):
+        mine = record.replica == i
+        for name in ("first_scheduled_s", "finish_s"):
+            t = getattr(record, name)[mine]
+            t = t[np.isfinite(t)]
+            inside = (log.down_s[log.replica == i][:, None] < t) & (t < log.up_s[log.replica == i][:, None])
+            assert not inside.any(), (router, i, name)
 
 
 # ---------------------------------------------------------------------------- injection off
