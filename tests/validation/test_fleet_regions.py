@@ -73,12 +73,13 @@ def _conserved(result) -> None:
     total = 0.0
     for origin in _origins(result).values():
         parts = (origin["requests_cache_hits"] + origin["requests_served"] + origin["unserved_requests"]
-                 + origin["failed_requests"])  # fmt: skip
+                 + origin["failed_requests"] + origin["requests_blocked"])  # fmt: skip
         assert parts == pytest.approx(origin["requests"], rel=1e-9)
         total += origin["requests"]
     assert total == pytest.approx(workload["requests"], rel=1e-9)
-    assert sum(o["requests_served"] for o in _origins(result).values()) == pytest.approx(
-        workload["requests_served"], rel=1e-9)
+    for key in ("requests_served", "requests_blocked", "requests_cache_hits", "unserved_requests"):
+        assert sum(o[key] for o in _origins(result).values()) == pytest.approx(
+            workload.get(key, 0.0), rel=1e-9, abs=1e-6), key
 
 
 def test_each_origin_peaks_at_its_local_hour():
@@ -189,9 +190,17 @@ def test_spill_over_moves_what_a_full_region_cannot_hold():
     start=st.integers(0, 24 * 28), hours=st.floats(0.5, 72),
     region=st.sampled_from(["us", "eu"]), failover=st.booleans(),
     policy=st.sampled_from(["nearest", "spill_over"]), eu_max=st.integers(1, 8),
+    before=st.floats(0.0, 0.5), after=st.floats(0.0, 0.5),
 )  # fmt: skip
-def test_traffic_is_conserved_per_origin_and_in_total(us, eu_of_rest, start, hours, region, failover, policy, eu_max):
+def test_traffic_is_conserved_per_origin_and_in_total(us, eu_of_rest, start, hours, region, failover, policy, eu_max,
+                                                      before, after):  # fmt: skip
     data = three_regions(policy=policy, failover=failover)
+    data["workloads"][0]["response_cache_hit_rate"] = 0.1
+    data["workloads"][0]["stages"] = [  # guardrails that refuse some requests before and after the model
+        {"name": "in", "kind": "moderation", "position": "before_model", "block_share": before,
+         "latency_ms": {"distribution": "fixed", "value": 20}},
+        {"name": "out", "kind": "moderation", "position": "after_model", "block_share": after,
+         "latency_ms": {"distribution": "fixed", "value": 20}}]  # fmt: skip
     eu = (1 - us) * eu_of_rest
     data["workloads"][0]["origins"] = [{"region": "us", "share": us}, {"region": "eu", "share": eu},
                                        {"region": "ap", "share": 1 - us - eu}]  # fmt: skip
@@ -250,3 +259,17 @@ def test_zone_spread_is_the_fewest_surviving_a_zone_loss(need, zones):
     if need > 0:
         assert (held - 1) - -(-(held - 1) // zones) < need
     assert zone_spread(np.array([7.0]), Redundancy(zones=zones))[0] == 7.0  # spreading alone adds nothing
+
+
+def test_surviving_a_zone_loss_holds_more_replicas_and_shows_as_redundancy():
+    from tests.conftest import minimal_scenario_dict
+
+    data = minimal_scenario_dict()
+    data["workloads"][0]["traffic"]["requests_per_second"] = 12.0
+    plain = run(without_failures(validate_scenario_data(data)), curve_provider=slo_provider)
+    data["deployments"][0]["redundancy"] = {"zones": 3, "survive_zone_loss": True}
+    spread = run(without_failures(validate_scenario_data(data)), curve_provider=slo_provider)
+    need = plain.deployments_hourly["replicas_held"].to_numpy()
+    held = spread.deployments_hourly["replicas_held"].to_numpy()
+    assert np.all(held - np.ceil(held / 3 - 1e-9) >= need - 1e-9)  # one zone lost, the need remains
+    assert spread.summary["redundancy_cost_usd"] > 0 == plain.summary["redundancy_cost_usd"]
