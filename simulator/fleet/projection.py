@@ -82,6 +82,7 @@ from simulator.fleet.reliability import (
     failures_per_replica_hour,
     recovery_hours,
     spare_replicas,
+    up_states,
     zone_spread,
 )
 from simulator.perf.memory import weight_bytes
@@ -859,22 +860,20 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
             continue
         decode_power = dep.decode_power_fraction
         equivalents = sum((r.replica_equivalents for r in members), np.zeros_like(dep.billed))
-        utilisation = divide(equivalents, dep.serving, np.inf)
+        states = _serving_states(dep)
         busy_per_replica = np.zeros_like(dep.billed)
         power_per_replica = np.zeros_like(dep.billed)
         for route in members:
             curve = route.curve
-            load = utilisation * sizing_capacity(curve)  # req/s per replica, this workload's units
-            top = float(curve.rates_per_replica[-1])
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                served_share = np.where(load > top, top / load, 1.0)
-            served_share = np.where(np.isfinite(load), served_share, 0.0)
+            served_share, route.point_weights = 0.0, 0.0
+            for weight, serving in states:  # one state, or the replicas up after failures
+                share_k, weights_k = _at_load(curve, divide(equivalents, serving, np.inf) * sizing_capacity(curve))
+                served_share = served_share + weight * share_k
+                route.point_weights = route.point_weights + weight[:, None] * weights_k
             offered = route.demand_rps * SECONDS_PER_HOUR
             route.unserved_too_long = offered * route.too_long_share  # refused whatever the capacity
             route.served_requests = (offered - route.unserved_too_long) * served_share
             route.unserved_requests = offered - route.served_requests
-            finite_load = np.where(np.isfinite(load), load, top)
-            route.point_weights = point_weights(curve, finite_load)
             route.busy_fraction = route.point_weights @ np.asarray(curve.busy_fraction, dtype=float)
             share = divide(route.replica_equivalents, equivalents)
             busy_per_replica += share * route.busy_fraction
@@ -890,6 +889,28 @@ def _serve_routes(routes: list[RouteHours], deployments: dict[str, DeploymentHou
                 route.served_requests = route.served_requests - route.failed_requests
         dep.busy_gpus = np.minimum(busy_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
         dep.power_gpus = np.minimum(power_per_replica, 1.0) * dep.serving * dep.gpus_per_replica
+
+
+def _serving_states(dep: DeploymentHours) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight, replicas serving) states of a deployment each hour: the mean serving alone, or,
+    where failures leave some replicas down often enough (:func:`reliability.up_states`), the
+    binomial states of replicas up, with the same mean."""
+    failure_down = dep.failure_down if len(dep.failure_down) else np.zeros_like(dep.billed)
+    states = up_states(dep.billed, failure_down)
+    if len(states) == 1:
+        return [(states[0][0], dep.serving)]
+    every_up = divide(dep.serving, 1 - failure_down)
+    return [(weight, every_up * up) for weight, up in states]
+
+
+def _at_load(curve: CurveLike, load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At a load per replica (req/s; inf where no replica serves): the share of requests served
+    (the curve's top rate / the load above it) and the weights on the curve's points."""
+    top = float(curve.rates_per_replica[-1])
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        served_share = np.where(load > top, top / load, 1.0)
+    served_share = np.where(np.isfinite(load), served_share, 0.0)
+    return served_share, point_weights(curve, np.where(np.isfinite(load), load, top))
 
 
 def _preempted_requests(route: RouteHours, dep: DeploymentHours) -> np.ndarray:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from simulator.common.arrays import divide
 from simulator.inference.failures import (  # noqa: F401  (re-exported: the engine injects the same failures)
     DEFAULT_RELOAD_GB_PER_S,
     DEFAULT_STARTUP_S,
@@ -86,3 +87,36 @@ def zone_spread(replicas: np.ndarray, redundancy: Redundancy) -> np.ndarray:
         short = held - np.ceil(held / zones - 1e-9) < need
         held = held + short
     return np.where(need > 0, held, 0.0)
+
+
+#: Below this chance of any replica being down (every hour) the load is read at the mean capacity
+#: (one state): the up/down mixture would move attainment by less than this share.
+MIXTURE_FROM_DOWN_CHANCE = 1e-3
+#: Binomial states are kept until the chance of more replicas down is below this.
+MIXTURE_TAIL = 1e-6
+
+
+def up_states(replicas: np.ndarray, share_down: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """How many of a deployment's replicas are up each hour, as (weight, share up) states.
+
+    Replicas fail independently, each down with probability ``share_down`` (renewal theory), so
+    k of R are down with the binomial probability C(R, k) q^k (1 - q)^(R - k), leaving (R - k) / R
+    of the capacity; the load per replica up is the load / that. Where no replica is down with a
+    chance of MIXTURE_FROM_DOWN_CHANCE or more in any hour, one state at the mean share up
+    (1 - q): the plain reading at mean capacity."""
+    q = np.clip(np.asarray(share_down, dtype=float), 0.0, 1.0)
+    n = np.rint(np.asarray(replicas, dtype=float))
+    if not np.any(q > 0) or float(np.max(1 - (1 - q) ** n)) < MIXTURE_FROM_DOWN_CHANCE:
+        return [(np.ones_like(q), 1.0 - q)]
+    states, weight, left = [], (1 - q) ** n, np.ones_like(q)
+    k = 0
+    while True:
+        states.append((weight, np.where(n > 0, divide(n - k, n), 1.0)))
+        left = left - weight
+        if k >= n.max() or float(left.max()) < MIXTURE_TAIL:
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(n > k, weight * (n - k) / (k + 1) * divide(q, 1 - q), 0.0)
+        k += 1
+    total = sum(w for w, _ in states)
+    return [(divide(w, total), up) for w, up in states]
