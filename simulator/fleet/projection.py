@@ -262,7 +262,9 @@ def project(
     # demand would want: running training is never pre-empted, so serving is squeezed there.
     _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
     if _spill_over(scenario, line, curve_provider, active, routes, deployments, regions):
-        reserve = {name: dep.reserve_equivalents for name, dep in deployments.items()}
+        # the reserve for a region's loss against the routing with the spill
+        closed = _closed_loop_rates(scenario, line, curve_provider, active)
+        reserve = _region_reserve(scenario, line, curve_provider, active, closed, regions, routes)
         deployments = _requested_replicas(scenario, routes, line.hours, active, reserve)
         _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
 
@@ -362,7 +364,11 @@ def _spill_over(
             continue
         dep = deployments[route.deployment]
         policy = scenario.deployment(route.deployment).autoscaling
-        share = spill_share(dep.load_equivalents, dep.billed * policy.target_utilization * (1 - dep.down_fraction))
+        # what the replicas held for the load carry (spares, zone and region reserves held
+        # apart: they are not spent on load), at the target utilisation, less spot reloads
+        for_load = np.minimum(dep.billed, np.maximum(dep.requested - dep.redundant, 0.0))
+        spot_up = divide(1 - dep.down_fraction, 1 - dep.failure_down, 1.0)
+        share = spill_share(dep.load_equivalents, for_load * policy.target_utilization * spot_up)
         here = deployment_region(scenario, route.deployment)
         target = next_region(scenario, workload, route.origin, here) if here else None
         if target is None or not np.any(share * route.demand_rps > 0):
@@ -517,7 +523,9 @@ def _demand_and_routes(
     demand, cache_hits, unrouted, routes = {}, {}, {}, []
     eras_served = _serving_eras(scenario, line, active)
     for workload in scenario.workloads:
-        if workload.traffic.concurrent_users is None:
+        if workload.origins:  # each origin peaks at its own local hour
+            rate = sum((r for _, r in origin_rates(scenario, workload, line)), np.zeros(line.hours))
+        elif workload.traffic.concurrent_users is None:
             rate = hourly_requests_per_s(workload.traffic, line)
         else:
             rate = closed_rates[workload.name]
@@ -527,7 +535,7 @@ def _demand_and_routes(
         place = functools.partial(_place, scenario, line, curve_provider, eras_served, workload, routes)
         if workload.origins:
             state = regions or RegionState.of(scenario, line, active)
-            unrouted[workload.name] = _route_origins(scenario, line, workload, divide(gpu_rate, rate), state, place)
+            unrouted[workload.name] = _route_origins(scenario, line, workload, state, place)
             continue
         up = [active[r.deployment] for r in workload.routes]
         raw = [route_share_hourly(r, scenario.horizon.start, line.hours) * a
@@ -538,7 +546,8 @@ def _demand_and_routes(
         raw = [np.where(serving > 0, r, a) for r, a in zip(raw, up, strict=True)]
         total = np.where(serving > 0, serving, fallback)
         scale = divide(1.0, total)
-        unrouted[workload.name] = np.where(total > 0, 0.0, gpu_rate)
+        # with nowhere to go a request is unserved, whatever a stage would have made of it
+        unrouted[workload.name] = np.where(total > 0, 0.0, rate - cache_hits[workload.name])
         for route, share in zip(workload.routes, raw, strict=True):
             place(route.deployment, gpu_rate * share * scale)
     return demand, cache_hits, unrouted, routes
@@ -592,21 +601,21 @@ class RegionState:
 
 
 def _route_origins(
-    scenario: Scenario, line: Timeline, workload, gpu_fraction: np.ndarray, state: RegionState,
-    place: Callable[..., None],
+    scenario: Scenario, line: Timeline, workload, state: RegionState, place: Callable[..., None]
 ) -> np.ndarray:
-    """Place each origin's GPU-bound requests on the nearest serving region; return the
-    workload's unrouted req/s (no region took them)."""
+    """Place each origin's GPU-bound requests (past the response cache and the stages' blocks)
+    on the nearest serving region; return the workload's unrouted req/s: requests past the
+    cache that no region took (unserved, not blocked: no stage ran on them)."""
     shares = {r.deployment: route_share_hourly(r, scenario.horizon.start, line.hours) for r in workload.routes}
     unrouted = np.zeros(line.hours)
     for origin, rate in origin_rates(scenario, workload, line):
-        gpu_rate = rate * gpu_fraction
+        past_cache = rate * (1 - workload.response_cache_hit_rate)
         placed, lost = origin_shares(scenario, workload, origin, shares, state.windows, state.up)
         for p in placed:
-            place(p.deployment, gpu_rate * p.share, origin, p.rtt_ms)
+            place(p.deployment, past_cache * model_share(workload) * p.share, origin, p.rtt_ms)
         state.origin_rps[(workload.name, origin)] = rate
-        state.origin_unrouted_rps[(workload.name, origin)] = gpu_rate * lost
-        unrouted += gpu_rate * lost
+        state.origin_unrouted_rps[(workload.name, origin)] = past_cache * lost
+        unrouted += past_cache * lost
     return unrouted
 
 

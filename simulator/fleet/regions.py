@@ -31,14 +31,15 @@ from simulator.scenario.schema import Scenario, Slo, Workload
 
 
 def region_up(scenario: Scenario, line: Timeline) -> dict[str, np.ndarray]:
-    """Share of each hour each region is up: 1, less the part of the hour an outage covers."""
+    """Share of each hour each region is up: 1, less the part of the hour an outage covers
+    (overlapping outages: the larger part; exact unless two cover different parts of one hour)."""
     hours = np.arange(line.hours, dtype=float)
     up = {region.name: np.ones(line.hours) for region in scenario.regions}
     for outage in scenario.region_outages:
         start = line.hour_of(outage.start) + outage.start_hour_utc
         end = start + outage.hours
         down = np.clip(np.minimum(hours + 1, end) - np.maximum(hours, start), 0.0, 1.0)
-        up[outage.region] = up[outage.region] * (1.0 - down)
+        up[outage.region] = np.minimum(up[outage.region], 1.0 - down)  # overlapping outages do not compound
     return up
 
 

@@ -101,22 +101,24 @@ def up_states(replicas: np.ndarray, share_down: np.ndarray) -> list[tuple[np.nda
 
     Replicas fail independently, each down with probability ``share_down`` (renewal theory), so
     k of R are down with the binomial probability C(R, k) q^k (1 - q)^(R - k), leaving (R - k) / R
-    of the capacity; the load per replica up is the load / that. Where no replica is down with a
-    chance of MIXTURE_FROM_DOWN_CHANCE or more in any hour, one state at the mean share up
-    (1 - q): the plain reading at mean capacity."""
+    of the capacity; the load per replica up is the load / that. In hours where no replica is
+    down with a chance below MIXTURE_FROM_DOWN_CHANCE, one state at the mean share up (1 - q):
+    the plain reading at mean capacity; in no such hour at all, that one state alone."""
     q = np.clip(np.asarray(share_down, dtype=float), 0.0, 1.0)
     n = np.rint(np.asarray(replicas, dtype=float))
-    if not np.any(q > 0) or float(np.max(1 - (1 - q) ** n)) < MIXTURE_FROM_DOWN_CHANCE:
+    mixed = (q > 0) & (1 - (1 - q) ** n >= MIXTURE_FROM_DOWN_CHANCE)
+    if not np.any(mixed):
         return [(np.ones_like(q), 1.0 - q)]
-    states, weight, left = [], (1 - q) ** n, np.ones_like(q)
+    states, weight, left = [], np.where(mixed, (1 - q) ** n, 1.0), np.ones_like(q)
     k = 0
     while True:
-        states.append((weight, np.where(n > 0, divide(n - k, n), 1.0)))
+        up = np.where(mixed, np.where(n > 0, divide(n - k, n), 1.0), 1.0 - q)
+        states.append((weight, up))
         left = left - weight
         if k >= n.max() or float(left.max()) < MIXTURE_TAIL:
             break
         with np.errstate(divide="ignore", invalid="ignore"):
-            weight = np.where(n > k, weight * (n - k) / (k + 1) * divide(q, 1 - q), 0.0)
+            weight = np.where(mixed & (n > k), weight * (n - k) / (k + 1) * divide(q, 1 - q), 0.0)
         k += 1
     total = sum(w for w, _ in states)
     return [(divide(w, total), up) for w, up in states]

@@ -130,7 +130,7 @@ def region_reserve(p: Projection, dep) -> dict[str, float]:
     cost per billed GPU-hour (as the failure redundancy is priced)."""
     if not len(dep.region_reserve):
         return {"region_reserve_replica_hours": 0.0, "region_reserve_cost_usd": 0.0}
-    held = np.minimum(dep.region_reserve, dep.billed)
+    held = np.clip(dep.billed - (dep.requested - dep.region_reserve), 0.0, dep.region_reserve)  # cut first when short
     cost = p.pool_costs[dep.pool]
     per_gpu_hour = divide(cost.total_usd, cost.gpus_billed)
     return {"region_reserve_replica_hours": float(held.sum()),

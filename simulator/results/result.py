@@ -330,10 +330,11 @@ def _mixture(p: Projection, workload: str) -> Mixture:
 
 def _blocked(p: Projection, workload) -> tuple[np.ndarray, np.ndarray]:
     """Requests a workload's pipeline stages blocked each hour: before the model (of those past
-    the response cache, every hour, routed or not: the demand the projection took out) and
+    the response cache with a deployment to go to: the demand the projection took out) and
     after it (of those the model served)."""
     hours = p.timeline.hours
-    past_cache = (p.demand_rps[workload.name] - p.cache_hit_rps[workload.name]) * 3600
+    # the stages ran on the requests past the cache that had a deployment to go to
+    past_cache = (p.demand_rps[workload.name] - p.cache_hit_rps[workload.name] - p.unrouted_rps[workload.name]) * 3600
     answered = sum((r.served_requests for r in p.routes if r.workload == workload.name), np.zeros(hours))
     before = after = np.zeros(hours)
     for flow in flows(workload):

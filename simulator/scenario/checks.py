@@ -520,7 +520,10 @@ def _region_problems(scenario: Scenario) -> list[Problem]:
     for i, pool in enumerate(scenario.pools):
         if pool.region is not None and pool.region not in names:
             problems.append(Problem(("pools", i, "region"), _unknown("region", pool.region, names)))
+    outage_names = Counter(o.name for o in scenario.region_outages)
     for i, outage in enumerate(scenario.region_outages):
+        if outage_names[outage.name] > 1:
+            problems.append(Problem(("region_outages", i, "name"), f"duplicate outage name {outage.name!r}"))
         if outage.region not in names:
             problems.append(Problem(("region_outages", i, "region"), _unknown("region", outage.region, names)))
     if problems:
@@ -549,6 +552,11 @@ def _region_problems(scenario: Scenario) -> list[Problem]:
                                         "region: a workload with origins needs a region on every route's pool"))  # fmt: skip
             else:
                 served_from.add(pool.region)
+        problems += _stage_region_problems(scenario, i)
+        names_seen = Counter(o.region for o in workload.origins)
+        for k, origin in enumerate(workload.origins):
+            if names_seen[origin.region] > 1:
+                problems.append(Problem(at + (k, "region"), f"origin {origin.region!r} is given twice"))
         target = min((t for t in (workload.slo.ttft_p95_ms, workload.slo.e2e_p95_ms) if t is not None), default=None)
         for k, origin in enumerate(workload.origins):
             if origin.region not in names:
@@ -565,6 +573,37 @@ def _region_problems(scenario: Scenario) -> list[Problem]:
                     problems.append(Problem(at + (k, "region"),
                                             f"the {ms:g} ms round trip from {origin.region!r} to {region!r} "
                                             f"leaves no time within the {target:g} ms latency target"))  # fmt: skip
+    return problems
+
+
+def _stage_region_problems(scenario: Scenario, index: int) -> list[Problem]:
+    """A stage with deployments under a workload with origins is routed by region too: each of
+    its deployments' pools needs a region, and its latency budget must exceed the round trip
+    from every origin to every region it may be served from."""
+    workload = scenario.workloads[index]
+    pools = {p.name: p for p in scenario.pools}
+    deployments = {d.name: d for d in scenario.deployments}
+    problems = []
+    for j, stage in enumerate(workload.stages):
+        at = ("workloads", index, "stages", j)
+        regions = set()
+        for name in stage.deployments:
+            dep = deployments.get(name)
+            if dep is None or dep.pool not in pools:
+                continue
+            if pools[dep.pool].region is None:
+                problems.append(Problem(at + ("deployment",), f"deployment {name!r} is on pool {dep.pool!r}, which "
+                                        "has no region: a stage of a workload with origins needs one"))  # fmt: skip
+            else:
+                regions.add(pools[dep.pool].region)
+        budget = stage.latency_budget_ms
+        for origin in workload.origins if budget is not None else []:
+            for region in sorted(regions):
+                ms = scenario.round_trip_ms(origin.region, region)
+                if ms is not None and ms >= budget:
+                    problems.append(Problem(at + ("latency_budget_ms",),
+                                            f"the {ms:g} ms round trip from {origin.region!r} to {region!r} "
+                                            f"leaves no time within the {budget:g} ms latency budget"))  # fmt: skip
     return problems
 
 

@@ -273,3 +273,51 @@ def test_surviving_a_zone_loss_holds_more_replicas_and_shows_as_redundancy():
     held = spread.deployments_hourly["replicas_held"].to_numpy()
     assert np.all(held - np.ceil(held / 3 - 1e-9) >= need - 1e-9)  # one zone lost, the need remains
     assert spread.summary["redundancy_cost_usd"] > 0 == plain.summary["redundancy_cost_usd"]
+
+
+def test_more_region_input_errors():
+    data = three_regions()
+    data["workloads"][0]["origins"].append({"region": "us", "share": 0.0})
+    assert "origin 'us' is given twice" in _problems(data)
+    data = three_regions()
+    data["region_outages"] = [{"region": "us", "start": "2027-01-02", "hours": 2},
+                              {"region": "eu", "start": "2027-01-03", "hours": 2}]
+    assert "duplicate outage name 'outage'" in _problems(data)
+    data = three_regions()  # a guard served across a 150 ms trip cannot answer within 100 ms
+    data["deployments"].append(_deployment("guard-us", "p-us"))
+    data["workloads"][0]["stages"] = [{"name": "guard", "kind": "moderation", "latency_ms": {"distribution": "fixed",
+                                       "value": 30}, "deployment": ["guard-us"], "latency_budget_ms": 100}]  # fmt: skip
+    assert "the 150 ms round trip from 'ap' to 'us' leaves no time within the 100 ms latency budget" in _problems(data)
+    data["pools"].append({"name": "p-none", "gpu": "h100-sxm", "max_gpus": 8,
+                          "pricing": {"kind": "on_demand", "usd_per_gpu_hour": 3.0}})  # fmt: skip
+    data["deployments"][-1]["pool"] = "p-none"
+    assert "a stage of a workload with origins needs one" in _problems(data)
+
+
+def test_overlapping_outages_do_not_compound():
+    from simulator.fleet.demand import timeline
+    from simulator.fleet.regions import region_up
+
+    data = three_regions()
+    data["region_outages"] = [{"name": "a", "region": "us", "start": "2027-01-02", "start_hour_utc": 3, "hours": 0.5},
+                              {"name": "b", "region": "us", "start": "2027-01-02", "start_hour_utc": 3, "hours": 0.5}]
+    scenario = validate_scenario_data(data)
+    up = region_up(scenario, timeline(scenario.horizon))["us"]
+    assert up[24 + 3] == pytest.approx(0.5) and up.sum() == pytest.approx(len(up) - 0.5)
+
+
+def test_requests_with_nowhere_to_go_are_unserved_not_blocked():
+    from tests.conftest import minimal_scenario_dict
+
+    data = minimal_scenario_dict()
+    data.pop("training_jobs")
+    data["deployments"][0]["from"] = "2027-02-01"  # nothing serves in January
+    data["workloads"][0]["stages"] = [{"name": "guard", "kind": "moderation", "block_share": 0.5,
+                                       "latency_ms": {"distribution": "fixed", "value": 20}}]  # fmt: skip
+    result = run(without_failures(validate_scenario_data(data)), curve_provider=slo_provider)
+    january = result.latency.iloc[0]
+    assert january["requests_blocked"] == 0 and january["requests_served"] == 0
+    assert january["requests_unserved"] > 0
+    february = result.latency.iloc[1]
+    assert february["requests_blocked"] == pytest.approx(0.5 * (february["requests_blocked"] + february["requests_served"]
+                                                                + february["requests_unserved"]), rel=1e-6)
