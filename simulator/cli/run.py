@@ -94,7 +94,30 @@ def summary_tables(summary: dict[str, Any]) -> list[Any]:
         [[name, p["gpu"], p["pricing"], f"{p['peak_gpus']:,.0f}", pct(p["mean_utilization"]), usd(p["cost_usd"])]
          for name, p in summary["pools"].items()],
     )  # fmt: skip
-    return [head, workloads, jobs, pools]
+    return [head, workloads] + ([jobs] if summary["training_jobs"] else []) + [pools] + _region_tables(summary)
+
+
+def _region_tables(summary: dict[str, Any]) -> list[Any]:
+    """Regions and outages (scenarios with regions only)."""
+    if "regions" not in summary:
+        return []
+    regions = table(
+        "Regions",
+        ["region", "UTC offset h", "GPU-hours", "cost", "hours down", "requests served", "of them from elsewhere"],
+        [[name, f"{r['utc_offset_hours']:+g}", f"{r['gpu_hours_billed']:,.0f}", usd(r["cost_usd"]),
+          f"{r['hours_down']:,.1f}", f"{r['requests_served']:,.0f}", f"{r['requests_served_from_other_regions']:,.0f}"]
+         for name, r in summary["regions"].items()],
+    )  # fmt: skip
+    if not summary.get("region_outages"):
+        return [regions]
+    outages = table(
+        "Region outages",
+        ["outage", "region", "start (UTC)", "hours", "served elsewhere", "unserved", "SLO attained"],
+        [[o["name"], o["region"], o["start"][:16], f"{o['hours']:g}", f"{o['requests_served_in_other_regions']:,.0f}",
+          f"{o['unserved_requests']:,.0f}", pct(o["slo_attainment"])]
+         for o in summary["region_outages"]],
+    )  # fmt: skip
+    return [regions, outages]
 
 
 def _cash_rows(cash: dict[str, Any] | None) -> list[list[str]]:

@@ -9,7 +9,8 @@ Sheets, in order:
 - **Assumptions**: every price in a named cell (edit these), and every simulated input.
 - **Monthly <run>** and **Billing <run>**, one pair per run (see :mod:`simulator.report.monthly`):
   Billing holds quantities x named prices, Monthly sums them by category, pool, workload and job.
-- **Utilisation**, **Utilisation by hour**, **Latency & SLO**, **Training jobs**, **Training runs**:
+- **Utilisation**, **Utilisation by hour**, **Latency & SLO**, **Training jobs**, **Training runs**
+  (the two training sheets only where a run has training jobs):
   long tables with a run column (see :mod:`simulator.report.details`).
 
 Every $ figure is a formula that leads back to the named prices, with its result cached so
@@ -134,9 +135,10 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
         r.label: Sheet(workbook, sheet_title("Billing", r.label, taken), formats) for r in runs
     }
     cash = {r.label: Sheet(workbook, sheet_title("Cash flow", r.label, taken), formats) for r in runs}
+    training = any(r.scenario.training_jobs for r in runs)  # no empty Training sheets without training
     details = [Sheet(workbook, name, formats) for name in
-               ("Utilisation", "Utilisation by hour", "Deployments", "Latency & SLO", "Training jobs",
-                "Training runs")]  # fmt: skip
+               ("Utilisation", "Utilisation by hour", "Deployments", "Latency & SLO")
+               + (("Training jobs", "Training runs") if training else ())]  # fmt: skip
 
     book = build_price_book([PricedRun(r.label, r.scenario, r.result.billing) for r in runs])
     shares = {r.label: input_shares(r) for r in runs}
@@ -150,8 +152,9 @@ def _write(path: Path, runs: list[ReportRun], paper: str = "a4") -> None:
     write_hour_of_day(details[1], runs)
     write_deployments(details[2], runs)
     write_latency(details[3], runs)
-    write_training_jobs(details[4], runs, layouts)
-    write_training_runs(details[5], runs)
+    if training:
+        write_training_jobs(details[4], runs, layouts)
+        write_training_runs(details[5], runs)
     write_about(Sheet(workbook, "About", formats), runs)
     summary.ws.activate()
     workbook.close()

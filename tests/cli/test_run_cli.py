@@ -172,3 +172,22 @@ def test_unknown_format_is_a_usage_error(tmp_path, chat_path):
     result = runner.invoke(app, ["run", str(chat_path), "--out", str(tmp_path / "o"), "--format", "xls"])
     assert result.exit_code == 2 and "expected csv, parquet or both" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_run_table_shows_regions_and_outages_and_no_empty_training_table(tmp_path):
+    path = ROOT / "scenarios" / "multi-region.yaml"
+    result = runner.invoke(app, ["run", str(path), "--months", "6", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "Regions" in result.output and "us-east-drill" in result.output
+    assert "Training jobs" not in result.output  # the scenario has none
+
+
+def test_workbook_has_no_training_sheets_without_training(tmp_path):
+    from openpyxl import load_workbook
+
+    path = ROOT / "scenarios" / "multi-region.yaml"
+    book = tmp_path / "mr.xlsx"
+    result = runner.invoke(app, ["report", str(path), "-o", str(book), "--plans", "base"])
+    assert result.exit_code == 0, result.output
+    names = load_workbook(book, read_only=True).sheetnames
+    assert "Training jobs" not in names and "Training runs" not in names and "Latency & SLO" in names
