@@ -263,7 +263,7 @@ def project(
     _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
     if _spill_over(scenario, line, curve_provider, active, routes, deployments, regions):
         # the reserve for a region's loss against the routing with the spill
-        closed = _closed_loop_rates(scenario, line, curve_provider, active)
+        closed = _closed_loop_rates(scenario, line, curve_provider, active, regions)
         reserve = _region_reserve(scenario, line, curve_provider, active, closed, regions, routes)
         deployments = _requested_replicas(scenario, routes, line.hours, active, reserve)
         _allocate(scenario, deployments, capacity, inference_first + training_first, training.gpus_held_by_pool)
@@ -307,7 +307,7 @@ def _demand_side(
     regions = RegionState.of(scenario, line, windows)
     active = {d.name: windows[d.name] * regions.up[r] if (r := scenario.pool(d.pool).region) else windows[d.name]
               for d in scenario.deployments}  # fmt: skip
-    closed = _closed_loop_rates(scenario, line, curve_provider, active)
+    closed = _closed_loop_rates(scenario, line, curve_provider, active, regions)
     demand, cache_hits, unrouted, routes = _demand_and_routes(scenario, line, curve_provider, active, closed, regions)
     reserve = _region_reserve(scenario, line, curve_provider, active, closed, regions, routes)
     deployments = _requested_replicas(scenario, routes, line.hours, active, reserve)
@@ -418,7 +418,8 @@ def _launch_hours(scenario: Scenario, training, line: Timeline) -> dict[str, flo
 
 
 def _closed_loop_rates(
-    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray]
+    scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
+    regions: RegionState | None = None,
 ) -> dict[str, np.ndarray]:
     """Per workload given as concurrent users, its request rate X each hour where X = N / (R + Z)
     and R is the mean response time the autoscaler's replicas give at that rate.
@@ -438,7 +439,7 @@ def _closed_loop_rates(
     hi = {name: population[name] / think[name] for name in population}
     rate = dict(hi)
     for step in range(CLOSED_LOOP_MAX_STEPS):
-        routes = _autoscaled_routes(scenario, line, curve_provider, active, rate)
+        routes = _autoscaled_routes(scenario, line, curve_provider, active, rate, regions)
         for w in users:
             mine = [r for r in routes if r.workload == w.name]
             if step == 0:  # bracket: the slowest response the curves can give
@@ -463,10 +464,11 @@ CLOSED_LOOP_TOLERANCE = 1e-6
 
 def _autoscaled_routes(
     scenario: Scenario, line: Timeline, curve_provider: CurveProvider, active: dict[str, np.ndarray],
-    closed_rates: dict[str, np.ndarray],
+    closed_rates: dict[str, np.ndarray], regions: RegionState | None = None,
 ) -> list[RouteHours]:
     """Routes served by the replicas the autoscaler asks for (no pool limits), loads set."""
-    _, _, _, routes = _demand_and_routes(scenario, line, curve_provider, active, closed_rates)
+    state = RegionState(regions.windows, regions.up) if regions is not None else None  # records apart
+    _, _, _, routes = _demand_and_routes(scenario, line, curve_provider, active, closed_rates, state)
     deployments = _requested_replicas(scenario, routes, line.hours, active)
     for dep in deployments.values():
         dep.billed = dep.requested
@@ -936,7 +938,8 @@ def _in_flight_lost(route: RouteHours, dep: DeploymentHours, per_replica_hour: n
     curve = route.curve
     levels = np.asarray(curve.quantile_levels, dtype=float)
     median_s = np.array([np.interp(0.5, levels, row) for row in np.asarray(curve.e2e_ms, dtype=float)]) / 1000
-    e2e_s = route.point_weights @ median_s
+    # on the replica: less the round trip of a request served from another region
+    e2e_s = np.maximum(route.point_weights @ median_s - route.network_rtt_ms / 1000, 0.0)
     in_flight = divide(route.served_requests / SECONDS_PER_HOUR, dep.serving) * e2e_s
     return per_replica_hour * dep.billed * in_flight
 
